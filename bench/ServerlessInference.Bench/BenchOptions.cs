@@ -1,0 +1,126 @@
+using System.Globalization;
+
+namespace ServerlessInference.Bench;
+
+/// <summary>Command-line settings of a bench run.</summary>
+internal sealed class BenchOptions
+{
+    /// <summary>Measured seconds per HTTP scenario, summed over the rounds.</summary>
+    public TimeSpan Duration { get; private set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Load before the first round, per scenario (model loads, JIT, connection set-up).</summary>
+    public TimeSpan Warmup { get; private set; } = TimeSpan.FromSeconds(3);
+
+    /// <summary>Load before each slice, not measured (refills the pipeline after another scenario ran).</summary>
+    public TimeSpan SliceWarmup { get; private set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Interleaved rounds; each scenario gets <see cref="Duration"/> / rounds per round.</summary>
+    public int Rounds { get; private set; } = 5;
+
+    /// <summary>Raw loops are cheap to measure precisely: half the duration each.</summary>
+    public TimeSpan RawDuration => TimeSpan.FromSeconds(Math.Max(1, Duration.TotalSeconds / 2));
+
+    /// <summary>The worker count whose figures go into the ratios.</summary>
+    public int Workers { get; private set; } = 1;
+
+    /// <summary>Worker counts measured on the DevHost at MaxBatchSize 32.</summary>
+    public IReadOnlyList<int> CompareWorkers { get; private set; } = [1, 2];
+
+    public int IntraOpThreads { get; private set; } = Environment.ProcessorCount;
+
+    public bool SkipSpinning { get; private set; }
+
+    /// <summary>HTTP scenario ids to run (null: all): 2,3,4,4c1,5j,5b,6.</summary>
+    public HashSet<string>? Scenarios { get; private set; }
+
+    public bool SkipRaw { get; private set; }
+
+    /// <summary>Extra environment for every DevHost (KEY=VALUE).</summary>
+    public Dictionary<string, string> DevHostEnvironment { get; } = [];
+
+    /// <summary>Extra DevHosts (MaxBatchSize 32, <see cref="Workers"/> workers) with their own environment, measured in
+    /// the same rounds: name → KEY=VALUE pairs.</summary>
+    public List<(string Name, Dictionary<string, string> Environment)> Variants { get; } = [];
+
+    public bool Runs(string scenarioId) => Scenarios is null || Scenarios.Contains(scenarioId);
+
+    public static BenchOptions Parse(string[] args)
+    {
+        var options = new BenchOptions();
+        var quick = false;
+        double? duration = null, warmup = null, sliceWarmup = null;
+        int? rounds = null;
+        for (var i = 0; i < args.Length; i++)
+        {
+            string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
+            switch (args[i])
+            {
+                case "--duration": duration = Seconds(Next()); break;
+                case "--warmup": warmup = Seconds(Next()); break;
+                case "--slice-warmup": sliceWarmup = Seconds(Next()); break;
+                case "--rounds": rounds = int.Parse(Next(), CultureInfo.InvariantCulture); break;
+                case "--quick": quick = true; break;
+                case "--workers": options.Workers = int.Parse(Next(), CultureInfo.InvariantCulture); break;
+                case "--compare-workers": options.CompareWorkers = [.. Next().Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture))]; break;
+                case "--intra-op-threads": options.IntraOpThreads = int.Parse(Next(), CultureInfo.InvariantCulture); break;
+                case "--skip-spinning": options.SkipSpinning = true; break;
+                case "--skip-raw": options.SkipRaw = true; break;
+                case "--scenarios": options.Scenarios = [.. Next().Split(',')]; break;
+                case "--devhost-env":
+                    var (key, value) = Pair(Next());
+                    options.DevHostEnvironment[key] = value;
+                    break;
+                case "--variant":
+                    var spec = Next();
+                    var colon = spec.IndexOf(':', StringComparison.Ordinal);
+                    if (colon <= 0)
+                    {
+                        throw new ArgumentException($"--variant takes NAME:KEY=VALUE[;KEY=VALUE], got '{spec}'");
+                    }
+
+                    options.Variants.Add((spec[..colon], spec[(colon + 1)..].Split(';', StringSplitOptions.RemoveEmptyEntries).Select(Pair).ToDictionary()));
+                    break;
+                case "-h" or "--help":
+                    throw new ArgumentException(Usage);
+                default:
+                    throw new ArgumentException($"unknown argument '{args[i]}'{Environment.NewLine}{Usage}");
+            }
+        }
+
+        options.Duration = TimeSpan.FromSeconds(duration ?? (quick ? 3 : 10));
+        options.Warmup = TimeSpan.FromSeconds(warmup ?? (quick ? 1 : 3));
+        options.SliceWarmup = TimeSpan.FromSeconds(sliceWarmup ?? (quick ? 0.5 : 1));
+        options.Rounds = Math.Max(1, rounds ?? (quick ? 3 : 5));
+        if (!options.CompareWorkers.Contains(options.Workers))
+        {
+            options.CompareWorkers = [options.Workers, .. options.CompareWorkers];
+        }
+
+        return options;
+    }
+
+    private static double Seconds(string text) => double.Parse(text, CultureInfo.InvariantCulture);
+
+    private static (string Key, string Value) Pair(string pair)
+    {
+        var eq = pair.IndexOf('=', StringComparison.Ordinal);
+        return eq > 0 ? (pair[..eq], pair[(eq + 1)..]) : throw new ArgumentException($"expected KEY=VALUE, got '{pair}'");
+    }
+
+    public const string Usage = """
+        usage: dotnet run -c Release --project bench/ServerlessInference.Bench -- [options]
+          --duration S            measured seconds per HTTP scenario, over all rounds (default 10; raw loops S/2)
+          --rounds N              interleaved rounds (default 5)
+          --warmup S              load per scenario before the first round (default 3)
+          --slice-warmup S        unmeasured load before each slice (default 1)
+          --quick                 --duration 3 --rounds 3 --warmup 1 --slice-warmup 0.5
+          --workers N             worker count whose figures make the ratios (default 1)
+          --compare-workers L     worker counts measured at MaxBatchSize 32 (default 1,2)
+          --intra-op-threads N    ONNX Runtime intra-op threads, raw and DevHost (default: core count)
+          --skip-spinning         do not measure raw ONNX Runtime with spinning on
+          --skip-raw              no raw ONNX Runtime loops
+          --scenarios L           HTTP scenario ids to run: 2,3,4,4c1,5j,5b,6 (default all)
+          --devhost-env K=V       extra environment for every DevHost (repeatable)
+          --variant NAME:K=V;K=V  an extra DevHost measured on 2, 6 and 5b in the same rounds (repeatable)
+        """;
+}

@@ -1,0 +1,276 @@
+using System.Globalization;
+using System.Reflection;
+using System.Runtime.InteropServices;
+using ServerlessInference.Bench;
+using ServerlessInference.Onnx.Demo;
+
+if (args.Length > 0 && args[0] == RawChild.ChildFlag)
+{
+    return RawChild.RunChild(args);
+}
+
+BenchOptions options;
+try
+{
+    options = BenchOptions.Parse(args);
+}
+catch (ArgumentException ex)
+{
+    Console.Error.WriteLine(ex.Message);
+    return 2;
+}
+
+var bench = new EndToEndBench(options);
+try
+{
+    return await bench.RunAsync();
+}
+finally
+{
+    await bench.DisposeAsync();
+}
+
+namespace ServerlessInference.Bench
+{
+    /// <summary>Starts every server and raw ONNX Runtime child, warms each scenario, measures them in interleaved
+    /// rounds, then prints the table and the ratios against their bars. Children are killed at the end, even on
+    /// failure.</summary>
+    internal sealed class EndToEndBench(BenchOptions options) : IAsyncDisposable
+    {
+        private const string MlpPath = "v2/models/mlp-bench/infer";
+        private const string ResNetPath = "v2/models/resnet18/infer";
+        private static readonly long[] MlpOutputShape = [1, 16];
+        private static readonly long[] ResNetOutputShape = [1, 512, 1, 1];
+
+        private readonly string _root = Path.Combine(Path.GetTempPath(), $"si-bench-{Environment.ProcessId}");
+        private readonly List<IAsyncDisposable> _children = [];
+        private readonly List<Scenario> _scenarios = [];
+        private readonly List<RawChild> _raw = [];
+        private int _devHosts;
+
+        public async Task<int> RunAsync()
+        {
+            var configuration = Metadata("Configuration");
+            Directory.CreateDirectory(_root);
+            var loadBefore = LoadAverage();
+            var busyBefore = await CpuMeter.MachineBusyCoresAsync(TimeSpan.FromSeconds(2)).ConfigureAwait(false);
+            Console.WriteLine($"ServerlessInference end-to-end bench, {DateTimeOffset.Now:yyyy-MM-dd HH:mm zzz}");
+            Console.WriteLine($"machine: {Environment.ProcessorCount} cores, {RuntimeInformation.OSDescription.Trim()}, {RuntimeInformation.FrameworkDescription}, {configuration} build");
+            Console.WriteLine($"load average at start: {loadBefore}; machine busy over 2 s before starting: {Format.Num(busyBefore, "0.00")} cores");
+            if (busyBefore > 0.3)
+            {
+                Console.WriteLine("warning: the machine is busy; other programs inflate every figure (see 'other' in the table)");
+            }
+
+            Console.WriteLine($"settings: {options.Rounds} interleaved rounds; per HTTP scenario {Format.Num(options.Duration.TotalSeconds)} s measured "
+                + $"(+{Format.Num(options.SliceWarmup.TotalSeconds)} s unmeasured load before each slice, {Format.Num(options.Warmup.TotalSeconds)} s warm-up before round 1); "
+                + $"raw loops {Format.Num(options.RawDuration.TotalSeconds)} s; ONNX Runtime {options.IntraOpThreads} intra-op threads (shared pool), spinning off unless noted; "
+                + $"ratios use {options.Workers} worker(s)");
+            Console.WriteLine();
+
+            await StartAsync().ConfigureAwait(false);
+
+            Console.WriteLine($"warming up {_scenarios.Count} scenarios ...");
+            foreach (var scenario in _scenarios)
+            {
+                await scenario.WarmAsync(scenario is RawScenario ? TimeSpan.FromSeconds(Math.Min(1, options.Warmup.TotalSeconds)) : options.Warmup).ConfigureAwait(false);
+            }
+
+            for (var round = 1; round <= options.Rounds; round++)
+            {
+                Console.WriteLine($"round {round}/{options.Rounds} ...");
+                var order = round % 2 == 1 ? _scenarios : Enumerable.Reverse(_scenarios);
+                foreach (var scenario in order)
+                {
+                    var isRaw = scenario is RawScenario;
+                    var slice = (isRaw ? options.RawDuration : options.Duration) / options.Rounds;
+                    var warm = isRaw ? options.SliceWarmup / 2 : options.SliceWarmup;
+                    await scenario.MeasureSliceAsync(warm, slice).ConfigureAwait(false);
+                }
+            }
+
+            var raw = new List<(RawResult Result, RawScenario Scenario)>();
+            foreach (var child in _raw)
+            {
+                var results = await child.ReportAsync().ConfigureAwait(false);
+                raw.AddRange(results.Select(r => (r, _scenarios.OfType<RawScenario>().First(s => s.Child == child && s.Key == r.Key))));
+            }
+
+            var report = new Report(raw, [.. _scenarios.OfType<HttpScenario>()]);
+            Console.WriteLine();
+            report.PrintTable();
+            Console.WriteLine();
+            var passed = report.PrintRatios(options.Workers, options.CompareWorkers);
+            report.PrintErrors();
+            Console.WriteLine();
+            Console.WriteLine($"load average at end: {LoadAverage()} (at start: {loadBefore}; the bench's own load counts here)");
+            return passed ? 0 : 1;
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            foreach (var scenario in _scenarios.OfType<HttpScenario>())
+            {
+                scenario.Dispose();
+            }
+
+            for (var i = _children.Count - 1; i >= 0; i--)
+            {
+                try
+                {
+                    await _children[i].DisposeAsync().ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is InvalidOperationException or IOException)
+                {
+                    Console.Error.WriteLine($"warning: stopping a child failed: {ex.Message}");
+                }
+            }
+
+            try
+            {
+                if (Directory.Exists(_root))
+                {
+                    Directory.Delete(_root, recursive: true);
+                }
+            }
+            catch (IOException)
+            {
+                // A child still holds a file; the temp folder is left behind.
+            }
+        }
+
+        private async Task StartAsync()
+        {
+            var repo = Metadata("RepositoryRoot");
+            var configuration = Metadata("Configuration");
+            var devHostDll = Path.Combine(repo, "src", "ServerlessInference.DevHost", "bin", configuration, "net10.0", "ServerlessInference.DevHost.dll");
+            var baselineDll = Path.Combine(repo, "bench", "ServerlessInference.Bench.Baseline", "bin", configuration, "net10.0", "ServerlessInference.Bench.Baseline.dll");
+            var mlp = MlpBodies();
+            var resnetJson = ResNetBodies(binary: false);
+            var resnetBinary = ResNetBodies(binary: true);
+
+            if (!options.SkipRaw)
+            {
+                foreach (var spinning in options.SkipSpinning ? [false] : new[] { false, true })
+                {
+                    Console.WriteLine($"starting raw ONNX Runtime child, spinning {(spinning ? "on" : "off")} ...");
+                    var child = await RawChild.StartAsync(spinning, options.IntraOpThreads).ConfigureAwait(false);
+                    _children.Add(child);
+                    _raw.Add(child);
+                    foreach (var key in new[] { RawChild.MlpBatch1, RawChild.MlpBatch32, RawChild.ResNet })
+                    {
+                        _scenarios.Add(new RawScenario(child, key, $"raw ONNX Runtime, {RawScenario.Describe(key)}, spinning {(spinning ? "on" : "off")}"));
+                    }
+                }
+            }
+
+            var wantsBatch32 = new[] { "2", "6", "5j", "5b" }.Any(options.Runs);
+            foreach (var workers in wantsBatch32 ? options.CompareWorkers : [])
+            {
+                var host = await StartDevHostAsync(devHostDll, maxBatchSize: 32, workers, null).ConfigureAwait(false);
+                var w = $"w={workers}";
+                Add("2", $"DevHost mlp-bench c=64, MaxBatchSize 32, {w}", workers, host, MlpPath, mlp, 64, MlpBenchModel.OutputName, MlpOutputShape);
+                Add("6", $"DevHost mlp-bench c=1, MaxBatchSize 32, {w}", workers, host, MlpPath, mlp, 1, MlpBenchModel.OutputName, MlpOutputShape);
+                if (workers == options.Workers)
+                {
+                    Add("5j", $"DevHost resnet18 c=4, JSON tensors, {w}", workers, host, ResNetPath, resnetJson, 4, ResNet18Model.OutputName, ResNetOutputShape);
+                }
+
+                Add("5b", $"DevHost resnet18 c=4, binary tensors, {w}", workers, host, ResNetPath, resnetBinary, 4, ResNet18Model.OutputName, ResNetOutputShape);
+            }
+
+            foreach (var (name, environment) in options.Variants)
+            {
+                var host = await StartDevHostAsync(devHostDll, maxBatchSize: 32, options.Workers, environment).ConfigureAwait(false);
+                var w = $"w={options.Workers}";
+                Add("2", $"DevHost mlp-bench c=64, {name}, {w}", options.Workers, host, MlpPath, mlp, 64, MlpBenchModel.OutputName, MlpOutputShape, name);
+                Add("6", $"DevHost mlp-bench c=1, {name}, {w}", options.Workers, host, MlpPath, mlp, 1, MlpBenchModel.OutputName, MlpOutputShape, name);
+                Add("5b", $"DevHost resnet18 c=4, binary, {name}, {w}", options.Workers, host, ResNetPath, resnetBinary, 4, ResNet18Model.OutputName, ResNetOutputShape, name);
+            }
+
+            if (options.Runs("3"))
+            {
+                var host = await StartDevHostAsync(devHostDll, maxBatchSize: 1, options.Workers, null).ConfigureAwait(false);
+                Add("3", $"DevHost mlp-bench c=64, MaxBatchSize 1, w={options.Workers}", options.Workers, host, MlpPath, mlp, 64, MlpBenchModel.OutputName, MlpOutputShape);
+            }
+
+            if (options.Runs("4") || options.Runs("4c1"))
+            {
+                Console.WriteLine("starting baseline ...");
+                var host = await ServerProcess.StartAsync(ServerProcess.BaselineName, baselineDll, new Dictionary<string, string>(), TimeSpan.FromSeconds(120)).ConfigureAwait(false);
+                _children.Add(host);
+                Add("4", "baseline server mlp-bench c=64 (channel + batch loop)", null, host, MlpPath, mlp, 64, MlpBenchModel.OutputName, MlpOutputShape);
+                Add("4c1", "baseline server mlp-bench c=1", null, host, MlpPath, mlp, 1, MlpBenchModel.OutputName, MlpOutputShape);
+            }
+        }
+
+        private void Add(string id, string label, int? workers, ServerProcess host, string path, IReadOnlyList<RequestBody> bodies, int concurrency,
+            string outputName, long[] outputShape, string? variant = null)
+        {
+            if (options.Runs(id))
+            {
+                _scenarios.Add(new HttpScenario(variant is null ? id : $"{id}@{variant}", label, workers, host, path, bodies, concurrency, outputName, outputShape));
+            }
+        }
+
+        private async Task<ServerProcess> StartDevHostAsync(string dll, int maxBatchSize, int workers, Dictionary<string, string>? extra)
+        {
+            Console.WriteLine($"starting DevHost: MaxBatchSize {maxBatchSize}, {workers} worker(s){(extra is null ? "" : ", " + string.Join(", ", extra.Select(e => $"{e.Key}={e.Value}")))} ...");
+            var environment = new Dictionary<string, string>
+            {
+                ["Inference__ModelStore__Root"] = Path.Combine(_root, "models"),
+                ["Inference__WarmPool__CacheDirectory"] = Path.Combine(_root, $"weights-{++_devHosts}"),
+                ["Inference__Worker__MaxBatchSize"] = maxBatchSize.ToString(CultureInfo.InvariantCulture),
+                ["Inference__Worker__MaxBatchDelay"] = "00:00:00",
+                ["Inference__Scaling__MinReplicas"] = workers.ToString(CultureInfo.InvariantCulture),
+                ["Inference__Scaling__MaxReplicas"] = workers.ToString(CultureInfo.InvariantCulture),
+                ["Inference__Scaling__TargetJobsPerWorker"] = "32",
+                ["Inference__Onnx__IntraOpThreads"] = options.IntraOpThreads.ToString(CultureInfo.InvariantCulture),
+                ["Inference__Onnx__AllowSpinning"] = "false",
+            };
+            foreach (var (key, value) in options.DevHostEnvironment.Concat(extra ?? []))
+            {
+                environment[key] = value;
+            }
+
+            var host = await ServerProcess.StartAsync(ServerProcess.DevHostName, dll, environment, TimeSpan.FromSeconds(120)).ConfigureAwait(false);
+            _children.Add(host);
+            return host;
+        }
+
+        private static RequestBody[] MlpBodies() =>
+        [
+            .. Enumerable.Range(1, 4).Select(seed => RequestBody.Create(new InferenceRequest
+            {
+                Id = $"mlp-{seed}",
+                Inputs = [InferTensor.Create(MlpBenchModel.InputName, [1, 512], Inputs.Floats(512, seed))],
+            }, binary: false)),
+        ];
+
+        private static RequestBody[] ResNetBodies(bool binary) =>
+        [
+            .. Enumerable.Range(1, 4).Select(seed => RequestBody.Create(new InferenceRequest
+            {
+                Id = $"resnet-{seed}",
+                Parameters = binary ? new Dictionary<string, object> { [ParameterNames.BinaryDataOutput] = true } : null,
+                Inputs = [InferTensor.Create(ResNet18Model.InputName, [1, 3, 224, 224], Inputs.Floats(3 * 224 * 224, seed))],
+            }, binary)),
+        ];
+
+        private static string Metadata(string key) =>
+            typeof(EndToEndBench).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>().FirstOrDefault(a => a.Key == key)?.Value
+            ?? throw new InvalidOperationException($"assembly metadata {key} is missing");
+
+        private static string LoadAverage()
+        {
+            try
+            {
+                return string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3));
+            }
+            catch (IOException)
+            {
+                return "n/a";
+            }
+        }
+    }
+}

@@ -1,0 +1,143 @@
+using System.Globalization;
+
+namespace ServerlessInference.Bench;
+
+/// <summary>Prints the table of one run and the ratios against their bars.</summary>
+internal sealed class Report(IReadOnlyList<(RawResult Result, RawScenario Scenario)> raw, IReadOnlyList<HttpScenario> http)
+{
+    public void PrintTable()
+    {
+        Console.WriteLine("| #   | scenario                                                  |  throughput | unit   |   p50 ms |   p99 ms | notes |");
+        Console.WriteLine("|-----|-----------------------------------------------------------|------------:|--------|---------:|---------:|-------|");
+        foreach (var (r, scenario) in raw)
+        {
+            var (unit, value) = r.Key == RawChild.ResNet ? ("runs/s", r.RunsPerSecond) : ("rows/s", r.RowsPerSecond);
+            Row("1", scenario.Label, value, unit, r.P50Ms, r.P99Ms, $"n={r.Runs}{Other(scenario.OtherCores)}");
+        }
+
+        foreach (var scenario in http)
+        {
+            var result = scenario.Result;
+            var notes = new List<string> { result.Valid ? $"n={result.Completed}" : $"INVALID: {result.Errors} errors" };
+            if (scenario.MeanBatch is double batch)
+            {
+                notes.Add(string.Create(CultureInfo.InvariantCulture, $"mean batch {batch:0.0}"));
+            }
+
+            if (scenario.ServerCpuMs is double server && scenario.ClientCpuMs is double client)
+            {
+                notes.Add(string.Create(CultureInfo.InvariantCulture, $"CPU ms/req server {server:0.00} client {client:0.00}"));
+            }
+
+            Row(scenario.Id.Split('@')[0], scenario.Label, result.PerSecond, "req/s", result.P50Ms, result.P99Ms, string.Join(", ", notes) + Other(scenario.OtherCores));
+        }
+    }
+
+    /// <summary>Prints the ratios; true when every bar that could be computed passed.</summary>
+    public bool PrintRatios(int workers, IReadOnlyList<int> compared)
+    {
+        var ok = true;
+        var rawB1 = Raw(RawChild.MlpBatch1);
+        var rawB32 = Raw(RawChild.MlpBatch32);
+        var rawResNet = Raw(RawChild.ResNet);
+        var s2 = Http("2", workers);
+        var s3 = Http("3", workers);
+        var s4 = Http("4", null);
+        var s5b = Http("5b", workers);
+        var s5j = Http("5j", workers);
+        var s6 = Http("6", workers);
+        var baseC1 = Http("4c1", null);
+
+        Console.WriteLine($"ratios ({workers} worker(s); raw figures with spinning off, as the platform runs):");
+        Console.WriteLine("| ratio                                              |    value | bar       | verdict | from |");
+        Console.WriteLine("|----------------------------------------------------|---------:|-----------|---------|------|");
+        ok &= Ratio("(2)/(3) batching gain", Div(s2, s3), ">= 4", v => v >= 4, $"{Format.Num(s2?.PerSecond)} / {Format.Num(s3?.PerSecond)} req/s", s2, s3);
+        ok &= Ratio("(2)/(4) platform / hand-written baseline", Div(s2, s4), ">= 0.8", v => v >= 0.8, $"{Format.Num(s2?.PerSecond)} / {Format.Num(s4?.PerSecond)} req/s", s2, s4);
+        ok &= Ratio("(5 binary)/(1 resnet18)", PerRaw(s5b, rawResNet?.RunsPerSecond), ">= 0.75", v => v >= 0.75,
+            $"{Format.Num(s5b?.PerSecond)} / {Format.Num(rawResNet?.RunsPerSecond)} runs/s", s5b);
+        ok &= Ratio("(6) added latency ms: p50 HTTP c=1 - raw p50", Minus(s6, rawB1), "<= 1.5 ms", v => v <= 1.5,
+            $"{Format.Num(s6?.P50Ms, "0.000")} - {Format.Num(rawB1?.P50Ms, "0.000")} ms", s6);
+        Ratio("(2)/(1 mlp batch 32), info", PerRaw(s2, rawB32?.RowsPerSecond), "info", null, $"{Format.Num(s2?.PerSecond)} / {Format.Num(rawB32?.RowsPerSecond)} rows/s", s2);
+        Ratio("(5 JSON)/(1 resnet18), info", PerRaw(s5j, rawResNet?.RunsPerSecond), "info", null, $"{Format.Num(s5j?.PerSecond)} / {Format.Num(rawResNet?.RunsPerSecond)} runs/s", s5j);
+        Ratio("baseline added latency ms (4 c=1), info", Minus(baseC1, rawB1), "info", null, $"{Format.Num(baseC1?.P50Ms, "0.000")} - {Format.Num(rawB1?.P50Ms, "0.000")} ms", baseC1);
+        foreach (var other in compared.Where(c => c != workers))
+        {
+            var o2 = Http("2", other);
+            Ratio($"(2)/(4) with {other} worker(s), info", Div(o2, s4), "info", null, $"{Format.Num(o2?.PerSecond)} / {Format.Num(s4?.PerSecond)} req/s", o2, s4);
+            var o5 = Http("5b", other);
+            Ratio($"(5 binary)/(1) with {other} worker(s), info", PerRaw(o5, rawResNet?.RunsPerSecond), "info", null,
+                $"{Format.Num(o5?.PerSecond)} / {Format.Num(rawResNet?.RunsPerSecond)} runs/s", o5);
+            var o6 = Http("6", other);
+            Ratio($"(6) with {other} worker(s), ms, info", Minus(o6, rawB1), "info", null, $"{Format.Num(o6?.P50Ms, "0.000")} - {Format.Num(rawB1?.P50Ms, "0.000")} ms", o6);
+        }
+
+        foreach (var variant in http.Select(h => h.Id).Where(id => id.Contains('@', StringComparison.Ordinal)).Select(id => id[(id.IndexOf('@', StringComparison.Ordinal) + 1)..]).Distinct())
+        {
+            var v2 = Http($"2@{variant}", workers);
+            Ratio($"(2@{variant})/(4), info", Div(v2, s4), "info", null, $"{Format.Num(v2?.PerSecond)} / {Format.Num(s4?.PerSecond)} req/s", v2, s4);
+            var v5 = Http($"5b@{variant}", workers);
+            Ratio($"(5b@{variant})/(1), info", PerRaw(v5, rawResNet?.RunsPerSecond), "info", null, $"{Format.Num(v5?.PerSecond)} / {Format.Num(rawResNet?.RunsPerSecond)} runs/s", v5);
+            var v6 = Http($"6@{variant}", workers);
+            Ratio($"(6@{variant}) ms, info", Minus(v6, rawB1), "info", null, $"{Format.Num(v6?.P50Ms, "0.000")} - {Format.Num(rawB1?.P50Ms, "0.000")} ms", v6);
+        }
+
+        return ok;
+    }
+
+    public void PrintErrors()
+    {
+        foreach (var scenario in http.Where(h => h.Result.Errors > 0))
+        {
+            Console.WriteLine($"errors in ({scenario.Id}) {scenario.Label}: {scenario.Result.Errors}");
+            foreach (var sample in scenario.Result.ErrorSamples)
+            {
+                Console.WriteLine($"    {sample}");
+            }
+        }
+    }
+
+    private static string Other(double? cores) => cores is double c ? string.Create(CultureInfo.InvariantCulture, $", other programs {c:0.00} cores") : "";
+
+    private RawResult? Raw(string key) => raw.Where(r => !r.Scenario.Child.Spinning && r.Result.Key == key).Select(r => r.Result).FirstOrDefault();
+
+    private LoadResult? Http(string id, int? workers) =>
+        http.Where(h => h.Id == id && (workers is null || h.Workers == workers)).Select(h => h.Result).FirstOrDefault();
+
+    private static double? Div(LoadResult? a, LoadResult? b) => a is null || b is null || b.PerSecond == 0 ? null : a.PerSecond / b.PerSecond;
+
+    private static double? PerRaw(LoadResult? a, double? raw) => a is null || raw is not double r || r == 0 ? null : a.PerSecond / r;
+
+    private static double? Minus(LoadResult? a, RawResult? raw) => a is null || raw is null ? null : a.P50Ms - raw.P50Ms;
+
+    /// <summary>Prints one ratio; returns false only for a bar that was computed and failed, or rests on a run with errors.</summary>
+    private static bool Ratio(string name, double? value, string bar, Func<double, bool>? pass, string from, params LoadResult?[] inputs)
+    {
+        string verdict;
+        var ok = true;
+        if (value is null)
+        {
+            verdict = "n/a";
+        }
+        else if (inputs.Any(r => r is { Valid: false }))
+        {
+            verdict = "INVALID";
+            ok = pass is null;
+        }
+        else if (pass is null)
+        {
+            verdict = "";
+        }
+        else
+        {
+            ok = pass(value.Value);
+            verdict = ok ? "PASS" : "FAIL";
+        }
+
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {name,-50} | {Format.Num(value, "0.00"),8} | {bar,-9} | {verdict,-7} | {from} |"));
+        return ok;
+    }
+
+    private static void Row(string id, string label, double value, string unit, double p50, double p99, string notes) =>
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"| {id,-3} | {label,-57} | {value,11:0.0} | {unit,-6} | {p50,8:0.000} | {p99,8:0.000} | {notes} |"));
+}

@@ -1,0 +1,253 @@
+using Microsoft.Extensions.Options;
+using ServerlessInference.Jobs;
+
+namespace ServerlessInference.Embedded;
+
+/// <summary>Settings of the embedded queue (section <c>Inference:Queue</c>).</summary>
+public sealed class JobQueueOptions
+{
+    /// <summary><c>Embedded</c> (in-process). Other providers come with their own projects.</summary>
+    public string Provider { get; set; } = "Embedded";
+
+    /// <summary>Most jobs queued or in flight; beyond it enqueue answers 429.</summary>
+    public int Capacity { get; set; } = 10_000;
+
+    /// <summary>How long a received job stays invisible before it is delivered again.</summary>
+    public TimeSpan LeaseDuration { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Deliveries after which a worker dead-letters the job instead of running it again.</summary>
+    public int MaxDeliveryCount { get; set; } = 5;
+
+    /// <summary>Seconds a client is told to wait (Retry-After) when the queue is full.</summary>
+    public int RetryAfterSeconds { get; set; } = 1;
+}
+
+/// <summary>An in-process <see cref="IJobQueue"/>: FIFO, leases with a visibility timeout, redelivery of
+/// expired leases, a capacity bound and a dead-letter list.</summary>
+/// <remarks>Thread-safe. Nothing survives the process; use a Redis or Service Bus queue for that.</remarks>
+public sealed class InMemoryJobQueue : IJobQueue
+{
+    private readonly JobQueueOptions _options;
+    private readonly TimeProvider _timeProvider;
+    private readonly Lock _lock = new();
+    private readonly LinkedList<Entry> _ready = new();
+    private readonly Dictionary<Entry, long> _leased = [];
+    private readonly PriorityQueue<(Entry Entry, int Delivery), DateTimeOffset> _expiries = new();
+    private readonly List<DeadLetter> _deadLetters = [];
+    private TaskCompletionSource _signal = NewSignal();
+
+    public InMemoryJobQueue(IOptions<JobQueueOptions> options, TimeProvider timeProvider)
+    {
+        _options = options.Value;
+        _timeProvider = timeProvider;
+    }
+
+    public int MaxDeliveryCount => _options.MaxDeliveryCount;
+
+    /// <summary>Jobs that were dead-lettered, oldest first.</summary>
+    public IReadOnlyList<DeadLetter> DeadLetters
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return [.. _deadLetters];
+            }
+        }
+    }
+
+    public ValueTask EnqueueAsync(InferenceJob job, CancellationToken cancellationToken)
+    {
+        TaskCompletionSource signal;
+        lock (_lock)
+        {
+            if (_ready.Count + _leased.Count >= _options.Capacity)
+            {
+                throw new InferenceException(InferenceError.QueueFull, $"the job queue is full ({_options.Capacity} jobs)")
+                {
+                    RetryAfterSeconds = _options.RetryAfterSeconds,
+                };
+            }
+
+            _ready.AddLast(new Entry(job));
+            signal = _signal;
+            _signal = NewSignal();
+        }
+
+        signal.TrySetResult();
+        return ValueTask.CompletedTask;
+    }
+
+    public async ValueTask<IReadOnlyList<JobLease>> ReceiveAsync(int maxCount, TimeSpan maxWait, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxCount, 1);
+        var started = _timeProvider.GetTimestamp();
+        while (true)
+        {
+            Task signal;
+            lock (_lock)
+            {
+                ReclaimExpiredLocked();
+                if (_ready.Count > 0)
+                {
+                    return TakeLocked(maxCount);
+                }
+
+                signal = _signal.Task;
+            }
+
+            var remaining = maxWait - _timeProvider.GetElapsedTime(started);
+            if (remaining <= TimeSpan.Zero)
+            {
+                return [];
+            }
+
+            // Wake on a new job, or when the next lease expires, or when the wait is over.
+            var wake = remaining;
+            lock (_lock)
+            {
+                if (_expiries.TryPeek(out _, out var nextExpiry))
+                {
+                    var untilExpiry = nextExpiry - _timeProvider.GetUtcNow();
+                    wake = untilExpiry < wake ? (untilExpiry < TimeSpan.Zero ? TimeSpan.Zero : untilExpiry) : wake;
+                }
+            }
+
+            using var delayCancel = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            var delay = Task.Delay(wake, _timeProvider, delayCancel.Token);
+            await Task.WhenAny(signal, delay).ConfigureAwait(false);
+            await delayCancel.CancelAsync().ConfigureAwait(false);
+            cancellationToken.ThrowIfCancellationRequested();
+        }
+    }
+
+    public ValueTask<QueueDepth> GetDepthAsync(CancellationToken cancellationToken)
+    {
+        lock (_lock)
+        {
+            ReclaimExpiredLocked();
+            return ValueTask.FromResult(new QueueDepth(_ready.Count, _leased.Count));
+        }
+    }
+
+    private List<JobLease> TakeLocked(int maxCount)
+    {
+        var now = _timeProvider.GetUtcNow();
+        var leases = new List<JobLease>(Math.Min(maxCount, _ready.Count));
+        while (leases.Count < maxCount && _ready.First is { } node)
+        {
+            _ready.RemoveFirst();
+            var entry = node.Value;
+            entry.DeliveryCount++;
+            _leased[entry] = entry.DeliveryCount;
+            _expiries.Enqueue((entry, entry.DeliveryCount), now + _options.LeaseDuration);
+            leases.Add(new Lease(this, entry, entry.DeliveryCount));
+        }
+
+        return leases;
+    }
+
+    private void ReclaimExpiredLocked()
+    {
+        var now = _timeProvider.GetUtcNow();
+        while (_expiries.TryPeek(out var item, out var expiry) && expiry <= now)
+        {
+            _expiries.Dequeue();
+            if (item.Entry.ExpiresAgain > now)
+            {
+                // Renewed: track the new expiry instead.
+                _expiries.Enqueue(item, item.Entry.ExpiresAgain);
+                item.Entry.ExpiresAgain = DateTimeOffset.MinValue;
+                continue;
+            }
+
+            if (_leased.TryGetValue(item.Entry, out var delivery) && delivery == item.Delivery)
+            {
+                _leased.Remove(item.Entry);
+                item.Entry.LastError ??= "the worker's lease expired before it finished (the worker stopped or crashed)";
+                _ready.AddFirst(item.Entry);
+            }
+        }
+    }
+
+    /// <summary>Settles a lease if it is still the current delivery of its job; stale leases do nothing.</summary>
+    private bool Settle(Entry entry, int delivery, Action<Entry>? then)
+    {
+        TaskCompletionSource? signal = null;
+        lock (_lock)
+        {
+            if (!_leased.TryGetValue(entry, out var current) || current != delivery)
+            {
+                return false;
+            }
+
+            _leased.Remove(entry);
+            then?.Invoke(entry);
+            if (_ready.Count > 0)
+            {
+                signal = _signal;
+                _signal = NewSignal();
+            }
+        }
+
+        signal?.TrySetResult();
+        return true;
+    }
+
+    private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    private sealed class Entry(InferenceJob job)
+    {
+        public InferenceJob Job { get; } = job;
+        public int DeliveryCount { get; set; }
+        public string? LastError { get; set; }
+        public DateTimeOffset ExpiresAgain { get; set; } = DateTimeOffset.MinValue;
+    }
+
+    private sealed class Lease(InMemoryJobQueue queue, Entry entry, int delivery) : JobLease
+    {
+        public override InferenceJob Job => entry.Job;
+
+        public override int DeliveryCount => delivery;
+
+        public override string? LastError => entry.LastError;
+
+        public override ValueTask CompleteAsync(CancellationToken cancellationToken)
+        {
+            queue.Settle(entry, delivery, null);
+            return ValueTask.CompletedTask;
+        }
+
+        public override ValueTask AbandonAsync(string? error, CancellationToken cancellationToken)
+        {
+            queue.Settle(entry, delivery, e =>
+            {
+                e.LastError = error ?? e.LastError;
+                queue._ready.AddFirst(e);
+            });
+            return ValueTask.CompletedTask;
+        }
+
+        public override ValueTask DeadLetterAsync(string reason, CancellationToken cancellationToken)
+        {
+            queue.Settle(entry, delivery, e => queue._deadLetters.Add(new DeadLetter(e.Job, reason, e.DeliveryCount, queue._timeProvider.GetUtcNow())));
+            return ValueTask.CompletedTask;
+        }
+
+        public override ValueTask RenewAsync(CancellationToken cancellationToken)
+        {
+            lock (queue._lock)
+            {
+                if (queue._leased.TryGetValue(entry, out var current) && current == delivery)
+                {
+                    entry.ExpiresAgain = queue._timeProvider.GetUtcNow() + queue._options.LeaseDuration;
+                }
+            }
+
+            return ValueTask.CompletedTask;
+        }
+    }
+}
+
+/// <summary>A job that was given up on, with why.</summary>
+public sealed record DeadLetter(InferenceJob Job, string Reason, int DeliveryCount, DateTimeOffset At);

@@ -1,0 +1,86 @@
+using Microsoft.Extensions.Logging;
+using ServerlessInference.Scaling;
+using ServerlessInference.Workers;
+
+namespace ServerlessInference.Embedded;
+
+/// <summary>An <see cref="IWorkerOrchestrator"/> whose workers are loops in this process.</summary>
+/// <remarks>Scale-down stops idle workers first and always drains (<see cref="InferenceWorker.RequestStop"/>), so no job
+/// is cut short. Thread-safe. Disposing drains every worker.</remarks>
+public sealed partial class InProcessWorkerOrchestrator(Func<string, InferenceWorker> createWorker, ILogger<InProcessWorkerOrchestrator> logger)
+    : IWorkerOrchestrator, IAsyncDisposable
+{
+    private readonly Lock _lock = new();
+    private readonly List<(InferenceWorker Worker, Task Run)> _running = [];
+    private readonly List<Task> _draining = [];
+    private int _next;
+
+    /// <summary>Workers running now (not draining).</summary>
+    public IReadOnlyList<InferenceWorker> Workers
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _running.Select(r => r.Worker).ToList();
+            }
+        }
+    }
+
+    public ValueTask<int> GetReplicasAsync(CancellationToken cancellationToken)
+    {
+        lock (_lock)
+        {
+            return ValueTask.FromResult(_running.Count);
+        }
+    }
+
+    public ValueTask SetReplicasAsync(int replicas, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(replicas);
+        lock (_lock)
+        {
+            _draining.RemoveAll(t => t.IsCompleted);
+            while (_running.Count < replicas)
+            {
+                var worker = createWorker($"worker-{Interlocked.Increment(ref _next)}");
+                var run = Task.Run(() => worker.RunAsync(CancellationToken.None), CancellationToken.None);
+                _running.Add((worker, run));
+                Log.Started(logger, worker.Id);
+            }
+
+            while (_running.Count > replicas)
+            {
+                // The idlest worker goes first; a busy one drains its batch before it ends.
+                var victim = _running.OrderBy(r => r.Worker.InFlight).First();
+                _running.Remove(victim);
+                victim.Worker.RequestStop();
+                _draining.Add(victim.Run);
+                Log.Stopping(logger, victim.Worker.Id, victim.Worker.InFlight);
+            }
+        }
+
+        return ValueTask.CompletedTask;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await SetReplicasAsync(0, CancellationToken.None).ConfigureAwait(false);
+        Task[] all;
+        lock (_lock)
+        {
+            all = [.. _draining];
+        }
+
+        await Task.WhenAll(all).ConfigureAwait(false);
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(1, LogLevel.Information, "Started in-process worker {WorkerId}")]
+        public static partial void Started(ILogger logger, string workerId);
+
+        [LoggerMessage(2, LogLevel.Information, "Stopping in-process worker {WorkerId} ({InFlight} jobs in flight drain first)")]
+        public static partial void Stopping(ILogger logger, string workerId, int inFlight);
+    }
+}

@@ -1,0 +1,111 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using ServerlessInference.Jobs;
+using ServerlessInference.Models;
+using ServerlessInference.Scaling;
+using ServerlessInference.Telemetry;
+
+namespace ServerlessInference.Gateway;
+
+/// <summary>The gateway's work without HTTP: resolve the model, parse and validate, track and enqueue the job.</summary>
+/// <remarks>Bad input throws <see cref="InferenceException"/> before anything is enqueued. Thread-safe.</remarks>
+public sealed partial class InferenceGateway(
+    ModelCatalog catalog,
+    IJobQueue queue,
+    IResultStore results,
+    IOptions<GatewayOptions> options,
+    TimeProvider timeProvider,
+    InferenceMetrics metrics,
+    ILogger<InferenceGateway> logger,
+    IScaleTrigger? scaleTrigger = null)
+{
+    public GatewayOptions Options => options.Value;
+
+    public ModelCatalog Catalog => catalog;
+
+    public IResultStore Results => results;
+
+    /// <summary>Validates <paramref name="body"/> against the model and enqueues it as a job.</summary>
+    public async ValueTask<(InferenceJob Job, InferenceRequest Request)> SubmitAsync(
+        string model, string? version, ReadOnlyMemory<byte> body, int? inferenceHeaderLength, CancellationToken cancellationToken)
+    {
+        ModelManifest manifest;
+        InferenceRequest request;
+        try
+        {
+            manifest = await catalog.GetAsync(model, version, cancellationToken).ConfigureAwait(false);
+            request = OipCodec.ParseRequest(body, inferenceHeaderLength);
+            RequestValidator.Validate(request, manifest);
+        }
+        catch (InferenceException ex)
+        {
+            metrics.Request(model, ex.Error == InferenceError.NotFound ? "not_found" : "rejected");
+            throw;
+        }
+
+        var now = timeProvider.GetUtcNow();
+        var job = new InferenceJob
+        {
+            Id = InferenceJob.NewId(),
+            Model = manifest.Name,
+            Version = manifest.Version,
+            Request = request,
+            SubmittedAt = now,
+            Deadline = now + options.Value.JobDeadline,
+        };
+
+        try
+        {
+            await results.TrackAsync(job, cancellationToken).ConfigureAwait(false);
+            await queue.EnqueueAsync(job, cancellationToken).ConfigureAwait(false);
+        }
+        catch (InferenceException ex)
+        {
+            metrics.Request(model, ex.Error == InferenceError.QueueFull ? "queue_full" : "unavailable");
+            await ForgetAsync(job, ex.Message).ConfigureAwait(false);
+            throw;
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            Log.BackingServiceDown(logger, ex);
+            metrics.Request(model, "unavailable");
+            await ForgetAsync(job, "the job queue is unavailable").ConfigureAwait(false);
+            throw new InferenceException(InferenceError.Unavailable, "the job queue is unavailable; retry later", ex)
+            {
+                RetryAfterSeconds = options.Value.UnavailableRetryAfterSeconds,
+            };
+        }
+
+        scaleTrigger?.Nudge();
+        return (job, request);
+    }
+
+    /// <summary>Marks a job that never made it onto the queue as failed, so a poll does not show it queued forever.</summary>
+    private async ValueTask ForgetAsync(InferenceJob job, string reason)
+    {
+        try
+        {
+            await results.PublishAsync(new JobRecord
+            {
+                Id = job.Id,
+                Model = job.Model,
+                Version = job.Version,
+                Status = JobStatus.Failed,
+                SubmittedAt = job.SubmittedAt,
+                CompletedAt = timeProvider.GetUtcNow(),
+                Error = "not accepted: " + reason,
+            }, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            // The store is down too; the client got an error status and the record expires.
+            Log.BackingServiceDown(logger, ex);
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(1, LogLevel.Warning, "A backing service failed while accepting a job")]
+        public static partial void BackingServiceDown(ILogger logger, Exception exception);
+    }
+}

@@ -1,0 +1,125 @@
+using System.Buffers;
+using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
+using ServerlessInference.Jobs;
+using ServerlessInference.Models;
+using ServerlessInference.Scaling;
+using ServerlessInference.Workers;
+
+namespace ServerlessInference.Gateway;
+
+/// <summary>The <c>/status</c> document: what an operator asks first (how deep is the queue, who is working, what is warm).</summary>
+internal static class StatusReport
+{
+    public static async ValueTask<ReadOnlyMemory<byte>> BuildAsync(IServiceProvider services, CancellationToken cancellationToken)
+    {
+        var depth = await services.GetRequiredService<IJobQueue>().GetDepthAsync(cancellationToken).ConfigureAwait(false);
+        var workers = await services.GetRequiredService<IWorkerRegistry>().ListAsync(cancellationToken).ConfigureAwait(false);
+        var pool = services.GetService<WarmPool>();
+        var scaler = services.GetService<Scaler>();
+
+        var buffer = new ArrayBufferWriter<byte>(2048);
+        using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
+        {
+            w.WriteStartObject();
+            w.WriteStartObject("queue");
+            w.WriteNumber("queued", depth.Queued);
+            w.WriteNumber("in_flight", depth.InFlight);
+            w.WriteEndObject();
+
+            var providers = workers.Select(x => x.ExecutionProvider).ToHashSet(StringComparer.Ordinal);
+            if (pool is not null)
+            {
+                providers.Add(pool.ExecutionProvider);
+            }
+
+            w.WriteStartArray("execution_providers");
+            foreach (var provider in providers.Order(StringComparer.Ordinal))
+            {
+                w.WriteStringValue(provider);
+            }
+
+            w.WriteEndArray();
+
+            w.WriteStartArray("workers");
+            foreach (var worker in workers)
+            {
+                w.WriteStartObject();
+                w.WriteString("id", worker.Id);
+                w.WriteString("host", worker.Host);
+                w.WriteString("state", worker.State.ToString().ToLowerInvariant());
+                w.WriteString("execution_provider", worker.ExecutionProvider);
+                w.WriteNumber("in_flight", worker.InFlight);
+                w.WriteNumber("jobs_completed", worker.JobsCompleted);
+                w.WriteNumber("memory_used_bytes", worker.MemoryUsedBytes);
+                w.WriteNumber("memory_budget_bytes", worker.MemoryBudgetBytes);
+                w.WriteString("started_at", worker.StartedAt);
+                w.WriteString("last_heartbeat", worker.LastHeartbeat);
+                w.WriteStartArray("warm_models");
+                foreach (var model in worker.WarmModels)
+                {
+                    w.WriteStartObject();
+                    w.WriteString("model", model.Model);
+                    w.WriteString("version", model.Version);
+                    w.WriteNumber("bytes", model.Bytes);
+                    w.WriteEndObject();
+                }
+
+                w.WriteEndArray();
+                w.WriteEndObject();
+            }
+
+            w.WriteEndArray();
+
+            if (pool is not null)
+            {
+                var counters = pool.Counters;
+                w.WriteStartObject("warm_pool");
+                w.WriteNumber("used_bytes", counters.UsedBytes);
+                w.WriteNumber("budget_bytes", counters.BudgetBytes);
+                w.WriteNumber("hits", counters.Hits);
+                w.WriteNumber("misses", counters.Misses);
+                w.WriteNumber("loads", counters.Loads);
+                w.WriteNumber("load_failures", counters.LoadFailures);
+                w.WriteNumber("evictions", counters.Evictions);
+                w.WriteNumber("load_seconds", counters.LoadTime.TotalSeconds);
+                w.WriteStartArray("models");
+                foreach (var model in pool.Snapshot())
+                {
+                    w.WriteStartObject();
+                    w.WriteString("model", model.Name);
+                    w.WriteString("version", model.Version);
+                    w.WriteNumber("bytes", model.Bytes);
+                    w.WriteNumber("leases", model.Leases);
+                    w.WriteString("state", model.State);
+                    w.WriteEndObject();
+                }
+
+                w.WriteEndArray();
+                w.WriteEndObject();
+            }
+
+            if (scaler is not null)
+            {
+                w.WriteStartArray("scaling_decisions");
+                foreach (var decision in scaler.RecentDecisions)
+                {
+                    w.WriteStartObject();
+                    w.WriteString("at", decision.At);
+                    w.WriteNumber("current", decision.CurrentReplicas);
+                    w.WriteNumber("desired", decision.DesiredReplicas);
+                    w.WriteNumber("queued", decision.Queued);
+                    w.WriteNumber("in_flight", decision.InFlight);
+                    w.WriteString("reason", decision.Reason);
+                    w.WriteEndObject();
+                }
+
+                w.WriteEndArray();
+            }
+
+            w.WriteEndObject();
+        }
+
+        return buffer.WrittenMemory;
+    }
+}

@@ -1,0 +1,133 @@
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using ServerlessInference.Embedded;
+using ServerlessInference.Gateway;
+using ServerlessInference.Jobs;
+using ServerlessInference.Models;
+using ServerlessInference.Scaling;
+using ServerlessInference.Telemetry;
+using ServerlessInference.Workers;
+
+namespace ServerlessInference.Hosting;
+
+/// <summary>Settings of the model store (section <c>Inference:ModelStore</c>).</summary>
+public sealed class ModelStoreOptions
+{
+    /// <summary><c>Folder</c>: <c>{Root}/{name}/{version}/model.onnx</c> + <c>manifest.json</c>.</summary>
+    public string Provider { get; set; } = "Folder";
+
+    public string Root { get; set; } = Path.Combine(DataRoot, "models");
+
+    /// <summary>Where local state lives by default: <c>~/.local/share/serverless-inference</c> on Linux.</summary>
+    public static string DataRoot => Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData, Environment.SpecialFolderOption.Create), "serverless-inference");
+}
+
+/// <summary>Start-up wiring shared by every host: options validated at boot, providers chosen once by configuration.</summary>
+public static class InferenceServiceCollectionExtensions
+{
+    /// <summary>Gateway, queue, results, registry and model store, with the providers the configuration names.</summary>
+    public static IServiceCollection AddServerlessInference(this IServiceCollection services, IConfiguration configuration)
+    {
+        services.AddMetrics();
+        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton<InferenceMetrics>();
+        services.TryAddSingleton<Readiness>();
+
+        Bind<GatewayOptions>(services, "Inference:Gateway")
+            .Validate(o => o.MaxBodyBytes is > 0 and <= int.MaxValue, "Inference:Gateway:MaxBodyBytes must be between 1 and 2147483647")
+            .Validate(o => o.DefaultWait >= TimeSpan.Zero && o.DefaultWait <= o.MaxWait, "Inference:Gateway:DefaultWait must be between 0 and Inference:Gateway:MaxWait")
+            .Validate(o => o.JobDeadline > TimeSpan.Zero, "Inference:Gateway:JobDeadline must be positive");
+        Bind<JobQueueOptions>(services, "Inference:Queue")
+            .Validate(o => o.Capacity > 0, "Inference:Queue:Capacity must be positive")
+            .Validate(o => o.LeaseDuration > TimeSpan.Zero, "Inference:Queue:LeaseDuration must be positive")
+            .Validate(o => o.MaxDeliveryCount >= 1, "Inference:Queue:MaxDeliveryCount must be at least 1");
+        Bind<ResultStoreOptions>(services, "Inference:Results")
+            .Validate(o => o.Ttl > TimeSpan.Zero, "Inference:Results:Ttl must be positive");
+        Bind<ModelStoreOptions>(services, "Inference:ModelStore")
+            .Validate(o => !string.IsNullOrWhiteSpace(o.Root), "Inference:ModelStore:Root must name a folder");
+
+        var queueProvider = configuration["Inference:Queue:Provider"] ?? "Embedded";
+        var storeProvider = configuration["Inference:ModelStore:Provider"] ?? "Folder";
+        RequireProvider("Inference:Queue:Provider", queueProvider, "Embedded");
+        RequireProvider("Inference:ModelStore:Provider", storeProvider, "Folder");
+
+        services.TryAddSingleton<IModelStore>(sp => new FolderModelStore(sp.GetRequiredService<IOptions<ModelStoreOptions>>().Value.Root));
+        services.TryAddSingleton(sp => new ModelCatalog(sp.GetRequiredService<IModelStore>(), sp.GetRequiredService<TimeProvider>()));
+        services.TryAddSingleton<IJobQueue, InMemoryJobQueue>();
+        services.TryAddSingleton<IResultStore, InMemoryResultStore>();
+        services.TryAddSingleton<IWorkerRegistry>(sp => new InMemoryWorkerRegistry(sp.GetRequiredService<TimeProvider>()));
+        services.TryAddSingleton(sp => new InferenceGateway(
+            sp.GetRequiredService<ModelCatalog>(),
+            sp.GetRequiredService<IJobQueue>(),
+            sp.GetRequiredService<IResultStore>(),
+            sp.GetRequiredService<IOptions<GatewayOptions>>(),
+            sp.GetRequiredService<TimeProvider>(),
+            sp.GetRequiredService<InferenceMetrics>(),
+            sp.GetRequiredService<ILogger<InferenceGateway>>(),
+            sp.GetService<IScaleTrigger>()));
+        return services;
+    }
+
+    /// <summary>Workers as loops in this process, a warm pool shared by them, and the scaler on a timer.
+    /// Needs an <see cref="IInferenceEngine"/> (e.g. <c>AddOnnxEngine</c>).</summary>
+    public static IServiceCollection AddInProcessWorkers(this IServiceCollection services)
+    {
+        Bind<WorkerOptions>(services, "Inference:Worker")
+            .Validate(o => o.MaxBatchSize is >= 1 and <= 4096, "Inference:Worker:MaxBatchSize must be between 1 and 4096")
+            .Validate(o => o.MaxBatchDelay >= TimeSpan.Zero, "Inference:Worker:MaxBatchDelay must not be negative")
+            .Validate(o => o.PollInterval > TimeSpan.Zero, "Inference:Worker:PollInterval must be positive");
+        Bind<WarmPoolOptions>(services, "Inference:WarmPool")
+            .Validate(o => o.BudgetBytes > 0, "Inference:WarmPool:BudgetBytes must be positive")
+            .Validate(o => !string.IsNullOrWhiteSpace(o.CacheDirectory), "Inference:WarmPool:CacheDirectory must name a folder");
+        Bind<ScalingOptions>(services, "Inference:Scaling")
+            .Validate(o => o.MinReplicas >= 0 && o.MinReplicas <= o.MaxReplicas, "Inference:Scaling:MinReplicas must be between 0 and Inference:Scaling:MaxReplicas")
+            .Validate(o => o.MaxReplicas >= 1, "Inference:Scaling:MaxReplicas must be at least 1")
+            .Validate(o => o.TargetJobsPerWorker >= 1, "Inference:Scaling:TargetJobsPerWorker must be at least 1")
+            .Validate(o => o.ActivationThreshold >= 1, "Inference:Scaling:ActivationThreshold must be at least 1")
+            .Validate(o => o.TickInterval > TimeSpan.Zero, "Inference:Scaling:TickInterval must be positive");
+
+        services.TryAddSingleton(sp => new WeightsCache(
+            sp.GetRequiredService<IModelStore>(),
+            sp.GetRequiredService<IOptions<WarmPoolOptions>>().Value.CacheDirectory,
+            sp.GetRequiredService<ILogger<WeightsCache>>()));
+        services.TryAddSingleton<WarmPool>();
+        services.TryAddSingleton(sp =>
+        {
+            var logger = sp.GetRequiredService<ILoggerFactory>().CreateLogger<InferenceWorker>();
+            return new InProcessWorkerOrchestrator(
+                id => new InferenceWorker(
+                    id,
+                    sp.GetRequiredService<IJobQueue>(),
+                    sp.GetRequiredService<IResultStore>(),
+                    sp.GetRequiredService<WarmPool>(),
+                    sp.GetRequiredService<ModelCatalog>(),
+                    sp.GetRequiredService<IWorkerRegistry>(),
+                    sp.GetRequiredService<IOptions<WorkerOptions>>().Value,
+                    sp.GetRequiredService<TimeProvider>(),
+                    sp.GetRequiredService<InferenceMetrics>(),
+                    logger),
+                sp.GetRequiredService<ILogger<InProcessWorkerOrchestrator>>());
+        });
+        services.TryAddSingleton<IWorkerOrchestrator>(sp => sp.GetRequiredService<InProcessWorkerOrchestrator>());
+        services.TryAddSingleton<Scaler>();
+        services.TryAddSingleton<ScalerService>();
+        services.TryAddSingleton<IScaleTrigger>(sp => sp.GetRequiredService<ScalerService>());
+        services.AddSingleton<IHostedService>(sp => sp.GetRequiredService<ScalerService>());
+        return services;
+    }
+
+    private static OptionsBuilder<T> Bind<T>(IServiceCollection services, string section) where T : class =>
+        services.AddOptions<T>().BindConfiguration(section).ValidateOnStart();
+
+    private static void RequireProvider(string setting, string value, params string[] known)
+    {
+        if (!known.Contains(value, StringComparer.OrdinalIgnoreCase))
+        {
+            throw new InvalidOperationException($"{setting} is '{value}'; this host knows {string.Join(", ", known)}");
+        }
+    }
+}

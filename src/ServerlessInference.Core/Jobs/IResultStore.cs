@@ -1,0 +1,25 @@
+namespace ServerlessInference.Jobs;
+
+/// <summary>Job states and results, read by the gateway and written by workers.</summary>
+/// <remarks>Records expire after a TTL. Transitions are atomic: a job that a worker has started cannot be
+/// cancelled, and a cancelled job is never started. Implementations are thread-safe.</remarks>
+public interface IResultStore
+{
+    /// <summary>Records a new job as <see cref="JobStatus.Queued"/>.</summary>
+    ValueTask TrackAsync(InferenceJob job, CancellationToken cancellationToken);
+
+    /// <summary>Queued → Running. False when the job is no longer queued (cancelled, or already ended).</summary>
+    ValueTask<bool> TryStartAsync(string jobId, CancellationToken cancellationToken);
+
+    /// <summary>Queued → Cancelled. Returns whether this call cancelled it and the record after the attempt
+    /// (null if the job is unknown).</summary>
+    ValueTask<(bool Cancelled, JobRecord? Record)> TryCancelAsync(string jobId, CancellationToken cancellationToken);
+
+    /// <summary>Stores a terminal record and wakes waiters. A job already terminal keeps its first result.</summary>
+    ValueTask PublishAsync(JobRecord result, CancellationToken cancellationToken);
+
+    ValueTask<JobRecord?> GetAsync(string jobId, CancellationToken cancellationToken);
+
+    /// <summary>Waits until the job is terminal or <paramref name="timeout"/> passes; returns the latest record.</summary>
+    ValueTask<JobRecord?> WaitAsync(string jobId, TimeSpan timeout, CancellationToken cancellationToken);
+}

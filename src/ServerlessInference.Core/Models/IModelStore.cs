@@ -1,0 +1,19 @@
+namespace ServerlessInference.Models;
+
+/// <summary>Where model weights and manifests live (a folder, Blob Storage, ...).</summary>
+/// <remarks>Thread-safe. Reads do not cache; callers that need speed keep their own copy
+/// (<see cref="ModelCatalog"/> for manifests, <see cref="WeightsCache"/> for weights).</remarks>
+public interface IModelStore
+{
+    /// <summary>Every version of every model.</summary>
+    ValueTask<IReadOnlyList<ModelManifest>> ListAsync(CancellationToken cancellationToken);
+
+    /// <summary>The manifest of <paramref name="version"/>, or of the highest version when null; null if absent.</summary>
+    ValueTask<ModelManifest?> GetManifestAsync(string name, string? version, CancellationToken cancellationToken);
+
+    /// <summary>Opens the weights for reading. The caller verifies the checksum.</summary>
+    ValueTask<Stream> OpenWeightsAsync(ModelManifest manifest, CancellationToken cancellationToken);
+
+    /// <summary>Stores weights and a manifest; computes the SHA-256 and size and returns the stored manifest.</summary>
+    ValueTask<ModelManifest> UploadAsync(ModelManifest manifest, Stream weights, CancellationToken cancellationToken);
+}

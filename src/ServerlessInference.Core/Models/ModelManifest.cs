@@ -1,0 +1,37 @@
+using ServerlessInference.Protocol;
+
+namespace ServerlessInference.Models;
+
+/// <summary>What the platform knows about one version of a model: its file, checksum, size and tensors.</summary>
+/// <remarks>Shapes include the batch dim; <c>-1</c> marks a dim that may vary (the batch dim of a dynamic-batch model).</remarks>
+public sealed record ModelManifest
+{
+    public required string Name { get; init; }
+
+    public string Version { get; init; } = "1";
+
+    /// <summary>File name of the weights beside the manifest.</summary>
+    public string File { get; init; } = "model.onnx";
+
+    /// <summary>Lower-case hex SHA-256 of the weights; verified before a session is created.</summary>
+    public required string Sha256 { get; init; }
+
+    public required long SizeBytes { get; init; }
+
+    public string Platform { get; init; } = "onnxruntime_onnx";
+
+    public required IReadOnlyList<TensorSpec> Inputs { get; init; }
+
+    public required IReadOnlyList<TensorSpec> Outputs { get; init; }
+
+    /// <summary>Most rows one engine call may take. 1 for a fixed-batch model.</summary>
+    public int MaxBatchSize { get; init; } = 1;
+
+    /// <summary>True when dim 0 of every input and output is a batch dim that may be stacked.</summary>
+    public bool DynamicBatch { get; init; }
+
+    public string Key => $"{Name}/{Version}";
+}
+
+/// <summary>Name, datatype and shape of a model input or output.</summary>
+public sealed record TensorSpec(string Name, TensorDatatype Datatype, long[] Shape);

@@ -1,0 +1,58 @@
+using System.Diagnostics.Metrics;
+
+namespace ServerlessInference.Telemetry;
+
+/// <summary>The platform's instruments (meter <c>ServerlessInference</c>), exported as Prometheus text on <c>/metrics</c>.</summary>
+public sealed class InferenceMetrics : IDisposable
+{
+    public const string MeterName = "ServerlessInference";
+
+    private readonly Meter _meter;
+    private readonly Counter<long> _requests;
+    private readonly Histogram<int> _batchSize;
+    private readonly Histogram<double> _queueTime;
+    private readonly Histogram<double> _computeTime;
+    private long _queued;
+    private long _inFlight;
+
+    public InferenceMetrics(IMeterFactory meterFactory)
+    {
+        _meter = meterFactory.Create(MeterName);
+        _requests = _meter.CreateCounter<long>("inference_requests", "{request}", "Inference requests by model and outcome");
+        _batchSize = _meter.CreateHistogram<int>(
+            "inference_batch_size", "{request}", "Requests per engine call",
+            advice: new InstrumentAdvice<int> { HistogramBucketBoundaries = [1, 2, 4, 8, 16, 32, 64, 128] });
+        _queueTime = _meter.CreateHistogram<double>(
+            "inference_queue_time", "s", "Time from submission to the start of the engine call",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30] });
+        _computeTime = _meter.CreateHistogram<double>(
+            "inference_compute_time", "s", "Engine time of a batch",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5] });
+        _meter.CreateObservableGauge("inference_queue_depth", () => new[]
+        {
+            new Measurement<long>(Interlocked.Read(ref _queued), new KeyValuePair<string, object?>("state", "queued")),
+            new Measurement<long>(Interlocked.Read(ref _inFlight), new KeyValuePair<string, object?>("state", "in_flight")),
+        }, "{job}", "Jobs waiting and jobs held by workers, as last read by the scaler");
+    }
+
+    public void Request(string model, string outcome) =>
+        _requests.Add(1, new KeyValuePair<string, object?>("model", model), new KeyValuePair<string, object?>("outcome", outcome));
+
+    public void Batch(string model, int size, TimeSpan compute)
+    {
+        var tag = new KeyValuePair<string, object?>("model", model);
+        _batchSize.Record(size, tag);
+        _computeTime.Record(compute.TotalSeconds, tag);
+    }
+
+    public void QueueTime(string model, TimeSpan waited) =>
+        _queueTime.Record(waited.TotalSeconds, new KeyValuePair<string, object?>("model", model));
+
+    public void Depth(long queued, long inFlight)
+    {
+        Interlocked.Exchange(ref _queued, queued);
+        Interlocked.Exchange(ref _inFlight, inFlight);
+    }
+
+    public void Dispose() => _meter.Dispose();
+}

@@ -1,0 +1,49 @@
+namespace ServerlessInference.Workers;
+
+/// <summary>Who is working: each worker heartbeats its status; stale entries disappear after a TTL.</summary>
+/// <remarks>Thread-safe. Used by the scaler (in-flight work) and <c>/status</c>.</remarks>
+public interface IWorkerRegistry
+{
+    ValueTask HeartbeatAsync(WorkerStatus status, CancellationToken cancellationToken);
+
+    ValueTask RemoveAsync(string workerId, CancellationToken cancellationToken);
+
+    /// <summary>Workers whose last heartbeat is younger than the TTL.</summary>
+    ValueTask<IReadOnlyList<WorkerStatus>> ListAsync(CancellationToken cancellationToken);
+}
+
+/// <summary>One worker's heartbeat.</summary>
+public sealed record WorkerStatus
+{
+    public required string Id { get; init; }
+
+    public required string Host { get; init; }
+
+    public required string ExecutionProvider { get; init; }
+
+    public required WorkerState State { get; init; }
+
+    /// <summary>Jobs the worker holds a lease on now.</summary>
+    public required int InFlight { get; init; }
+
+    public required IReadOnlyList<WarmModelStatus> WarmModels { get; init; }
+
+    public required long MemoryUsedBytes { get; init; }
+
+    public required long MemoryBudgetBytes { get; init; }
+
+    public required long JobsCompleted { get; init; }
+
+    public required DateTimeOffset StartedAt { get; init; }
+
+    public required DateTimeOffset LastHeartbeat { get; init; }
+}
+
+public sealed record WarmModelStatus(string Model, string Version, long Bytes);
+
+public enum WorkerState
+{
+    Starting,
+    Running,
+    Draining,
+}

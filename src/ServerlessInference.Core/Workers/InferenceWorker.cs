@@ -1,0 +1,429 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using ServerlessInference.Jobs;
+using ServerlessInference.Models;
+using ServerlessInference.Telemetry;
+
+namespace ServerlessInference.Workers;
+
+/// <summary>Settings of a worker loop (section <c>Inference:Worker</c>).</summary>
+public sealed class WorkerOptions
+{
+    /// <summary>Most jobs taken from the queue at once (Triton's <c>max_batch_size</c>).</summary>
+    public int MaxBatchSize { get; set; } = 32;
+
+    /// <summary>How long to wait for more jobs once one has arrived. Zero (the default, like Triton's default
+    /// dynamic batcher) takes what is already queued and adds no wait; a positive value trades latency for fuller batches.</summary>
+    public TimeSpan MaxBatchDelay { get; set; } = TimeSpan.Zero;
+
+    /// <summary>How long one receive blocks when the queue is empty.</summary>
+    public TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    public TimeSpan HeartbeatInterval { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>How often leases are renewed while a batch runs; keep it well under the queue's lease duration.</summary>
+    public TimeSpan LeaseRenewInterval { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Back-off after the queue could not be reached.</summary>
+    public TimeSpan RetryDelay { get; set; } = TimeSpan.FromSeconds(1);
+}
+
+/// <summary>One worker loop: receive a micro-batch, group it by model, run it warm, publish results, complete leases.</summary>
+/// <remarks>
+/// <para>Nothing is lost: a lease is completed only after its result is stored. A failure that may pass (the engine
+/// threw, a service blipped) abandons the leases so the jobs come back; a job delivered more than the queue's max
+/// delivery count is dead-lettered with the last error and its status says Failed. A bad request fails alone.</para>
+/// <para><see cref="RequestStop"/> drains: stop receiving, finish the model group that is running, abandon the groups
+/// not started. Cancelling the token given to <see cref="RunAsync"/> is a crash: leases are left to expire.</para>
+/// </remarks>
+public sealed partial class InferenceWorker
+{
+    private readonly IJobQueue _queue;
+    private readonly IResultStore _results;
+    private readonly WarmPool _pool;
+    private readonly ModelCatalog _catalog;
+    private readonly IWorkerRegistry _registry;
+    private readonly WorkerOptions _options;
+    private readonly TimeProvider _timeProvider;
+    private readonly InferenceMetrics _metrics;
+    private readonly ILogger _logger;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly DateTimeOffset _startedAt;
+    private int _inFlight;
+    private long _completed;
+    private long _lastHeartbeat;
+    private volatile WorkerState _state = WorkerState.Starting;
+
+    public InferenceWorker(
+        string id,
+        IJobQueue queue,
+        IResultStore results,
+        WarmPool pool,
+        ModelCatalog catalog,
+        IWorkerRegistry registry,
+        WorkerOptions options,
+        TimeProvider timeProvider,
+        InferenceMetrics metrics,
+        ILogger logger)
+    {
+        Id = id;
+        _queue = queue;
+        _results = results;
+        _pool = pool;
+        _catalog = catalog;
+        _registry = registry;
+        _options = options;
+        _timeProvider = timeProvider;
+        _metrics = metrics;
+        _logger = logger;
+        _startedAt = timeProvider.GetUtcNow();
+    }
+
+    public string Id { get; }
+
+    public int InFlight => Volatile.Read(ref _inFlight);
+
+    public WorkerState State => _state;
+
+    public long JobsCompleted => Interlocked.Read(ref _completed);
+
+    /// <summary>Stop receiving; the loop finishes what it started and returns.</summary>
+    public void RequestStop()
+    {
+        _state = WorkerState.Draining;
+        _stop.Cancel();
+    }
+
+    /// <summary>Runs until <see cref="RequestStop"/> (drain) or <paramref name="crash"/> (abrupt end).</summary>
+    public async Task RunAsync(CancellationToken crash)
+    {
+        using var receiveCancel = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token, crash);
+        if (_state == WorkerState.Starting)
+        {
+            _state = WorkerState.Running;
+        }
+
+        Log.Started(_logger, Id, _pool.ExecutionProvider, _options.MaxBatchSize, _options.MaxBatchDelay.TotalMilliseconds);
+        await HeartbeatAsync(crash).ConfigureAwait(false);
+        try
+        {
+            while (!receiveCancel.IsCancellationRequested)
+            {
+                IReadOnlyList<JobLease> leases;
+                try
+                {
+                    leases = await ReceiveBatchAsync(receiveCancel.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (receiveCancel.IsCancellationRequested)
+                {
+                    break;
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    Log.ReceiveFailed(_logger, ex, Id);
+                    await Task.Delay(_options.RetryDelay, _timeProvider, receiveCancel.Token).ConfigureAwait(false);
+                    continue;
+                }
+
+                if (leases.Count > 0)
+                {
+                    await ProcessAsync(leases, crash).ConfigureAwait(false);
+                }
+
+                if (_timeProvider.GetElapsedTime(Interlocked.Read(ref _lastHeartbeat)) >= _options.HeartbeatInterval)
+                {
+                    await HeartbeatAsync(crash).ConfigureAwait(false);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (crash.IsCancellationRequested)
+        {
+            Log.Crashed(_logger, Id);
+            throw;
+        }
+
+        await _registry.RemoveAsync(Id, CancellationToken.None).ConfigureAwait(false);
+        Log.Stopped(_logger, Id, JobsCompleted);
+    }
+
+    private async ValueTask<IReadOnlyList<JobLease>> ReceiveBatchAsync(CancellationToken cancellationToken)
+    {
+        var max = _options.MaxBatchSize;
+        var first = await _queue.ReceiveAsync(max, _options.PollInterval, cancellationToken).ConfigureAwait(false);
+        if (first.Count == 0 || first.Count >= max || _options.MaxBatchDelay <= TimeSpan.Zero)
+        {
+            return first;
+        }
+
+        // A positive batch window: keep collecting until the batch is full or the window closes.
+        var batch = new List<JobLease>(first);
+        var opened = _timeProvider.GetTimestamp();
+        while (batch.Count < max)
+        {
+            var remaining = _options.MaxBatchDelay - _timeProvider.GetElapsedTime(opened);
+            if (remaining <= TimeSpan.Zero)
+            {
+                break;
+            }
+
+            var more = await _queue.ReceiveAsync(max - batch.Count, remaining, CancellationToken.None).ConfigureAwait(false);
+            batch.AddRange(more);
+        }
+
+        return batch;
+    }
+
+    private async Task ProcessAsync(IReadOnlyList<JobLease> leases, CancellationToken crash)
+    {
+        // The scaler must see busy workers as busy: report the idle → busy and busy → idle edges at once.
+        if (Interlocked.Add(ref _inFlight, leases.Count) == leases.Count)
+        {
+            await HeartbeatAsync(crash).ConfigureAwait(false);
+        }
+
+        try
+        {
+            var runnable = new List<JobLease>(leases.Count);
+            foreach (var lease in leases)
+            {
+                if (await AdmitAsync(lease, crash).ConfigureAwait(false))
+                {
+                    runnable.Add(lease);
+                }
+            }
+
+            var startedAny = false;
+            foreach (var group in runnable.GroupBy(l => (l.Job.Model, l.Job.Version)))
+            {
+                var jobs = group.ToList();
+                if (_stop.IsCancellationRequested && startedAny)
+                {
+                    await SettleAllAsync(jobs, l => l.AbandonAsync("the worker stopped before starting the job", CancellationToken.None)).ConfigureAwait(false);
+                    continue;
+                }
+
+                startedAny = true;
+                await RunGroupAsync(group.Key.Model, group.Key.Version, jobs, crash).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            if (Interlocked.Add(ref _inFlight, -leases.Count) == 0 && !crash.IsCancellationRequested)
+            {
+                await HeartbeatAsync(crash).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>Decides whether a delivered job should run: dead-letters poison, expires late jobs, skips cancelled ones.</summary>
+    private async ValueTask<bool> AdmitAsync(JobLease lease, CancellationToken cancellationToken)
+    {
+        var job = lease.Job;
+        if (lease.DeliveryCount > _queue.MaxDeliveryCount)
+        {
+            var reason = $"dead-lettered after {lease.DeliveryCount - 1} deliveries (max {_queue.MaxDeliveryCount}); last error: {lease.LastError ?? "unknown"}";
+            Log.DeadLettered(_logger, job.Id, reason);
+            await PublishAsync(job, JobStatus.Failed, null, reason, cancellationToken).ConfigureAwait(false);
+            await lease.DeadLetterAsync(reason, cancellationToken).ConfigureAwait(false);
+            return false;
+        }
+
+        if (_timeProvider.GetUtcNow() > job.Deadline)
+        {
+            await PublishAsync(job, JobStatus.Expired, null, $"the job was not started before its deadline {job.Deadline:O}", cancellationToken).ConfigureAwait(false);
+            await lease.CompleteAsync(cancellationToken).ConfigureAwait(false);
+            return false;
+        }
+
+        if (!await _results.TryStartAsync(job.Id, cancellationToken).ConfigureAwait(false))
+        {
+            // Cancelled (or already finished by an earlier delivery): nothing to run.
+            await lease.CompleteAsync(cancellationToken).ConfigureAwait(false);
+            return false;
+        }
+
+        return true;
+    }
+
+    private async Task RunGroupAsync(string model, string version, List<JobLease> leases, CancellationToken crash)
+    {
+        ModelManifest manifest;
+        WarmModelLease warm;
+        try
+        {
+            manifest = await _catalog.GetAsync(model, version, crash).ConfigureAwait(false);
+            warm = await _pool.AcquireAsync(manifest, crash).ConfigureAwait(false);
+        }
+        catch (InferenceException ex) when (ex.Error is InferenceError.NotFound or InferenceError.ModelFailure or InferenceError.BadRequest)
+        {
+            // Not transient: the model is gone or cannot load (e.g. its weights fail the sha256 check).
+            await FailAllAsync(leases, ex.Message, crash).ConfigureAwait(false);
+            return;
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !crash.IsCancellationRequested)
+        {
+            Log.BatchFailed(_logger, ex, Id, model);
+            await SettleAllAsync(leases, l => l.AbandonAsync(ex.Message, CancellationToken.None)).ConfigureAwait(false);
+            return;
+        }
+
+        using (warm)
+        {
+            var requests = new InferenceRequest[leases.Count];
+            var now = _timeProvider.GetUtcNow();
+            for (var i = 0; i < leases.Count; i++)
+            {
+                requests[i] = leases[i].Job.Request;
+                _metrics.QueueTime(model, now - leases[i].Job.SubmittedAt);
+            }
+
+            IReadOnlyList<BatchItemResult> outcomes;
+            var started = Stopwatch.GetTimestamp();
+            using var renewing = CancellationTokenSource.CreateLinkedTokenSource(crash);
+            var renewals = RenewWhileRunningAsync(leases, renewing.Token);
+            try
+            {
+                // Renewals run on timer callbacks, so they keep their schedule even when the engine blocks this thread.
+                outcomes = await warm.Model.RunBatchAsync(requests, crash).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException || !crash.IsCancellationRequested)
+            {
+                Log.BatchFailed(_logger, ex, Id, model);
+                await SettleAllAsync(leases, l => l.AbandonAsync(ex.Message, CancellationToken.None)).ConfigureAwait(false);
+                return;
+            }
+            finally
+            {
+                await renewing.CancelAsync().ConfigureAwait(false);
+                await renewals.ConfigureAwait(false);
+            }
+
+            _metrics.Batch(model, leases.Count, Stopwatch.GetElapsedTime(started));
+            var settle = new Task[leases.Count];
+            for (var i = 0; i < leases.Count; i++)
+            {
+                var outcome = outcomes[i];
+                settle[i] = outcome.Response is not null
+                    ? FinishAsync(leases[i], JobStatus.Succeeded, outcome.Response, null, crash)
+                    : FinishAsync(leases[i], JobStatus.Failed, null, outcome.Error ?? "the model returned no result", crash);
+            }
+
+            await Task.WhenAll(settle).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Keeps the leases of a running batch alive (Service Bus lock renewal, a Redis XCLAIM touch, ...).</summary>
+    private async Task RenewWhileRunningAsync(List<JobLease> leases, CancellationToken cancellationToken)
+    {
+        try
+        {
+            using var timer = new PeriodicTimer(_options.LeaseRenewInterval, _timeProvider);
+            while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false))
+            {
+                foreach (var lease in leases)
+                {
+                    await lease.RenewAsync(cancellationToken).ConfigureAwait(false);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+        }
+        catch (Exception ex)
+        {
+            // A lease that cannot be renewed may be delivered again; the result store keeps the first result.
+            Log.RenewFailed(_logger, ex, Id);
+        }
+    }
+
+    private Task FailAllAsync(List<JobLease> leases, string error, CancellationToken cancellationToken) =>
+        Task.WhenAll(leases.Select(l => FinishAsync(l, JobStatus.Failed, null, error, cancellationToken)));
+
+    private async Task FinishAsync(JobLease lease, JobStatus status, InferenceResponse? response, string? error, CancellationToken cancellationToken)
+    {
+        await PublishAsync(lease.Job, status, response, error, cancellationToken).ConfigureAwait(false);
+        await lease.CompleteAsync(cancellationToken).ConfigureAwait(false);
+        Interlocked.Increment(ref _completed);
+    }
+
+    private ValueTask PublishAsync(InferenceJob job, JobStatus status, InferenceResponse? response, string? error, CancellationToken cancellationToken)
+    {
+        _metrics.Request(job.Model, status.ToString().ToLowerInvariant());
+        return _results.PublishAsync(new JobRecord
+        {
+            Id = job.Id,
+            Model = job.Model,
+            Version = job.Version,
+            Status = status,
+            SubmittedAt = job.SubmittedAt,
+            CompletedAt = _timeProvider.GetUtcNow(),
+            Response = response,
+            Error = error,
+        }, cancellationToken);
+    }
+
+    private static async Task SettleAllAsync(List<JobLease> leases, Func<JobLease, ValueTask> settle)
+    {
+        foreach (var lease in leases)
+        {
+            await settle(lease).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Reports this worker's status to the registry.</summary>
+    public async ValueTask HeartbeatAsync(CancellationToken cancellationToken)
+    {
+        Interlocked.Exchange(ref _lastHeartbeat, _timeProvider.GetTimestamp());
+        var counters = _pool.Counters;
+        try
+        {
+            await _registry.HeartbeatAsync(Snapshot(counters), cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            Log.HeartbeatFailed(_logger, ex, Id);
+        }
+    }
+
+    private WorkerStatus Snapshot(WarmPoolCounters counters) => new()
+    {
+        Id = Id,
+        Host = Environment.MachineName,
+        ExecutionProvider = _pool.ExecutionProvider,
+        State = _state,
+        InFlight = InFlight,
+        WarmModels = _pool.Snapshot().Select(m => new WarmModelStatus(m.Name, m.Version, m.Bytes)).ToList(),
+        MemoryUsedBytes = counters.UsedBytes,
+        MemoryBudgetBytes = counters.BudgetBytes,
+        JobsCompleted = JobsCompleted,
+        StartedAt = _startedAt,
+        LastHeartbeat = _timeProvider.GetUtcNow(),
+    };
+
+    private static partial class Log
+    {
+        [LoggerMessage(1, LogLevel.Information, "Worker {WorkerId} started on {Provider} (max batch {MaxBatch}, batch delay {DelayMs} ms)")]
+        public static partial void Started(ILogger logger, string workerId, string provider, int maxBatch, double delayMs);
+
+        [LoggerMessage(2, LogLevel.Information, "Worker {WorkerId} stopped after {Completed} jobs")]
+        public static partial void Stopped(ILogger logger, string workerId, long completed);
+
+        [LoggerMessage(3, LogLevel.Warning, "Worker {WorkerId} could not receive from the queue")]
+        public static partial void ReceiveFailed(ILogger logger, Exception exception, string workerId);
+
+        [LoggerMessage(4, LogLevel.Warning, "Worker {WorkerId}: a batch of {Model} failed; its jobs go back to the queue")]
+        public static partial void BatchFailed(ILogger logger, Exception exception, string workerId, string model);
+
+        [LoggerMessage(5, LogLevel.Warning, "Job {JobId} dead-lettered: {Reason}")]
+        public static partial void DeadLettered(ILogger logger, string jobId, string reason);
+
+        [LoggerMessage(6, LogLevel.Warning, "Worker {WorkerId} heartbeat failed")]
+        public static partial void HeartbeatFailed(ILogger logger, Exception exception, string workerId);
+
+        [LoggerMessage(8, LogLevel.Warning, "Worker {WorkerId} could not renew its leases")]
+        public static partial void RenewFailed(ILogger logger, Exception exception, string workerId);
+
+        [LoggerMessage(7, LogLevel.Warning, "Worker {WorkerId} ended abruptly; its leases will expire and the jobs come back")]
+        public static partial void Crashed(ILogger logger, string workerId);
+    }
+}

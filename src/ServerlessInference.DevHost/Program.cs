@@ -1,0 +1,13 @@
+using ServerlessInference.DevHost;
+using ServerlessInference.Gateway;
+
+var builder = WebApplication.CreateBuilder(args);
+builder.AddDevHost();
+
+var app = builder.Build();
+app.MapInferenceGateway();
+app.MapPrometheusScrapingEndpoint("/metrics");
+app.Run();
+
+/// <summary>Entry point, visible to WebApplicationFactory in tests.</summary>
+public partial class Program;

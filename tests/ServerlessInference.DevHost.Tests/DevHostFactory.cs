@@ -1,0 +1,108 @@
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.AspNetCore.TestHost;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using ServerlessInference.Models;
+
+namespace ServerlessInference.DevHost.Tests;
+
+/// <summary>The DevHost in process on a temporary model store and weights cache.</summary>
+public sealed class DevHostFactory(string root, IReadOnlyDictionary<string, string?> settings) : WebApplicationFactory<Program>
+{
+    protected override void ConfigureWebHost(IWebHostBuilder builder)
+    {
+        builder.UseSetting("Inference:ModelStore:Root", Path.Combine(root, "models"));
+        builder.UseSetting("Inference:WarmPool:CacheDirectory", Path.Combine(root, "cache-" + Guid.NewGuid().ToString("N")));
+        builder.UseSetting("Inference:Onnx:IntraOpThreads", "2");
+        foreach (var (key, value) in settings)
+        {
+            builder.UseSetting(key, value);
+        }
+
+        builder.ConfigureTestServices(services =>
+        {
+            // Fault injection: a request whose first input element is -999 makes the engine throw (a poison job).
+            var engine = services.Single(d => d.ServiceType == typeof(IInferenceEngine));
+            services.Remove(engine);
+            services.AddSingleton(sp => new PoisonEngine((IInferenceEngine)(engine.ImplementationFactory?.Invoke(sp)
+                ?? ActivatorUtilities.CreateInstance(sp, engine.ImplementationType!))));
+            services.AddSingleton<IInferenceEngine>(sp => sp.GetRequiredService<PoisonEngine>());
+        });
+    }
+}
+
+/// <summary>Wraps the real engine; batches holding a request whose first element is -999 throw.</summary>
+public sealed class PoisonEngine(IInferenceEngine inner) : IInferenceEngine
+{
+    public const float Poison = -999f;
+
+    public string ExecutionProvider => inner.ExecutionProvider;
+
+    public async ValueTask<ILoadedModel> LoadAsync(ModelManifest manifest, string weightsPath, CancellationToken cancellationToken) =>
+        new PoisonModel(await inner.LoadAsync(manifest, weightsPath, cancellationToken));
+
+    private sealed class PoisonModel(ILoadedModel inner) : ILoadedModel
+    {
+        public ModelManifest Manifest => inner.Manifest;
+
+        public long SizeBytes => inner.SizeBytes;
+
+        public ValueTask<IReadOnlyList<BatchItemResult>> RunBatchAsync(IReadOnlyList<InferenceRequest> requests, CancellationToken cancellationToken) =>
+            requests.Any(r => r.Inputs[0].Datatype == TensorDatatype.Fp32 && r.Inputs[0].AsSpan<float>()[0] == Poison)
+                ? throw new InvalidOperationException("injected engine fault")
+                : inner.RunBatchAsync(requests, cancellationToken);
+
+        public void Dispose() => inner.Dispose();
+    }
+}
+
+/// <summary>One temporary root (demo models seeded once) and two hosts over it: a normal one, and one whose
+/// workers never start (jobs stay queued) for queue-full and cancel cases.</summary>
+public sealed class DevHostFixture : IAsyncLifetime
+{
+    public string Root { get; } = Path.Combine(Path.GetTempPath(), "si-devhost-tests", Guid.NewGuid().ToString("N"));
+
+    public DevHostFactory Host { get; private set; } = null!;
+
+    public DevHostFactory Stalled { get; private set; } = null!;
+
+    public Task InitializeAsync()
+    {
+        Host = new DevHostFactory(Root, new Dictionary<string, string?>
+        {
+            ["Inference:Queue:MaxDeliveryCount"] = "2",
+            ["Inference:Scaling:MinReplicas"] = "1",
+            ["Inference:Scaling:MaxReplicas"] = "2",
+        });
+        _ = Host.Server; // start: seeds the demo models
+        Stalled = new DevHostFactory(Root, new Dictionary<string, string?>
+        {
+            ["Inference:Queue:Capacity"] = "2",
+            ["Inference:Queue:RetryAfterSeconds"] = "3",
+            ["Inference:Scaling:ActivationThreshold"] = "1000",
+            ["Inference:Gateway:MaxBodyBytes"] = "1048576",
+        });
+        _ = Stalled.Server;
+        return Task.CompletedTask;
+    }
+
+    public async Task DisposeAsync()
+    {
+        await Host.DisposeAsync();
+        await Stalled.DisposeAsync();
+        try
+        {
+            Directory.Delete(Root, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+}
+
+[CollectionDefinition(Name)]
+public sealed class DevHostCollection : ICollectionFixture<DevHostFixture>
+{
+    public const string Name = "devhost";
+}

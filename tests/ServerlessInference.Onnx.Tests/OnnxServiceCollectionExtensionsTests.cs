@@ -1,0 +1,55 @@
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+using ServerlessInference.Models;
+
+namespace ServerlessInference.Onnx.Tests;
+
+public sealed class OnnxServiceCollectionExtensionsTests
+{
+    [Fact]
+    public void AddOnnxEngine_Configuration_BindsInferenceOnnxSection()
+    {
+        using var provider = Build(new()
+        {
+            ["Inference:Onnx:IntraOpThreads"] = "3",
+            ["Inference:Onnx:AllowSpinning"] = "true",
+            ["Inference:Onnx:ExecutionProvider"] = "Cpu",
+        });
+
+        provider.GetRequiredService<IStartupValidator>().Validate();
+        var options = provider.GetRequiredService<IOptions<OnnxEngineOptions>>().Value;
+        Assert.Equal((3, true, OnnxExecutionProvider.Cpu), (options.IntraOpThreads, options.AllowSpinning, options.ExecutionProvider));
+        Assert.Equal("CPU", provider.GetRequiredService<IInferenceEngine>().ExecutionProvider);
+        Assert.Same(provider.GetRequiredService<OnnxInferenceEngine>(), provider.GetRequiredService<IInferenceEngine>());
+    }
+
+    [Fact]
+    public void AddOnnxEngine_ZeroThreads_FailsStartupValidation()
+    {
+        using var provider = Build(new() { ["Inference:Onnx:IntraOpThreads"] = "0" });
+
+        var error = Assert.Throws<OptionsValidationException>(() => provider.GetRequiredService<IStartupValidator>().Validate());
+
+        Assert.Contains("IntraOpThreads", error.Message);
+    }
+
+    [Fact]
+    public void AddOnnxEngine_Action_AppliesWithoutConfiguration()
+    {
+        var services = new ServiceCollection().AddLogging();
+        services.AddOnnxEngine(o => o.ExecutionProvider = OnnxExecutionProvider.Cpu);
+        using var provider = services.BuildServiceProvider();
+
+        provider.GetRequiredService<IStartupValidator>().Validate();
+        Assert.Equal("CPU", provider.GetRequiredService<IInferenceEngine>().ExecutionProvider);
+    }
+
+    private static ServiceProvider Build(Dictionary<string, string?> settings)
+    {
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection(settings).Build();
+        var services = new ServiceCollection().AddLogging();
+        services.AddOnnxEngine(configuration);
+        return services.BuildServiceProvider();
+    }
+}
