@@ -31,7 +31,18 @@ public sealed partial class InProcessWorkerOrchestrator(Func<string, InferenceWo
     {
         lock (_lock)
         {
+            PruneEndedLocked();
             return ValueTask.FromResult(_running.Count);
+        }
+    }
+
+    /// <summary>A worker loop that ended on its own (a bug, not a scale-down) no longer counts; the next tick replaces it.</summary>
+    private void PruneEndedLocked()
+    {
+        foreach (var ended in _running.Where(r => r.Run.IsCompleted).ToList())
+        {
+            _running.Remove(ended);
+            Log.Ended(logger, ended.Run.Exception, ended.Worker.Id);
         }
     }
 
@@ -41,6 +52,7 @@ public sealed partial class InProcessWorkerOrchestrator(Func<string, InferenceWo
         lock (_lock)
         {
             _draining.RemoveAll(t => t.IsCompleted);
+            PruneEndedLocked();
             while (_running.Count < replicas)
             {
                 var worker = createWorker($"worker-{Interlocked.Increment(ref _next)}");
@@ -82,5 +94,8 @@ public sealed partial class InProcessWorkerOrchestrator(Func<string, InferenceWo
 
         [LoggerMessage(2, LogLevel.Information, "Stopping in-process worker {WorkerId} ({InFlight} jobs in flight drain first)")]
         public static partial void Stopping(ILogger logger, string workerId, int inFlight);
+
+        [LoggerMessage(3, LogLevel.Error, "In-process worker {WorkerId} ended unexpectedly")]
+        public static partial void Ended(ILogger logger, Exception? exception, string workerId);
     }
 }

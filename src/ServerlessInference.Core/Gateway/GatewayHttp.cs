@@ -9,6 +9,7 @@ using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using ServerlessInference.Jobs;
+using ServerlessInference.Models;
 
 namespace ServerlessInference.Gateway;
 
@@ -131,8 +132,8 @@ public static partial class GatewayHttp
         var gateway = context.RequestServices.GetRequiredService<InferenceGateway>();
         var manifest = await gateway.Catalog.GetAsync(model, version, context.RequestAborted).ConfigureAwait(false);
         var all = await gateway.Catalog.Store.ListAsync(context.RequestAborted).ConfigureAwait(false);
-        var metadata = ModelMetadata.From(all.Where(m => m.Name == manifest.Name).DefaultIfEmpty(manifest)!);
-        await WriteBytesAsync(context, StatusCodes.Status200OK, JsonContentType, JsonSerializer.SerializeToUtf8Bytes(metadata, s_relaxed.ModelMetadata)).ConfigureAwait(false);
+        var versions = ModelVersions.Order(all.Where(m => m.Name == manifest.Name).Select(m => m.Version).Append(manifest.Version));
+        await WriteBytesAsync(context, StatusCodes.Status200OK, JsonContentType, ModelMetadata.Serialize(manifest, versions)).ConfigureAwait(false);
     });
 
     /// <summary>A model is ready when it can be served: it exists in the store (workers scale from zero on demand).</summary>

@@ -23,7 +23,7 @@ public sealed record ModelMetadata(
     IReadOnlyList<TensorMetadata> Outputs)
 {
     /// <summary>Describes one model from the manifests of its versions; platform and tensors come from the latest
-    /// version (numeric order when every version is a number, ordinal otherwise).</summary>
+    /// version (the order of <see cref="ModelVersions"/>).</summary>
     /// <exception cref="ArgumentException">No manifests, or manifests of different models.</exception>
     public static ModelMetadata From(IEnumerable<ModelManifest> versionsOfOneModel)
     {
@@ -39,10 +39,8 @@ public sealed record ModelMetadata(
             throw new ArgumentException($"manifests of different models: {string.Join(", ", manifests.Select(m => m.Name).Distinct())}", nameof(versionsOfOneModel));
         }
 
-        var numeric = manifests.All(manifest => long.TryParse(manifest.Version, NumberStyles.None, CultureInfo.InvariantCulture, out _));
-        var ordered = numeric
-            ? manifests.OrderBy(manifest => long.Parse(manifest.Version, CultureInfo.InvariantCulture)).ToList()
-            : manifests.OrderBy(manifest => manifest.Version, StringComparer.Ordinal).ToList();
+        var byVersion = manifests.GroupBy(m => m.Version).ToDictionary(g => g.Key, g => g.First(), StringComparer.Ordinal);
+        var ordered = ModelVersions.Order(byVersion.Keys).Select(v => byVersion[v]).ToList();
         var latest = ordered[^1];
         return new ModelMetadata(
             name,

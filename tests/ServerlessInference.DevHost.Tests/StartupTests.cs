@@ -1,0 +1,38 @@
+using Microsoft.Extensions.Options;
+
+namespace ServerlessInference.DevHost.Tests;
+
+public sealed class StartupTests
+{
+    [Theory]
+    [InlineData("Inference:Worker:MaxBatchSize", "0")]
+    [InlineData("Inference:Scaling:MaxReplicas", "0")]
+    [InlineData("Inference:Gateway:MaxBodyBytes", "-5")]
+    [InlineData("Inference:Queue:MaxDeliveryCount", "0")]
+    public void Start_BadSetting_FailsNamingTheSetting(string setting, string value)
+    {
+        var root = Path.Combine(Path.GetTempPath(), "si-startup-tests", Guid.NewGuid().ToString("N"));
+        using var host = new DevHostFactory(root, new Dictionary<string, string?>
+        {
+            [setting] = value,
+            ["Inference:DemoModels:Seed"] = "false",
+        });
+
+        var ex = Assert.ThrowsAny<Exception>(() => host.Server);
+
+        var validation = ex as OptionsValidationException ?? ex.InnerException as OptionsValidationException ?? (ex as AggregateException)?.InnerExceptions.OfType<OptionsValidationException>().FirstOrDefault();
+        Assert.NotNull(validation);
+        Assert.Contains(setting, validation.Message);
+    }
+
+    [Fact]
+    public void Start_UnknownQueueProvider_FailsNamingTheSetting()
+    {
+        var root = Path.Combine(Path.GetTempPath(), "si-startup-tests", Guid.NewGuid().ToString("N"));
+        using var host = new DevHostFactory(root, new Dictionary<string, string?> { ["Inference:Queue:Provider"] = "Kafka" });
+
+        var ex = Assert.ThrowsAny<Exception>(() => host.Server);
+
+        Assert.Contains("Inference:Queue:Provider", ex.ToString());
+    }
+}
