@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the solution on a fresh machine and ends with "N passed, N failed".
-# It installs and starts what the tests need (today: nothing beyond the .NET SDK and NuGet;
-# Redis and Azurite arrive with the services issue) and stops what it started, even on failure.
+# It installs what the tests need (redis-server from Debian, Azurite from npm into .state/tools);
+# the test fixtures start their own redis-server and Azurite on free loopback ports and stop them,
+# even on failure. Under CI=true a service that cannot start fails the run; it never skips.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -11,6 +12,9 @@ cleanup() { rm -rf "$results"; }
 trap cleanup EXIT
 
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
+
+# Install the local services (idempotent; the same installer infra/local/services.sh uses).
+infra/local/services.sh install || { echo "could not install redis-server / Azurite"; echo "0 passed, 1 failed"; exit 1; }
 
 dotnet build ServerlessInference.sln -c Release --nologo -v quiet
 build=$?

@@ -35,6 +35,12 @@ internal sealed class BenchOptions
 
     public bool SkipRaw { get; private set; }
 
+    /// <summary>Leave idle children running instead of stopping them while another scenario is measured.</summary>
+    public bool NoFreeze { get; private set; }
+
+    /// <summary>Start servers without the probe startup hook (GC and thread-pool counters).</summary>
+    public bool NoProbe { get; private set; }
+
     /// <summary>Extra environment for every DevHost (KEY=VALUE).</summary>
     public Dictionary<string, string> DevHostEnvironment { get; } = [];
 
@@ -65,6 +71,8 @@ internal sealed class BenchOptions
                 case "--intra-op-threads": options.IntraOpThreads = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                 case "--skip-spinning": options.SkipSpinning = true; break;
                 case "--skip-raw": options.SkipRaw = true; break;
+                case "--no-freeze": options.NoFreeze = true; break;
+                case "--no-probe": options.NoProbe = true; break;
                 case "--scenarios": options.Scenarios = [.. Next().Split(',')]; break;
                 case "--devhost-env":
                     var (key, value) = Pair(Next());
@@ -119,6 +127,8 @@ internal sealed class BenchOptions
           --intra-op-threads N    ONNX Runtime intra-op threads, raw and DevHost (default: core count)
           --skip-spinning         do not measure raw ONNX Runtime with spinning on
           --skip-raw              no raw ONNX Runtime loops
+          --no-freeze             leave idle children running (default: SIGSTOP all but the measured one)
+          --no-probe              servers without the GC/thread-pool probe startup hook
           --scenarios L           HTTP scenario ids to run: 2,3,4,4c1,5j,5b,6 (default all)
           --devhost-env K=V       extra environment for every DevHost (repeatable)
           --variant NAME:K=V;K=V  an extra DevHost measured on 2, 6 and 5b in the same rounds (repeatable)

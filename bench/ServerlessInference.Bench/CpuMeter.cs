@@ -10,6 +10,9 @@ internal sealed class CpuMeter
 {
     private static readonly double s_ticksPerSecond = 100; // USER_HZ on Linux
     private readonly int[] _pids;
+    private readonly int[] _siblings;
+    private readonly long _siblingStart;
+    private long _siblingLast;
     private readonly long _startedAt = Stopwatch.GetTimestamp();
     private readonly long _machine;
     private readonly long _ours;
@@ -19,9 +22,13 @@ internal sealed class CpuMeter
     private readonly long[] _processes;
     private long[] _lastProcesses;
 
-    public CpuMeter(params int[] pids)
+    /// <param name="pids">The measured processes (besides this one).</param>
+    /// <param name="siblings">Other children of the bench (idle servers), reported apart from other programs.</param>
+    public CpuMeter(int[] pids, int[] siblings)
     {
         _pids = [Environment.ProcessId, .. pids];
+        _siblings = [.. siblings.Except(_pids)];
+        _siblingStart = _siblingLast = Sum(_siblings);
         _machine = _lastMachine = MachineBusy();
         _ours = _lastOurs = Ours();
         _lastAt = _startedAt;
@@ -33,6 +40,7 @@ internal sealed class CpuMeter
     {
         var machine = MachineBusy();
         var ours = Ours();
+        var siblings = Sum(_siblings);
         var processes = _pids.Select(ProcessTicks).ToArray();
         if (machine >= 0 && ours >= 0)
         {
@@ -41,6 +49,7 @@ internal sealed class CpuMeter
             _lastOurs = ours;
             _lastAt = Stopwatch.GetTimestamp();
             _lastProcesses = processes;
+            _siblingLast = siblings >= 0 ? siblings : _siblingLast;
         }
     }
 
@@ -75,8 +84,18 @@ internal sealed class CpuMeter
                 return null;
             }
 
-            var other = ((_lastMachine - _machine) - (_lastOurs - _ours)) / s_ticksPerSecond / seconds;
+            var other = ((_lastMachine - _machine) - (_lastOurs - _ours) - (_siblingLast - _siblingStart)) / s_ticksPerSecond / seconds;
             return Math.Max(0, other);
+        }
+    }
+
+    /// <summary>Cores the bench's other (idle) children used meanwhile.</summary>
+    public double? SiblingCores
+    {
+        get
+        {
+            var seconds = (double)(_lastAt - _startedAt) / Stopwatch.Frequency;
+            return _siblingStart < 0 || _siblingLast < 0 || seconds <= 0 ? null : (_siblingLast - _siblingStart) / s_ticksPerSecond / seconds;
         }
     }
 
@@ -89,10 +108,32 @@ internal sealed class CpuMeter
         return before < 0 || after < 0 ? null : (after - before) / s_ticksPerSecond / window.TotalSeconds;
     }
 
-    private long Ours()
+    /// <summary>VmRSS of a process in bytes (0 when unknown).</summary>
+    public static long ResidentBytes(int pid)
+    {
+        try
+        {
+            foreach (var line in File.ReadLines($"/proc/{pid}/status"))
+            {
+                if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
+                {
+                    return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
+                }
+            }
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or FormatException)
+        {
+        }
+
+        return 0;
+    }
+
+    private long Ours() => Sum(_pids);
+
+    private static long Sum(int[] pids)
     {
         long sum = 0;
-        foreach (var pid in _pids)
+        foreach (var pid in pids)
         {
             var ticks = ProcessTicks(pid);
             if (ticks < 0)

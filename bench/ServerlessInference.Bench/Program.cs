@@ -56,6 +56,7 @@ namespace ServerlessInference.Bench
             var busyBefore = await CpuMeter.MachineBusyCoresAsync(TimeSpan.FromSeconds(2)).ConfigureAwait(false);
             Console.WriteLine($"ServerlessInference end-to-end bench, {DateTimeOffset.Now:yyyy-MM-dd HH:mm zzz}");
             Console.WriteLine($"machine: {Environment.ProcessorCount} cores, {RuntimeInformation.OSDescription.Trim()}, {RuntimeInformation.FrameworkDescription}, {configuration} build");
+            Console.WriteLine($"measured builds: {BuildInfo()}");
             Console.WriteLine($"load average at start: {loadBefore}; machine busy over 2 s before starting: {Format.Num(busyBefore, "0.00")} cores");
             if (busyBefore > 0.3)
             {
@@ -65,14 +66,16 @@ namespace ServerlessInference.Bench
             Console.WriteLine($"settings: {options.Rounds} interleaved rounds; per HTTP scenario {Format.Num(options.Duration.TotalSeconds)} s measured "
                 + $"(+{Format.Num(options.SliceWarmup.TotalSeconds)} s unmeasured load before each slice, {Format.Num(options.Warmup.TotalSeconds)} s warm-up before round 1); "
                 + $"raw loops {Format.Num(options.RawDuration.TotalSeconds)} s; ONNX Runtime {options.IntraOpThreads} intra-op threads (shared pool), spinning off unless noted; "
-                + $"ratios use {options.Workers} worker(s)");
+                + $"ratios use {options.Workers} worker(s); children not being measured are {(options.NoFreeze ? "left running" : "stopped (SIGSTOP)")}");
             Console.WriteLine();
 
+            Freezer.Enabled &= !options.NoFreeze;
             await StartAsync().ConfigureAwait(false);
 
             Console.WriteLine($"warming up {_scenarios.Count} scenarios ...");
             foreach (var scenario in _scenarios)
             {
+                Freezer.Isolate(scenario.Pid);
                 await scenario.WarmAsync(scenario is RawScenario ? TimeSpan.FromSeconds(Math.Min(1, options.Warmup.TotalSeconds)) : options.Warmup).ConfigureAwait(false);
             }
 
@@ -85,10 +88,12 @@ namespace ServerlessInference.Bench
                     var isRaw = scenario is RawScenario;
                     var slice = (isRaw ? options.RawDuration : options.Duration) / options.Rounds;
                     var warm = isRaw ? options.SliceWarmup / 2 : options.SliceWarmup;
+                    Freezer.Isolate(scenario.Pid);
                     await scenario.MeasureSliceAsync(warm, slice).ConfigureAwait(false);
                 }
             }
 
+            Freezer.ThawAll();
             var raw = new List<(RawResult Result, RawScenario Scenario)>();
             foreach (var child in _raw)
             {
@@ -103,12 +108,15 @@ namespace ServerlessInference.Bench
             var passed = report.PrintRatios(options.Workers, options.CompareWorkers);
             report.PrintErrors();
             Console.WriteLine();
+            report.PrintInternals();
+            Console.WriteLine();
             Console.WriteLine($"load average at end: {LoadAverage()} (at start: {loadBefore}; the bench's own load counts here)");
             return passed ? 0 : 1;
         }
 
         public async ValueTask DisposeAsync()
         {
+            Freezer.ThawAll();
             foreach (var scenario in _scenarios.OfType<HttpScenario>())
             {
                 scenario.Dispose();
@@ -197,11 +205,20 @@ namespace ServerlessInference.Bench
             if (options.Runs("4") || options.Runs("4c1"))
             {
                 Console.WriteLine("starting baseline ...");
-                var host = await ServerProcess.StartAsync(ServerProcess.BaselineName, baselineDll, new Dictionary<string, string>(), TimeSpan.FromSeconds(120)).ConfigureAwait(false);
+                var host = await ServerProcess.StartAsync(ServerProcess.BaselineName, baselineDll, new Dictionary<string, string>(), TimeSpan.FromSeconds(120), Probe()).ConfigureAwait(false);
                 _children.Add(host);
                 Add("4", "baseline server mlp-bench c=64 (channel + batch loop)", null, host, MlpPath, mlp, 64, MlpBenchModel.OutputName, MlpOutputShape);
                 Add("4c1", "baseline server mlp-bench c=1", null, host, MlpPath, mlp, 1, MlpBenchModel.OutputName, MlpOutputShape);
             }
+        }
+
+        private int _probes;
+
+        /// <summary>The probe startup hook for the next server (null when not built or --no-probe).</summary>
+        private (string Dll, string File)? Probe()
+        {
+            var dll = Path.Combine(Metadata("RepositoryRoot"), "bench", "ServerlessInference.Bench.Probe", "bin", Metadata("Configuration"), "net10.0", "ServerlessInference.Bench.Probe.dll");
+            return options.NoProbe || !File.Exists(dll) ? null : (dll, Path.Combine(_root, $"probe-{++_probes}.txt"));
         }
 
         private void Add(string id, string label, int? workers, ServerProcess host, string path, IReadOnlyList<RequestBody> bodies, int concurrency,
@@ -233,7 +250,7 @@ namespace ServerlessInference.Bench
                 environment[key] = value;
             }
 
-            var host = await ServerProcess.StartAsync(ServerProcess.DevHostName, dll, environment, TimeSpan.FromSeconds(120)).ConfigureAwait(false);
+            var host = await ServerProcess.StartAsync(ServerProcess.DevHostName, dll, environment, TimeSpan.FromSeconds(120), Probe()).ConfigureAwait(false);
             _children.Add(host);
             return host;
         }
@@ -260,6 +277,33 @@ namespace ServerlessInference.Bench
         private static string Metadata(string key) =>
             typeof(EndToEndBench).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>().FirstOrDefault(a => a.Key == key)?.Value
             ?? throw new InvalidOperationException($"assembly metadata {key} is missing");
+
+        /// <summary>Which code was measured: the DevHost dll's build time and the repository's commit and dirty state
+        /// (other people edit src/ while the bench runs, and the bench measures whatever was last built).</summary>
+        private static string BuildInfo()
+        {
+            var repo = Metadata("RepositoryRoot");
+            var dll = Path.Combine(repo, "src", "ServerlessInference.DevHost", "bin", Metadata("Configuration"), "net10.0", "ServerlessInference.DevHost.dll");
+            var built = File.Exists(dll) ? File.GetLastWriteTime(dll).ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture) : "missing";
+            string Git(string arguments)
+            {
+                try
+                {
+                    var start = new System.Diagnostics.ProcessStartInfo("git", arguments) { WorkingDirectory = repo, RedirectStandardOutput = true, RedirectStandardError = true };
+                    using var git = System.Diagnostics.Process.Start(start)!;
+                    var output = git.StandardOutput.ReadToEnd();
+                    git.WaitForExit();
+                    return git.ExitCode == 0 ? output.Trim() : "?";
+                }
+                catch (System.ComponentModel.Win32Exception)
+                {
+                    return "?";
+                }
+            }
+
+            var dirty = Git("status --porcelain -- src").Split('\n', StringSplitOptions.RemoveEmptyEntries).Length;
+            return $"DevHost dll written {built}; git {Git("rev-parse --short HEAD")}, {dirty} changed path(s) under src/";
+        }
 
         private static string LoadAverage()
         {

@@ -12,7 +12,7 @@ internal sealed class Report(IReadOnlyList<(RawResult Result, RawScenario Scenar
         foreach (var (r, scenario) in raw)
         {
             var (unit, value) = r.Key == RawChild.ResNet ? ("runs/s", r.RunsPerSecond) : ("rows/s", r.RowsPerSecond);
-            Row("1", scenario.Label, value, unit, r.P50Ms, r.P99Ms, $"n={r.Runs}{Other(scenario.OtherCores)}");
+            Row("1", scenario.Label, value, unit, r.P50Ms, r.P99Ms, $"n={r.Runs}{Other(scenario)}");
         }
 
         foreach (var scenario in http)
@@ -29,7 +29,29 @@ internal sealed class Report(IReadOnlyList<(RawResult Result, RawScenario Scenar
                 notes.Add(string.Create(CultureInfo.InvariantCulture, $"CPU ms/req server {server:0.00} client {client:0.00}"));
             }
 
-            Row(scenario.Id.Split('@')[0], scenario.Label, result.PerSecond, "req/s", result.P50Ms, result.P99Ms, string.Join(", ", notes) + Other(scenario.OtherCores));
+            Row(scenario.Id.Split('@')[0], scenario.Label, result.PerSecond, "req/s", result.P50Ms, result.P99Ms, string.Join(", ", notes) + Other(scenario));
+        }
+    }
+
+    /// <summary>Per-request internals of each server (from the probe startup hook): where the CPU goes besides the model.</summary>
+    public void PrintInternals()
+    {
+        var rows = http.Where(h => h.Probe is not null && h.Requests > 0).ToList();
+        if (rows.Count == 0)
+        {
+            return;
+        }
+
+        Console.WriteLine("server internals per request (slice warm-ups included; from the probe startup hook):");
+        Console.WriteLine("| #   | scenario                                                  | KB alloc/req | gen0/1k req | gen1/1k req | gen2/1k req | GC pause % | work items/req | lock contentions/1k req | GC heap MB | RSS MB |");
+        Console.WriteLine("|-----|-----------------------------------------------------------|-------------:|------------:|------------:|------------:|-----------:|---------------:|------------------------:|-----------:|-------:|");
+        foreach (var h in rows)
+        {
+            var p = h.Probe!;
+            double n = h.Requests;
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"| {h.Id.Split('@')[0],-3} | {h.Label,-57} | {p.AllocatedBytes / 1024.0 / n,12:0.0} | {p.Gen0 * 1000 / n,11:0.00} | {p.Gen1 * 1000 / n,11:0.00} | {p.Gen2 * 1000 / n,11:0.000} | "
+                + $"{(h.ProbeSeconds > 0 ? p.PauseMs / 10 / h.ProbeSeconds : 0),10:0.0} | {p.WorkItems / n,14:0.0} | {p.LockContentions * 1000 / n,23:0.0} | {p.HeapBytes / 1048576.0,10:0} | {h.PeakRssBytes / 1048576.0,6:0} |"));
         }
     }
 
@@ -96,7 +118,9 @@ internal sealed class Report(IReadOnlyList<(RawResult Result, RawScenario Scenar
         }
     }
 
-    private static string Other(double? cores) => cores is double c ? string.Create(CultureInfo.InvariantCulture, $", other programs {c:0.00} cores") : "";
+    private static string Other(Scenario scenario) => scenario.OtherCores is double c
+        ? string.Create(CultureInfo.InvariantCulture, $", idle siblings {scenario.SiblingCores ?? 0:0.00} + other programs {c:0.00} cores")
+        : "";
 
     private RawResult? Raw(string key) => raw.Where(r => !r.Scenario.Child.Spinning && r.Result.Key == key).Select(r => r.Result).FirstOrDefault();
 

@@ -7,6 +7,7 @@ namespace ServerlessInference.Bench;
 internal abstract class Scenario(string id, string label, int? workers)
 {
     private double _otherCoreSeconds;
+    private double _siblingCoreSeconds;
     private double _wallSeconds;
 
     /// <summary>"2", "5b", "2@variant", "raw:mlp-b1:off", ...</summary>
@@ -19,6 +20,12 @@ internal abstract class Scenario(string id, string label, int? workers)
     /// <summary>Cores other programs used on average while this scenario was measured.</summary>
     public double? OtherCores => _wallSeconds > 0 ? _otherCoreSeconds / _wallSeconds : null;
 
+    /// <summary>Cores the bench's idle children (the servers and raw children not being measured) used meanwhile.</summary>
+    public double? SiblingCores => _wallSeconds > 0 ? _siblingCoreSeconds / _wallSeconds : null;
+
+    /// <summary>The child process this scenario measures.</summary>
+    public abstract int Pid { get; }
+
     public abstract Task WarmAsync(TimeSpan warmup);
 
     public abstract Task MeasureSliceAsync(TimeSpan sliceWarmup, TimeSpan slice);
@@ -28,6 +35,7 @@ internal abstract class Scenario(string id, string label, int? workers)
         if (meter.OtherCores is double other)
         {
             _otherCoreSeconds += other * wall.TotalSeconds;
+            _siblingCoreSeconds += (meter.SiblingCores ?? 0) * wall.TotalSeconds;
             _wallSeconds += wall.TotalSeconds;
         }
     }
@@ -45,8 +53,13 @@ internal sealed class HttpScenario(string id, string label, int? workers, Server
     private double _batches;
     private double _rows;
     private bool _cpuKnown = true;
+    private long _peakRssBytes;
+    private ProbeCounters? _probe = ProbeCounters.Zero;
+    private double _probeSeconds;
 
     public int Concurrency => concurrency;
+
+    public override int Pid => host.Pid;
 
     public LoadResult Result => LoadResult.Combine(concurrency, _slices);
 
@@ -58,6 +71,18 @@ internal sealed class HttpScenario(string id, string label, int? workers, Server
 
     /// <summary>Load-driver (this process) CPU milliseconds per answered request.</summary>
     public double? ClientCpuMs => PerRequest(_clientCpuSeconds);
+
+    /// <summary>Server GC and thread-pool counters summed over the slices (heap size: the largest seen); null without a probe.</summary>
+    public ProbeCounters? Probe => _probe;
+
+    /// <summary>Requests answered over the slices, warm-ups included (the denominator of the per-request figures).</summary>
+    public long Requests => _slices.Sum(s => s.CompletedWithWarmup);
+
+    /// <summary>Wall seconds the probe deltas cover.</summary>
+    public double ProbeSeconds => _probeSeconds;
+
+    /// <summary>The server's resident memory after its slices, at most (shared by the scenarios of one server).</summary>
+    public long PeakRssBytes => _peakRssBytes;
 
     public override async Task WarmAsync(TimeSpan warmup)
     {
@@ -72,12 +97,21 @@ internal sealed class HttpScenario(string id, string label, int? workers, Server
     public override async Task MeasureSliceAsync(TimeSpan sliceWarmup, TimeSpan slice)
     {
         var devHost = host.Name == ServerProcess.DevHostName;
+        await Task.Delay(150).ConfigureAwait(false); // the probe file is rewritten every 100 ms: let it catch up
+        var probeBefore = host.ReadProbe();
         var before = await BatchProbe.ReadAsync(_client, host.BaseUri, devHost).ConfigureAwait(false);
-        var cpu = new CpuMeter(host.Pid);
+        var cpu = new CpuMeter([host.Pid], ServerProcess.LivePids());
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
         var result = await LoadDriver.RunAsync(_client, _url, bodies, concurrency, sliceWarmup, slice).ConfigureAwait(false);
+        var wall = System.Diagnostics.Stopwatch.GetElapsedTime(started);
         cpu.Sample();
         var after = await BatchProbe.ReadAsync(_client, host.BaseUri, devHost).ConfigureAwait(false);
+        await Task.Delay(150).ConfigureAwait(false);
+        var probeAfter = host.ReadProbe();
+        _probe = _probe is not null && probeBefore is not null && probeAfter is not null ? _probe + (probeAfter - probeBefore) : null;
+        _probeSeconds += wall.TotalSeconds;
         _slices.Add(result);
+        _peakRssBytes = Math.Max(_peakRssBytes, CpuMeter.ResidentBytes(host.Pid));
         AddOther(cpu, sliceWarmup + slice);
         if (cpu.ProcessSeconds(0) is double server && cpu.OwnSeconds is double own)
         {
@@ -110,13 +144,15 @@ internal sealed class RawScenario(RawChild child, string key, string label) : Sc
 {
     public RawChild Child => child;
 
+    public override int Pid => child.Pid;
+
     public string Key => key;
 
     public override Task WarmAsync(TimeSpan warmup) => child.RunAsync(key, warmup, TimeSpan.Zero);
 
     public override async Task MeasureSliceAsync(TimeSpan sliceWarmup, TimeSpan slice)
     {
-        var cpu = new CpuMeter(child.Pid);
+        var cpu = new CpuMeter([child.Pid], ServerProcess.LivePids());
         await child.RunAsync(key, sliceWarmup, slice).ConfigureAwait(false);
         cpu.Sample();
         AddOther(cpu, sliceWarmup + slice);

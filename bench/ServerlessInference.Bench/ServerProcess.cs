@@ -23,12 +23,18 @@ internal sealed class ServerProcess : IAsyncDisposable
         Console.CancelKeyPress += (_, _) => KillAll();
     }
 
-    private ServerProcess(string name, Process process, Uri baseUri)
+    private ServerProcess(string name, Process process, Uri baseUri, string? probeFile)
     {
         Name = name;
         _process = process;
         BaseUri = baseUri;
+        _probeFile = probeFile;
     }
+
+    private readonly string? _probeFile;
+
+    /// <summary>The counters the probe startup hook last wrote; null without a probe.</summary>
+    public ProbeCounters? ReadProbe() => ProbeCounters.Read(_probeFile);
 
     public string Name { get; }
 
@@ -39,7 +45,9 @@ internal sealed class ServerProcess : IAsyncDisposable
     /// <summary>The last lines the server wrote (stdout and stderr).</summary>
     public string OutputTail => string.Join(Environment.NewLine, _tail);
 
-    public static async Task<ServerProcess> StartAsync(string name, string dllPath, IReadOnlyDictionary<string, string> environment, TimeSpan readyTimeout)
+    /// <param name="probe">The probe startup hook's dll and the file it writes to, or null.</param>
+    public static async Task<ServerProcess> StartAsync(string name, string dllPath, IReadOnlyDictionary<string, string> environment, TimeSpan readyTimeout,
+        (string Dll, string File)? probe = null)
     {
         if (!File.Exists(dllPath))
         {
@@ -65,9 +73,15 @@ internal sealed class ServerProcess : IAsyncDisposable
             start.Environment[key] = value;
         }
 
+        if (probe is { } p && File.Exists(p.Dll))
+        {
+            start.Environment["DOTNET_STARTUP_HOOKS"] = p.Dll;
+            start.Environment["SI_BENCH_PROBE_FILE"] = p.File;
+        }
+
         var process = Process.Start(start) ?? throw new InvalidOperationException($"could not start {name}");
         s_live[process.Id] = process;
-        var server = new ServerProcess(name, process, baseUri);
+        var server = new ServerProcess(name, process, baseUri, probe?.File);
         process.OutputDataReceived += (_, e) => server.Remember(e.Data);
         process.ErrorDataReceived += (_, e) => server.Remember(e.Data);
         process.BeginOutputReadLine();
@@ -158,6 +172,8 @@ internal sealed class ServerProcess : IAsyncDisposable
 
     /// <summary>Kills <paramref name="process"/> with the other children if this process ends first.</summary>
     public static void Track(Process process) => s_live[process.Id] = process;
+
+    public static int[] LivePids() => [.. s_live.Keys];
 
     public static void Untrack(Process process) => s_live.TryRemove(process.Id, out _);
 

@@ -6,6 +6,7 @@
 #   infra/local/services.sh stop     # stop what start started
 #   infra/local/services.sh status
 #   infra/local/services.sh env      # print the settings as environment variables (eval-able)
+#   infra/local/services.sh install  # only install redis-server and Azurite (tests/run.sh uses this)
 #
 # Settings: SI_STATE_DIR (default <repo>/.state/local), REDIS_PORT (6379), AZURITE_BLOB_PORT (10000).
 set -euo pipefail
@@ -90,5 +91,6 @@ case "${1:-}" in
   stop) stop ;;
   status) status ;;
   env) print_env ;;
-  *) echo "usage: $0 start|stop|status|env" >&2; exit 2 ;;
+  install) ensure_redis; ensure_azurite ;;
+  *) echo "usage: $0 start|stop|status|env|install" >&2; exit 2 ;;
 esac

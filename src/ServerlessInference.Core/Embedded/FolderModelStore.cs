@@ -80,6 +80,11 @@ public sealed class FolderModelStore(string root) : IModelStore
             throw new InferenceException(InferenceError.BadRequest, $"model name, version and file must be plain path segments: '{manifest.Key}/{manifest.File}'");
         }
 
+        if (string.Equals(manifest.File, ManifestFileName, StringComparison.OrdinalIgnoreCase))
+        {
+            throw new InferenceException(InferenceError.BadRequest, $"the weights file of '{manifest.Key}' cannot be named {ManifestFileName}");
+        }
+
         var dir = Path.Combine(Root, manifest.Name, manifest.Version);
         Directory.CreateDirectory(dir);
         var weightsPath = Path.Combine(dir, manifest.File);

@@ -16,7 +16,9 @@ internal static class StatusReport
         var depth = await services.GetRequiredService<IJobQueue>().GetDepthAsync(cancellationToken).ConfigureAwait(false);
         var workers = await services.GetRequiredService<IWorkerRegistry>().ListAsync(cancellationToken).ConfigureAwait(false);
         var pool = services.GetService<WarmPool>();
-        var scaler = services.GetService<Scaler>();
+        var decisions = services.GetService<IScalingDecisionLog>() is { } log
+            ? await log.ReadRecentAsync(50, cancellationToken).ConfigureAwait(false)
+            : null;
 
         var buffer = new ArrayBufferWriter<byte>(2048);
         using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
@@ -99,10 +101,10 @@ internal static class StatusReport
                 w.WriteEndObject();
             }
 
-            if (scaler is not null)
+            if (decisions is not null)
             {
                 w.WriteStartArray("scaling_decisions");
-                foreach (var decision in scaler.RecentDecisions)
+                foreach (var decision in decisions)
                 {
                     w.WriteStartObject();
                     w.WriteString("at", decision.At);

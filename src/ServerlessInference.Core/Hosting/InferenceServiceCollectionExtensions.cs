@@ -50,16 +50,30 @@ public static class InferenceServiceCollectionExtensions
         Bind<ModelStoreOptions>(services, "Inference:ModelStore")
             .Validate(o => !string.IsNullOrWhiteSpace(o.Root), "Inference:ModelStore:Root must name a folder");
 
-        var queueProvider = configuration["Inference:Queue:Provider"] ?? "Embedded";
-        var storeProvider = configuration["Inference:ModelStore:Provider"] ?? "Folder";
-        RequireProvider("Inference:Queue:Provider", queueProvider, "Embedded");
-        RequireProvider("Inference:ModelStore:Provider", storeProvider, "Folder");
+        // Each contract's provider is chosen once, here. Embedded ones are registered by this method; the others by
+        // their provider project's extension (AddRedisProviders, AddBlobModelStore, ...), which the host also calls.
+        if (Provider(configuration, ProviderSettings.Queue) == ProviderSettings.Embedded)
+        {
+            services.TryAddSingleton<IJobQueue, InMemoryJobQueue>();
+        }
 
-        services.TryAddSingleton<IModelStore>(sp => new FolderModelStore(sp.GetRequiredService<IOptions<ModelStoreOptions>>().Value.Root));
+        if (Provider(configuration, ProviderSettings.Results) == ProviderSettings.Embedded)
+        {
+            services.TryAddSingleton<IResultStore, InMemoryResultStore>();
+        }
+
+        if (Provider(configuration, ProviderSettings.Registry) == ProviderSettings.Embedded)
+        {
+            services.TryAddSingleton<IWorkerRegistry>(sp => new InMemoryWorkerRegistry(sp.GetRequiredService<TimeProvider>()));
+            services.TryAddSingleton<IScalingDecisionLog>(new InMemoryScalingDecisionLog());
+        }
+
+        if (Provider(configuration, ProviderSettings.ModelStore) == ProviderSettings.Folder)
+        {
+            services.TryAddSingleton<IModelStore>(sp => new FolderModelStore(sp.GetRequiredService<IOptions<ModelStoreOptions>>().Value.Root));
+        }
+
         services.TryAddSingleton(sp => new ModelCatalog(sp.GetRequiredService<IModelStore>(), sp.GetRequiredService<TimeProvider>()));
-        services.TryAddSingleton<IJobQueue, InMemoryJobQueue>();
-        services.TryAddSingleton<IResultStore, InMemoryResultStore>();
-        services.TryAddSingleton<IWorkerRegistry>(sp => new InMemoryWorkerRegistry(sp.GetRequiredService<TimeProvider>()));
         services.TryAddSingleton(sp => new InferenceGateway(
             sp.GetRequiredService<ModelCatalog>(),
             sp.GetRequiredService<IJobQueue>(),
@@ -76,43 +90,45 @@ public static class InferenceServiceCollectionExtensions
     /// Needs an <see cref="IInferenceEngine"/> (e.g. <c>AddOnnxEngine</c>).</summary>
     public static IServiceCollection AddInProcessWorkers(this IServiceCollection services)
     {
+        services.AddWorkerRuntime();
+        services.TryAddSingleton(sp => new InProcessWorkerOrchestrator(
+            sp.GetRequiredService<WorkerFactory>().Create,
+            sp.GetRequiredService<ILogger<InProcessWorkerOrchestrator>>()));
+        services.TryAddSingleton<IWorkerOrchestrator>(sp => sp.GetRequiredService<InProcessWorkerOrchestrator>());
+        return services.AddScaler();
+    }
+
+    /// <summary>What a worker needs in its process: options, the weights cache, the warm pool and a factory of
+    /// <see cref="InferenceWorker"/> loops. Needs an <see cref="IInferenceEngine"/>.</summary>
+    public static IServiceCollection AddWorkerRuntime(this IServiceCollection services)
+    {
         Bind<WorkerOptions>(services, "Inference:Worker")
             .Validate(o => o.MaxBatchSize is >= 1 and <= 4096, "Inference:Worker:MaxBatchSize must be between 1 and 4096")
             .Validate(o => o.MaxBatchDelay >= TimeSpan.Zero, "Inference:Worker:MaxBatchDelay must not be negative")
-            .Validate(o => o.PollInterval > TimeSpan.Zero, "Inference:Worker:PollInterval must be positive");
+            .Validate(o => o.PollInterval > TimeSpan.Zero, "Inference:Worker:PollInterval must be positive")
+            .Validate(o => o.LeaseRenewInterval > TimeSpan.Zero, "Inference:Worker:LeaseRenewInterval must be positive");
         Bind<WarmPoolOptions>(services, "Inference:WarmPool")
             .Validate(o => o.BudgetBytes > 0, "Inference:WarmPool:BudgetBytes must be positive")
             .Validate(o => !string.IsNullOrWhiteSpace(o.CacheDirectory), "Inference:WarmPool:CacheDirectory must name a folder");
+        services.TryAddSingleton(sp => new WeightsCache(
+            sp.GetRequiredService<IModelStore>(),
+            sp.GetRequiredService<IOptions<WarmPoolOptions>>().Value.CacheDirectory,
+            sp.GetRequiredService<ILogger<WeightsCache>>()));
+        services.TryAddSingleton<WarmPool>();
+        services.TryAddSingleton<WorkerFactory>();
+        return services;
+    }
+
+    /// <summary>The scaler and, for hosts without a timer trigger, the background service that ticks it.
+    /// Needs an <see cref="IWorkerOrchestrator"/>.</summary>
+    public static IServiceCollection AddScaler(this IServiceCollection services)
+    {
         Bind<ScalingOptions>(services, "Inference:Scaling")
             .Validate(o => o.MinReplicas >= 0 && o.MinReplicas <= o.MaxReplicas, "Inference:Scaling:MinReplicas must be between 0 and Inference:Scaling:MaxReplicas")
             .Validate(o => o.MaxReplicas >= 1, "Inference:Scaling:MaxReplicas must be at least 1")
             .Validate(o => o.TargetJobsPerWorker >= 1, "Inference:Scaling:TargetJobsPerWorker must be at least 1")
             .Validate(o => o.ActivationThreshold >= 1, "Inference:Scaling:ActivationThreshold must be at least 1")
             .Validate(o => o.TickInterval > TimeSpan.Zero, "Inference:Scaling:TickInterval must be positive");
-
-        services.TryAddSingleton(sp => new WeightsCache(
-            sp.GetRequiredService<IModelStore>(),
-            sp.GetRequiredService<IOptions<WarmPoolOptions>>().Value.CacheDirectory,
-            sp.GetRequiredService<ILogger<WeightsCache>>()));
-        services.TryAddSingleton<WarmPool>();
-        services.TryAddSingleton(sp =>
-        {
-            var logger = sp.GetRequiredService<ILoggerFactory>().CreateLogger<InferenceWorker>();
-            return new InProcessWorkerOrchestrator(
-                id => new InferenceWorker(
-                    id,
-                    sp.GetRequiredService<IJobQueue>(),
-                    sp.GetRequiredService<IResultStore>(),
-                    sp.GetRequiredService<WarmPool>(),
-                    sp.GetRequiredService<ModelCatalog>(),
-                    sp.GetRequiredService<IWorkerRegistry>(),
-                    sp.GetRequiredService<IOptions<WorkerOptions>>().Value,
-                    sp.GetRequiredService<TimeProvider>(),
-                    sp.GetRequiredService<InferenceMetrics>(),
-                    logger),
-                sp.GetRequiredService<ILogger<InProcessWorkerOrchestrator>>());
-        });
-        services.TryAddSingleton<IWorkerOrchestrator>(sp => sp.GetRequiredService<InProcessWorkerOrchestrator>());
         services.TryAddSingleton<Scaler>();
         services.TryAddSingleton<ScalerService>();
         services.TryAddSingleton<IScaleTrigger>(sp => sp.GetRequiredService<ScalerService>());
@@ -123,11 +139,38 @@ public static class InferenceServiceCollectionExtensions
     private static OptionsBuilder<T> Bind<T>(IServiceCollection services, string section) where T : class =>
         services.AddOptions<T>().BindConfiguration(section).ValidateOnStart();
 
-    private static void RequireProvider(string setting, string value, params string[] known)
+    /// <summary>The configured provider of a contract, in its canonical spelling; throws naming the setting when unknown.</summary>
+    public static string Provider(IConfiguration configuration, ProviderSetting setting)
     {
-        if (!known.Contains(value, StringComparer.OrdinalIgnoreCase))
+        var value = configuration[setting.Key];
+        if (string.IsNullOrWhiteSpace(value))
         {
-            throw new InvalidOperationException($"{setting} is '{value}'; this host knows {string.Join(", ", known)}");
+            return setting.Default;
         }
+
+        return setting.Known.FirstOrDefault(k => string.Equals(k, value.Trim(), StringComparison.OrdinalIgnoreCase))
+            ?? throw new InvalidOperationException($"{setting.Key} is '{value}'; known providers: {string.Join(", ", setting.Known)}");
     }
+}
+
+/// <summary>A setting that picks the provider of one contract.</summary>
+public sealed record ProviderSetting(string Key, string Default, IReadOnlyList<string> Known);
+
+/// <summary>The provider settings and the names they accept.</summary>
+public static class ProviderSettings
+{
+    public const string Embedded = "Embedded";
+    public const string Redis = "Redis";
+    public const string ServiceBus = "ServiceBus";
+    public const string Folder = "Folder";
+    public const string Blob = "Blob";
+
+    public static ProviderSetting Queue { get; } = new("Inference:Queue:Provider", Embedded, [Embedded, Redis, ServiceBus]);
+
+    public static ProviderSetting Results { get; } = new("Inference:Results:Provider", Embedded, [Embedded, Redis]);
+
+    /// <summary>Worker registry and scaling history.</summary>
+    public static ProviderSetting Registry { get; } = new("Inference:Registry:Provider", Embedded, [Embedded, Redis]);
+
+    public static ProviderSetting ModelStore { get; } = new("Inference:ModelStore:Provider", Folder, [Folder, Blob]);
 }

@@ -12,27 +12,14 @@ public sealed partial class Scaler(
     IJobQueue queue,
     IWorkerRegistry registry,
     IWorkerOrchestrator orchestrator,
+    IScalingDecisionLog decisions,
     IOptions<ScalingOptions> options,
     TimeProvider timeProvider,
     InferenceMetrics metrics,
     ILogger<Scaler> logger)
 {
-    private const int History = 50;
     private readonly SemaphoreSlim _gate = new(1, 1);
-    private readonly LinkedList<ScalingDecision> _decisions = new();
     private ScalingState _state = ScalingState.Initial;
-
-    /// <summary>The most recent decisions, newest first.</summary>
-    public IReadOnlyList<ScalingDecision> RecentDecisions
-    {
-        get
-        {
-            lock (_decisions)
-            {
-                return [.. _decisions];
-            }
-        }
-    }
 
     public async ValueTask<ScalingDecision> TickAsync(CancellationToken cancellationToken)
     {
@@ -46,7 +33,7 @@ public sealed partial class Scaler(
             var busy = workers.Count(w => w.InFlight > 0 && w.State != WorkerState.Draining);
             var input = new ScalingInput(depth.Queued, depth.InFlight, current, busy, timeProvider.GetUtcNow());
             (var decision, _state) = ScalingPolicy.Decide(input, _state, options.Value);
-            Record(decision);
+            await RecordAsync(decision, cancellationToken).ConfigureAwait(false);
             if (decision.DesiredReplicas != current)
             {
                 Log.Scaling(logger, current, decision.DesiredReplicas, decision.Reason);
@@ -68,23 +55,16 @@ public sealed partial class Scaler(
         }
     }
 
-    private void Record(ScalingDecision decision)
+    private async ValueTask RecordAsync(ScalingDecision decision, CancellationToken cancellationToken)
     {
-        lock (_decisions)
+        try
         {
-            var last = _decisions.First?.Value;
-            // Keep changes and the latest steady state; a run of identical holds would push history out.
-            if (last is not null && last.CurrentReplicas == decision.CurrentReplicas && last.DesiredReplicas == decision.DesiredReplicas
-                && decision.DesiredReplicas == decision.CurrentReplicas)
-            {
-                _decisions.RemoveFirst();
-            }
-
-            _decisions.AddFirst(decision);
-            while (_decisions.Count > History)
-            {
-                _decisions.RemoveLast();
-            }
+            await decisions.AppendAsync(decision, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            // The history is for people; losing an entry must not stop scaling.
+            Log.RecordFailed(logger, ex);
         }
     }
 
@@ -95,5 +75,8 @@ public sealed partial class Scaler(
 
         [LoggerMessage(2, LogLevel.Error, "The orchestrator failed to set {Desired} workers; retrying on the next tick")]
         public static partial void OrchestratorFailed(ILogger logger, Exception exception, int desired);
+
+        [LoggerMessage(3, LogLevel.Warning, "Recording a scaling decision failed")]
+        public static partial void RecordFailed(ILogger logger, Exception exception);
     }
 }

@@ -18,10 +18,12 @@ public sealed class ScalerTests : IDisposable
     {
         _rig.Models.Add("m");
         await using var orchestrator = new InProcessWorkerOrchestrator(id => _rig.Worker(id), NullLogger<InProcessWorkerOrchestrator>.Instance);
+        var decisions = new InMemoryScalingDecisionLog();
         var scaler = new Scaler(
             _rig.Queue,
             _rig.Registry,
             orchestrator,
+            decisions,
             Options.Create(new ScalingOptions
             {
                 MaxReplicas = 4,
@@ -42,6 +44,7 @@ public sealed class ScalerTests : IDisposable
         try
         {
             await RunBurstAsync(scaler, orchestrator, main, held);
+            Assert.Contains(await decisions.ReadRecentAsync(50, default), d => d.DesiredReplicas == 0 && d.CurrentReplicas == 1);
         }
         finally
         {
@@ -95,7 +98,6 @@ public sealed class ScalerTests : IDisposable
         }
 
         Assert.Equal(0, await orchestrator.GetReplicasAsync(default));
-        Assert.Contains(scaler.RecentDecisions, d => d.DesiredReplicas == 0 && d.CurrentReplicas == 1);
         Assert.Equal(40, records.Length);
     }
 

@@ -1,0 +1,224 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using Microsoft.Extensions.Options;
+using ServerlessInference.Scaling;
+using ServerlessInference.Workers;
+
+namespace ServerlessInference.DevHost.Services;
+
+/// <summary>Settings of worker processes (section <c>Inference:Workers</c>).</summary>
+public sealed class ChildProcessOptions
+{
+    /// <summary>The worker's dll (run with <c>dotnet</c>) or executable; default: <c>ServerlessInference.Worker.dll</c> beside this host.</summary>
+    public string? Path { get; set; }
+
+    /// <summary>How long a stopped worker may drain after SIGTERM before it is killed.</summary>
+    public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(60);
+
+    public string ResolvePath()
+    {
+        var path = string.IsNullOrWhiteSpace(Path) ? System.IO.Path.Combine(AppContext.BaseDirectory, "ServerlessInference.Worker.dll") : Path;
+        return File.Exists(path)
+            ? System.IO.Path.GetFullPath(path)
+            : throw new InvalidOperationException($"the worker is not at '{path}' (Inference:Workers:Path)");
+    }
+}
+
+/// <summary>An <see cref="IWorkerOrchestrator"/> whose workers are child processes of this host, as pods are in a cluster.</summary>
+/// <remarks>
+/// <para>Children get this host's <c>Inference:*</c> settings as environment variables and an id of their own.
+/// Stopping sends SIGTERM to the idlest worker (as the registry's heartbeats tell) and waits for it to drain;
+/// after <see cref="ChildProcessOptions.DrainTimeout"/> it is killed. A child that dies on its own stops counting
+/// and the next scaler tick replaces it.</para>
+/// <para>Thread-safe. Disposing drains every child.</para>
+/// </remarks>
+public sealed partial class ChildProcessWorkerOrchestrator(
+    IOptions<ChildProcessOptions> options,
+    IConfiguration configuration,
+    IWorkerRegistry registry,
+    ILogger<ChildProcessWorkerOrchestrator> logger) : IWorkerOrchestrator, IAsyncDisposable
+{
+    private readonly Lock _lock = new();
+    private readonly List<Child> _running = [];
+    private readonly List<Task> _draining = [];
+    private readonly string _instance = Guid.NewGuid().ToString("N")[..6];
+    private int _next;
+
+    /// <summary>Worker processes running now (not draining).</summary>
+    public IReadOnlyList<(string Id, int ProcessId)> Workers
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _running.Select(c => (c.Id, c.Process.Id)).ToList();
+            }
+        }
+    }
+
+    public ValueTask<int> GetReplicasAsync(CancellationToken cancellationToken)
+    {
+        lock (_lock)
+        {
+            PruneExitedLocked();
+            return ValueTask.FromResult(_running.Count);
+        }
+    }
+
+    public async ValueTask SetReplicasAsync(int replicas, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(replicas);
+        int surplus;
+        lock (_lock)
+        {
+            PruneExitedLocked();
+            while (_running.Count < replicas)
+            {
+                _running.Add(Start($"worker-{_instance}-{Interlocked.Increment(ref _next)}"));
+            }
+
+            surplus = _running.Count - replicas;
+        }
+
+        if (surplus <= 0)
+        {
+            return;
+        }
+
+        // The idlest workers go first; the registry knows what each holds.
+        var inFlight = (await registry.ListAsync(cancellationToken).ConfigureAwait(false)).ToDictionary(w => w.Id, w => w.InFlight);
+        lock (_lock)
+        {
+            foreach (var child in _running.OrderBy(c => inFlight.GetValueOrDefault(c.Id)).Take(surplus).ToList())
+            {
+                _running.Remove(child);
+                _draining.Add(DrainAsync(child));
+            }
+        }
+    }
+
+    private Child Start(string id)
+    {
+        var path = options.Value.ResolvePath();
+        var start = path.EndsWith(".dll", StringComparison.OrdinalIgnoreCase)
+            ? new ProcessStartInfo("dotnet") { ArgumentList = { path } }
+            : new ProcessStartInfo(path);
+        start.UseShellExecute = false;
+        start.RedirectStandardOutput = true;
+        start.RedirectStandardError = true;
+        start.WorkingDirectory = System.IO.Path.GetDirectoryName(path)!;
+        foreach (var (key, value) in configuration.GetSection("Inference").AsEnumerable())
+        {
+            if (value is not null)
+            {
+                start.Environment[key.Replace(":", "__", StringComparison.Ordinal)] = value;
+            }
+        }
+
+        start.Environment["Inference__WorkerHost__Id"] = id;
+        start.Environment["Inference__WorkerHost__DrainTimeout"] = options.Value.DrainTimeout.ToString();
+        start.Environment["ASPNETCORE_URLS"] = "http://127.0.0.1:0";
+        start.Environment["Logging__LogLevel__Microsoft.AspNetCore"] = "Warning";
+        var process = Process.Start(start) ?? throw new InvalidOperationException($"could not start the worker '{path}'");
+        process.OutputDataReceived += (_, e) => Forward(id, e.Data);
+        process.ErrorDataReceived += (_, e) => Forward(id, e.Data);
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        Log.Started(logger, id, process.Id);
+        return new Child(id, process);
+    }
+
+    private void Forward(string id, string? line)
+    {
+        if (!string.IsNullOrWhiteSpace(line))
+        {
+            Log.Output(logger, id, line);
+        }
+    }
+
+    private async Task DrainAsync(Child child)
+    {
+        Log.Stopping(logger, child.Id, child.Process.Id);
+        Terminate(child.Process);
+        using var timeout = new CancellationTokenSource(options.Value.DrainTimeout);
+        try
+        {
+            await child.Process.WaitForExitAsync(timeout.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            Log.DrainTimedOut(logger, child.Id, options.Value.DrainTimeout.TotalSeconds);
+            child.Process.Kill(entireProcessTree: true);
+            await child.Process.WaitForExitAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+        finally
+        {
+            child.Process.Dispose();
+        }
+    }
+
+    private void PruneExitedLocked()
+    {
+        foreach (var child in _running.Where(c => c.Process.HasExited).ToList())
+        {
+            _running.Remove(child);
+            Log.Exited(logger, child.Id, child.Process.ExitCode);
+            child.Process.Dispose();
+        }
+
+        _draining.RemoveAll(t => t.IsCompleted);
+    }
+
+    /// <summary>SIGTERM on Unix (the worker drains), a kill elsewhere.</summary>
+    private static void Terminate(Process process)
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            process.Kill(entireProcessTree: true);
+        }
+        else if (Posix.Kill(process.Id, Posix.SigTerm) != 0 && !process.HasExited)
+        {
+            process.Kill(entireProcessTree: true);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await SetReplicasAsync(0, CancellationToken.None).ConfigureAwait(false);
+        Task[] draining;
+        lock (_lock)
+        {
+            draining = [.. _draining];
+        }
+
+        await Task.WhenAll(draining).ConfigureAwait(false);
+    }
+
+    private sealed record Child(string Id, Process Process);
+
+    private static partial class Posix
+    {
+        public const int SigTerm = 15;
+
+        [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
+        public static partial int Kill(int pid, int signal);
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(1, LogLevel.Information, "Started worker process {WorkerId} (pid {ProcessId})")]
+        public static partial void Started(ILogger logger, string workerId, int processId);
+
+        [LoggerMessage(2, LogLevel.Information, "Stopping worker process {WorkerId} (pid {ProcessId}): SIGTERM, draining")]
+        public static partial void Stopping(ILogger logger, string workerId, int processId);
+
+        [LoggerMessage(3, LogLevel.Warning, "Worker process {WorkerId} did not drain in {Seconds} s; killed")]
+        public static partial void DrainTimedOut(ILogger logger, string workerId, double seconds);
+
+        [LoggerMessage(4, LogLevel.Warning, "Worker process {WorkerId} exited on its own with code {ExitCode}")]
+        public static partial void Exited(ILogger logger, string workerId, int exitCode);
+
+        [LoggerMessage(5, LogLevel.Information, "[{WorkerId}] {Line}")]
+        public static partial void Output(ILogger logger, string workerId, string line);
+    }
+}

@@ -1,0 +1,437 @@
+using System.Buffers;
+using System.Globalization;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+using ServerlessInference.Embedded;
+using ServerlessInference.Jobs;
+using StackExchange.Redis;
+
+namespace ServerlessInference.Redis;
+
+/// <summary>An <see cref="IJobQueue"/> on a Redis stream read through one consumer group: at-least-once delivery
+/// across processes, leases that survive a crashed worker, a dead-letter stream.</summary>
+/// <remarks>
+/// <para>Keys (hash-tagged, so one queue lives in one cluster slot): the stream <c>{prefix}{{queue}}</c>, its
+/// dead letters <c>...:dead</c>, the reclaim cursor <c>...:reclaim</c>; new jobs are announced on the channel
+/// <c>...:new</c>.</para>
+/// <para>A lease is a pending entry (PEL) of this process's consumer; its expiry is the entry's idle time on the
+/// server clock, so a lease held by a dead consumer is taken over with <c>XAUTOCLAIM</c> once it has been idle for
+/// <see cref="JobQueueOptions.LeaseDuration"/>. The delivery count is the PEL's counter plus the deliveries an
+/// abandoned job carried over (<c>n</c>).</para>
+/// <para>Waiting: StackExchange.Redis multiplexes one connection and does not support blocking commands
+/// (<c>XREADGROUP BLOCK</c>), so this follows its documented pattern: every enqueue publishes on a channel, a waiting
+/// receiver wakes on it and reads without blocking. It also re-reads every <see cref="RedisOptions.ReclaimInterval"/>,
+/// which both reclaims expired leases and covers a notification lost while reconnecting.</para>
+/// <para>Thread-safe; one instance per process. Dispose it to drop its subscription.</para>
+/// </remarks>
+public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
+{
+    private const string LeaseExpiredError = "the worker's lease expired before it finished (the worker stopped or crashed)";
+
+    private readonly IConnectionMultiplexer _redis;
+    private readonly JobQueueOptions _options;
+    private readonly RedisOptions _redisOptions;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly RedisKey _stream;
+    private readonly RedisKey _dead;
+    private readonly RedisKey _cursor;
+    private readonly RedisChannel _channel;
+    private readonly RedisValue _channelName;
+    private readonly RedisValue _group;
+    private readonly RedisValue _consumer;
+    private readonly Action<RedisChannel, RedisValue> _onNotified;
+    private readonly Lock _readyLock = new();
+    private Task? _groupReady;
+    private Task? _subscribed;
+    private TaskCompletionSource _signal = NewSignal();
+    private long _nextReclaim;
+    private long _nextPrune;
+    private bool _disposed;
+
+    public RedisJobQueue(
+        IConnectionMultiplexer redis,
+        IOptions<RedisOptions> redisOptions,
+        IOptions<JobQueueOptions> options,
+        TimeProvider timeProvider,
+        ILogger<RedisJobQueue>? logger = null)
+    {
+        _redis = redis;
+        _redisOptions = redisOptions.Value;
+        _options = options.Value;
+        _time = timeProvider;
+        _logger = (ILogger?)logger ?? NullLogger.Instance;
+        var stream = $"{_redisOptions.KeyPrefix}{{{_redisOptions.QueueName}}}";
+        _stream = stream;
+        _dead = stream + ":dead";
+        _cursor = stream + ":reclaim";
+        _channelName = stream + ":new";
+        _channel = RedisChannel.Literal(stream + ":new");
+        _group = _redisOptions.ConsumerGroup;
+        _consumer = _redisOptions.ConsumerName;
+        _onNotified = (_, _) => Wake();
+        _nextPrune = _time.GetTimestamp() + Ticks(TimeSpan.FromMinutes(1));
+    }
+
+    public int MaxDeliveryCount => _options.MaxDeliveryCount;
+
+    /// <summary>The stream key (for tests and operators).</summary>
+    public string StreamKey => _stream.ToString();
+
+    /// <summary>The dead-letter stream key.</summary>
+    public string DeadLetterKey => _dead.ToString();
+
+    public async ValueTask EnqueueAsync(InferenceJob job, CancellationToken cancellationToken)
+    {
+        var request = new ArrayBufferWriter<byte>();
+        var headerLength = OipCodec.WriteRequest(request, job.Request, binary: true);
+        RedisValue[] args =
+        [
+            _options.Capacity, _channelName,
+            "id", job.Id,
+            "model", job.Model,
+            "version", job.Version,
+            "submitted", job.SubmittedAt.UtcTicks,
+            "deadline", job.Deadline.UtcTicks,
+            "header", headerLength is { } h ? h : RedisValue.EmptyString,
+            "request", request.WrittenMemory,
+        ];
+
+        RedisResult result;
+        try
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            result = await Database.ScriptEvaluateAsync(EnqueueScript, [_stream], args).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (RedisUnavailable.IsOutage(ex))
+        {
+            throw RedisUnavailable.Wrap(ex, "the job queue", _redisOptions.UnavailableRetryAfterSeconds);
+        }
+
+        if ((long)result == 0)
+        {
+            throw new InferenceException(InferenceError.QueueFull, $"the job queue is full ({_options.Capacity} jobs)")
+            {
+                RetryAfterSeconds = _options.RetryAfterSeconds,
+            };
+        }
+
+        // Receivers in this process need not wait for the pub/sub round trip.
+        Wake();
+    }
+
+    public async ValueTask<IReadOnlyList<JobLease>> ReceiveAsync(int maxCount, TimeSpan maxWait, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxCount, 1);
+        var started = _time.GetTimestamp();
+        try
+        {
+            await EnsureSubscribedAsync().WaitAsync(cancellationToken).ConfigureAwait(false);
+            while (true)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+
+                // Take the signal before reading: a job that arrives after the read completes it, so no wake-up is lost.
+                var signal = Volatile.Read(ref _signal).Task;
+                var leases = await ReadAsync(maxCount).ConfigureAwait(false);
+                if (leases.Count > 0)
+                {
+                    return leases;
+                }
+
+                var remaining = maxWait - _time.GetElapsedTime(started);
+                if (remaining <= TimeSpan.Zero)
+                {
+                    return [];
+                }
+
+                // Wake on a notification, or when it is time to look for expired leases, or when the wait is over.
+                var untilReclaim = TimeSpan.FromSeconds((double)(Interlocked.Read(ref _nextReclaim) - _time.GetTimestamp()) / _time.TimestampFrequency);
+                var wake = untilReclaim < remaining ? (untilReclaim > TimeSpan.FromMilliseconds(1) ? untilReclaim : TimeSpan.FromMilliseconds(1)) : remaining;
+                try
+                {
+                    await signal.WaitAsync(wake, _time, cancellationToken).ConfigureAwait(false);
+                }
+                catch (TimeoutException)
+                {
+                    // Poll again.
+                }
+            }
+        }
+        catch (Exception ex) when (RedisUnavailable.IsOutage(ex))
+        {
+            throw RedisUnavailable.Wrap(ex, "the job queue", _redisOptions.UnavailableRetryAfterSeconds);
+        }
+    }
+
+    public async ValueTask<QueueDepth> GetDepthAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            var result = (RedisResult[])(await Database.ScriptEvaluateAsync(DepthScript, [_stream], [_group]).ConfigureAwait(false))!;
+            return new QueueDepth((long)result[0], (long)result[1]);
+        }
+        catch (Exception ex) when (RedisUnavailable.IsOutage(ex))
+        {
+            throw RedisUnavailable.Wrap(ex, "the job queue", _redisOptions.UnavailableRetryAfterSeconds);
+        }
+    }
+
+    /// <summary>Dead-lettered jobs, oldest first (up to <paramref name="count"/>).</summary>
+    public async ValueTask<IReadOnlyList<DeadLetter>> ReadDeadLettersAsync(int count, CancellationToken cancellationToken)
+    {
+        StreamEntry[] entries;
+        try
+        {
+            entries = await Database.StreamRangeAsync(_dead, count: count).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (RedisUnavailable.IsOutage(ex))
+        {
+            throw RedisUnavailable.Wrap(ex, "the job queue", _redisOptions.UnavailableRetryAfterSeconds);
+        }
+
+        var letters = new List<DeadLetter>(entries.Length);
+        foreach (var entry in entries)
+        {
+            var fields = entry.Values.ToDictionary(v => (string)v.Name!, v => v.Value, StringComparer.Ordinal);
+            letters.Add(new DeadLetter(
+                ParseJob(fields),
+                (string?)fields.GetValueOrDefault("reason") ?? "",
+                (int)fields.GetValueOrDefault("deliveries"),
+                new DateTimeOffset((long)fields.GetValueOrDefault("at"), TimeSpan.Zero)));
+        }
+
+        return letters;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        Task? subscribed;
+        lock (_readyLock)
+        {
+            _disposed = true;
+            subscribed = _subscribed;
+        }
+
+        if (subscribed is { IsCompletedSuccessfully: true })
+        {
+            try
+            {
+                await _redis.GetSubscriber().UnsubscribeAsync(_channel, _onNotified).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (RedisUnavailable.IsOutage(ex) || ex is ObjectDisposedException)
+            {
+                // The connection is gone; so is the subscription.
+            }
+        }
+    }
+
+    private IDatabase Database => _redis.GetDatabase();
+
+    private void Wake() => Interlocked.Exchange(ref _signal, NewSignal()).TrySetResult();
+
+    private async ValueTask<List<JobLease>> ReadAsync(int maxCount)
+    {
+        var now = _time.GetTimestamp();
+        var reclaimDue = now >= Interlocked.Read(ref _nextReclaim);
+        if (reclaimDue)
+        {
+            Interlocked.Exchange(ref _nextReclaim, now + Ticks(_redisOptions.ReclaimInterval));
+        }
+
+        var minIdle = reclaimDue ? Math.Max(1, (long)_options.LeaseDuration.TotalMilliseconds) : 0;
+        RedisResult result;
+        try
+        {
+            result = await Database.ScriptEvaluateAsync(ReceiveScript, [_stream, _cursor], [_group, _consumer, maxCount, minIdle]).ConfigureAwait(false);
+        }
+        catch (RedisServerException ex) when (ex.Message.StartsWith("NOGROUP", StringComparison.Ordinal))
+        {
+            // The stream was lost (a Redis without persistence restarted): recreate the group and read again.
+            await CreateGroupAsync().ConfigureAwait(false);
+            result = await Database.ScriptEvaluateAsync(ReceiveScript, [_stream, _cursor], [_group, _consumer, maxCount, minIdle]).ConfigureAwait(false);
+        }
+
+        var entries = (RedisResult[]?)result ?? [];
+        var leases = new List<JobLease>(entries.Length);
+        foreach (var item in entries)
+        {
+            var parts = (RedisResult[])item!;
+            var id = (RedisValue)parts[0];
+            var pelCount = (long)parts[1];
+            var raw = (RedisResult[])parts[2]!;
+            var fields = new Dictionary<string, RedisValue>(raw.Length / 2, StringComparer.Ordinal);
+            for (var i = 0; i + 1 < raw.Length; i += 2)
+            {
+                fields[(string)raw[i]!] = (RedisValue)raw[i + 1];
+            }
+
+            InferenceJob job;
+            try
+            {
+                job = ParseJob(fields);
+            }
+            catch (Exception ex) when (ex is FormatException or InvalidCastException or InferenceException or KeyNotFoundException)
+            {
+                // An entry no worker can read would come back forever: set it aside at once.
+                Log.UnreadableEntry(_logger, ex, id.ToString());
+                await SettleAsync(DeadLetterScript, [_stream, _dead], [_group, _consumer, id, RedisValue.EmptyString, _redisOptions.DeadLetterMaxLength, $"unreadable queue entry: {ex.Message}", pelCount, _time.GetUtcNow().UtcTicks]).ConfigureAwait(false);
+                continue;
+            }
+
+            var prior = fields.TryGetValue("n", out var n) ? (int)n : 0;
+            var error = fields.TryGetValue("err", out var err) ? (string?)err : null;
+            leases.Add(new Lease(this, id, pelCount, job, prior + (int)pelCount, error ?? (pelCount > 1 ? LeaseExpiredError : null)));
+        }
+
+        if (reclaimDue && now >= Interlocked.Read(ref _nextPrune))
+        {
+            Interlocked.Exchange(ref _nextPrune, now + Ticks(TimeSpan.FromMinutes(10)));
+            await PruneConsumersAsync().ConfigureAwait(false);
+        }
+
+        return leases;
+    }
+
+    private static InferenceJob ParseJob(Dictionary<string, RedisValue> fields)
+    {
+        var header = fields["header"];
+        var body = (byte[])fields["request"]!;
+        return new InferenceJob
+        {
+            Id = (string)fields["id"]!,
+            Model = (string)fields["model"]!,
+            Version = (string)fields["version"]!,
+            SubmittedAt = new DateTimeOffset((long)fields["submitted"], TimeSpan.Zero),
+            Deadline = new DateTimeOffset((long)fields["deadline"], TimeSpan.Zero),
+            Request = OipCodec.ParseRequest(body, header.IsNullOrEmpty ? null : (int)header),
+        };
+    }
+
+    /// <summary>Deletes consumers of processes that are gone: nothing pending and silent for a long time. A live
+    /// consumer polls at least every <see cref="RedisOptions.ReclaimInterval"/>, and one deleted by mistake is
+    /// recreated by its next read.</summary>
+    private async ValueTask PruneConsumersAsync()
+    {
+        try
+        {
+            var silentFor = Math.Max(_options.LeaseDuration.TotalMilliseconds * 10, TimeSpan.FromMinutes(30).TotalMilliseconds);
+            foreach (var consumer in await Database.StreamConsumerInfoAsync(_stream, _group).ConfigureAwait(false))
+            {
+                if (consumer.PendingMessageCount == 0 && consumer.IdleTimeInMilliseconds > silentFor && consumer.Name != _consumer)
+                {
+                    await Database.StreamDeleteConsumerAsync(_stream, _group, consumer.Name).ConfigureAwait(false);
+                }
+            }
+        }
+        catch (Exception ex) when (ex is RedisException)
+        {
+            Log.PruneFailed(_logger, ex);
+        }
+    }
+
+    private Task EnsureSubscribedAsync()
+    {
+        lock (_readyLock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_subscribed is null || _subscribed.IsFaulted || _subscribed.IsCanceled)
+            {
+                _subscribed = SubscribeAsync();
+            }
+
+            return _subscribed;
+        }
+    }
+
+    private async Task SubscribeAsync()
+    {
+        await EnsureGroupAsync().ConfigureAwait(false);
+        await _redis.GetSubscriber().SubscribeAsync(_channel, _onNotified).ConfigureAwait(false);
+    }
+
+    private Task EnsureGroupAsync()
+    {
+        lock (_readyLock)
+        {
+            if (_groupReady is null || _groupReady.IsFaulted || _groupReady.IsCanceled)
+            {
+                _groupReady = CreateGroupAsync();
+            }
+
+            return _groupReady;
+        }
+    }
+
+    /// <summary>Creates the group reading from the start of the stream, so jobs added before it are delivered.</summary>
+    private async Task CreateGroupAsync()
+    {
+        try
+        {
+            await Database.StreamCreateConsumerGroupAsync(_stream, _group, "0", createStream: true).ConfigureAwait(false);
+        }
+        catch (RedisServerException ex) when (ex.Message.StartsWith("BUSYGROUP", StringComparison.Ordinal))
+        {
+            // Another process created it first.
+        }
+    }
+
+    private async ValueTask SettleAsync(string script, RedisKey[] keys, RedisValue[] args)
+    {
+        try
+        {
+            await Database.ScriptEvaluateAsync(script, keys, args).ConfigureAwait(false);
+        }
+        catch (RedisServerException ex) when (ex.Message.StartsWith("NOGROUP", StringComparison.Ordinal))
+        {
+            // The stream was lost with its group (a Redis without persistence restarted): the lease is gone too.
+        }
+        catch (Exception ex) when (RedisUnavailable.IsOutage(ex))
+        {
+            throw RedisUnavailable.Wrap(ex, "the job queue", _redisOptions.UnavailableRetryAfterSeconds);
+        }
+    }
+
+    private long Ticks(TimeSpan span) => (long)(span.TotalSeconds * _time.TimestampFrequency);
+
+    private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>A delivery: the entry id and the PEL delivery count it was handed out with, which every settle
+    /// checks so that a stale lease (its job reclaimed by another consumer meanwhile) does nothing.</summary>
+    private sealed class Lease(RedisJobQueue queue, RedisValue entryId, long pelCount, InferenceJob job, int deliveryCount, string? lastError)
+        : JobLease
+    {
+        public override InferenceJob Job => job;
+
+        public override int DeliveryCount => deliveryCount;
+
+        public override string? LastError => lastError;
+
+        public override ValueTask CompleteAsync(CancellationToken cancellationToken) =>
+            queue.SettleAsync(CompleteScript, [queue._stream], [queue._group, queue._consumer, entryId, pelCount]);
+
+        public override ValueTask AbandonAsync(string? error, CancellationToken cancellationToken) =>
+            queue.SettleAsync(AbandonScript, [queue._stream],
+                [queue._group, queue._consumer, entryId, pelCount, deliveryCount, error ?? lastError ?? "", queue._channelName]);
+
+        public override ValueTask DeadLetterAsync(string reason, CancellationToken cancellationToken) =>
+            queue.SettleAsync(DeadLetterScript, [queue._stream, queue._dead],
+                [queue._group, queue._consumer, entryId, pelCount, queue._redisOptions.DeadLetterMaxLength, reason, deliveryCount,
+                 queue._time.GetUtcNow().UtcTicks]);
+
+        public override ValueTask RenewAsync(CancellationToken cancellationToken) =>
+            queue.SettleAsync(RenewScript, [queue._stream], [queue._group, queue._consumer, entryId, pelCount]);
+
+        public override string ToString() => string.Create(CultureInfo.InvariantCulture, $"{entryId} (delivery {deliveryCount})");
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(1, LogLevel.Error, "Queue entry {EntryId} cannot be read; it was dead-lettered")]
+        public static partial void UnreadableEntry(ILogger logger, Exception exception, string entryId);
+
+        [LoggerMessage(2, LogLevel.Warning, "Pruning the job stream's departed consumers failed")]
+        public static partial void PruneFailed(ILogger logger, Exception exception);
+    }
+}

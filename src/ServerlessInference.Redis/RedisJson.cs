@@ -1,0 +1,11 @@
+using System.Text.Json.Serialization;
+using ServerlessInference.Scaling;
+using ServerlessInference.Workers;
+
+namespace ServerlessInference.Redis;
+
+/// <summary>Source-generated JSON for what the Redis providers store as text.</summary>
+[JsonSourceGenerationOptions(UseStringEnumConverter = true)]
+[JsonSerializable(typeof(WorkerStatus))]
+[JsonSerializable(typeof(ScalingDecision))]
+internal sealed partial class RedisJson : JsonSerializerContext;

@@ -1,0 +1,40 @@
+namespace ServerlessInference.Redis;
+
+/// <summary>Settings of the Redis providers (section <c>Inference:Redis</c>). One connection serves all of them.</summary>
+public sealed class RedisOptions
+{
+    public const string Section = "Inference:Redis";
+
+    /// <summary>A StackExchange.Redis configuration string, e.g. <c>127.0.0.1:6379</c> or
+    /// <c>host:6380,password=...,ssl=true</c>. Required when any provider is <c>Redis</c>.</summary>
+    public string? ConnectionString { get; set; }
+
+    /// <summary>Prefix of every key and channel, so several platforms can share one Redis.</summary>
+    public string KeyPrefix { get; set; } = "si:";
+
+    /// <summary>Name of the job stream (<c>{KeyPrefix}{QueueName}</c>, hash-tagged so a queue's keys share a cluster slot).</summary>
+    public string QueueName { get; set; } = "jobs";
+
+    /// <summary>The consumer group every worker reads the job stream through.</summary>
+    public string ConsumerGroup { get; set; } = "workers";
+
+    /// <summary>This process's consumer in the group; defaults to <c>{machine}-{pid}</c>, so a restarted process
+    /// never inherits the leases of the one before it (those are reclaimed when they expire).</summary>
+    public string ConsumerName { get; set; } = $"{Environment.MachineName}-{Environment.ProcessId}";
+
+    /// <summary>How often a receiving worker looks for expired leases (<c>XAUTOCLAIM</c>) and, at the same time, polls
+    /// for jobs whose pub/sub notification it may have missed. Bounds the extra delay of a redelivery.</summary>
+    public TimeSpan ReclaimInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Approximate number of dead-lettered jobs kept (<c>XADD MAXLEN ~</c>).</summary>
+    public int DeadLetterMaxLength { get; set; } = 10_000;
+
+    /// <summary>A worker that has not heartbeated for this long disappears from the registry.</summary>
+    public TimeSpan WorkerTtl { get; set; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>Approximate number of scaling decisions kept (<c>XADD MAXLEN ~</c>).</summary>
+    public int ScalingLogLength { get; set; } = 500;
+
+    /// <summary>Seconds a client is told to wait (Retry-After) while Redis cannot be reached.</summary>
+    public int UnavailableRetryAfterSeconds { get; set; } = 1;
+}

@@ -1,0 +1,377 @@
+using System.Buffers;
+using System.Globalization;
+using Microsoft.Extensions.Options;
+using ServerlessInference.Embedded;
+using ServerlessInference.Jobs;
+using StackExchange.Redis;
+
+namespace ServerlessInference.Redis;
+
+/// <summary>An <see cref="IResultStore"/> in Redis: one hash per job (<c>{prefix}job:{id}</c>) with a TTL, state
+/// changes as Lua scripts, completions announced on one channel (<c>{prefix}results</c>).</summary>
+/// <remarks>
+/// <para>Transitions are atomic on the server: Queued|Running → Running, Queued → Cancelled, and publish only while
+/// the job is not terminal, so the first result wins whichever process publishes it.</para>
+/// <para>Waiting: each instance subscribes to the completion channel once, however many jobs it waits for, and
+/// hands each message (a job id) to the local waiters of that job. A wait registers its waiter and makes sure the
+/// subscription is live before it reads the record, so a result stored at any moment either shows in that read or
+/// wakes the waiter.</para>
+/// <para>Thread-safe; register one instance per process. Dispose it to drop its subscription.</para>
+/// </remarks>
+public sealed class RedisResultStore : IResultStore, IAsyncDisposable
+{
+    // Status numbers as stored; terminal ones are >= Succeeded (JobStatusExtensions.IsTerminal).
+    private static readonly string s_statuses = string.Create(CultureInfo.InvariantCulture,
+        $"local Queued, Running, Succeeded, Cancelled = {(int)JobStatus.Queued}, {(int)JobStatus.Running}, {(int)JobStatus.Succeeded}, {(int)JobStatus.Cancelled}\n");
+
+    /// <summary>KEYS: record. ARGV: ttl ms, fields...</summary>
+    private const string TrackScript = """
+        redis.call('DEL', KEYS[1])
+        redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+        redis.call('PEXPIRE', KEYS[1], ARGV[1])
+        return 1
+        """;
+
+    /// <summary>KEYS: record. ARGV: started (UTC ticks).</summary>
+    private static readonly string s_tryStartScript = s_statuses + """
+        local s = tonumber(redis.call('HGET', KEYS[1], 'status'))
+        if s == nil or s >= Succeeded then return 0 end
+        redis.call('HSET', KEYS[1], 'status', Running, 'started', ARGV[1])
+        return 1
+        """;
+
+    /// <summary>KEYS: record. ARGV: completed, error, ttl ms, channel, job id. Returns nil (unknown) or
+    /// <c>{cancelled, fields}</c>.</summary>
+    private static readonly string s_tryCancelScript = s_statuses + """
+        local s = tonumber(redis.call('HGET', KEYS[1], 'status'))
+        if s == nil then return false end
+        local cancelled = 0
+        if s == Queued then
+          redis.call('HSET', KEYS[1], 'status', Cancelled, 'completed', ARGV[1], 'error', ARGV[2])
+          redis.call('PEXPIRE', KEYS[1], ARGV[3])
+          redis.call('PUBLISH', ARGV[4], ARGV[5])
+          cancelled = 1
+        end
+        return {cancelled, redis.call('HGETALL', KEYS[1])}
+        """;
+
+    /// <summary>KEYS: record. ARGV: ttl ms, channel, job id, started (or empty), fields... Keeps a first terminal
+    /// result and a known start time.</summary>
+    private static readonly string s_publishScript = s_statuses + """
+        local s = tonumber(redis.call('HGET', KEYS[1], 'status'))
+        if s ~= nil and s >= Succeeded then return 0 end
+        if s == nil and ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'started', ARGV[4]) end
+        redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+        redis.call('PEXPIRE', KEYS[1], ARGV[1])
+        redis.call('PUBLISH', ARGV[2], ARGV[3])
+        return 1
+        """;
+
+    private readonly IConnectionMultiplexer _redis;
+    private readonly RedisOptions _redisOptions;
+    private readonly TimeSpan _ttl;
+    private readonly TimeProvider _time;
+    private readonly string _keyPrefix;
+    private readonly RedisChannel _channel;
+    private readonly RedisValue _channelName;
+    private readonly Action<RedisChannel, RedisValue> _onCompleted;
+    private readonly Dictionary<string, Waiter> _waiters = new(StringComparer.Ordinal);
+    private readonly Lock _lock = new();
+    private Task? _subscribed;
+    private bool _disposed;
+
+    public RedisResultStore(IConnectionMultiplexer redis, IOptions<RedisOptions> redisOptions, IOptions<ResultStoreOptions> options, TimeProvider timeProvider)
+    {
+        _redis = redis;
+        _redisOptions = redisOptions.Value;
+        _ttl = options.Value.Ttl;
+        _time = timeProvider;
+        _keyPrefix = _redisOptions.KeyPrefix + "job:";
+        _channelName = _redisOptions.KeyPrefix + "results";
+        _channel = RedisChannel.Literal(_redisOptions.KeyPrefix + "results");
+        _onCompleted = (_, jobId) => OnCompleted(jobId);
+    }
+
+    /// <summary>The completion channel (one subscription per instance).</summary>
+    public string Channel => _channelName.ToString();
+
+    /// <summary>Jobs this instance has waiters for now.</summary>
+    internal int WaitingJobs
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _waiters.Count;
+            }
+        }
+    }
+
+    public async ValueTask TrackAsync(InferenceJob job, CancellationToken cancellationToken)
+    {
+        var now = _time.GetUtcNow();
+        var ttl = job.Deadline > now ? job.Deadline - now + _ttl : _ttl;
+        RedisValue[] args =
+        [
+            Milliseconds(ttl),
+            "id", job.Id,
+            "model", job.Model,
+            "version", job.Version,
+            "status", (int)JobStatus.Queued,
+            "submitted", job.SubmittedAt.UtcTicks,
+        ];
+        await EvaluateAsync(TrackScript, Key(job.Id), args).ConfigureAwait(false);
+    }
+
+    public async ValueTask<bool> TryStartAsync(string jobId, CancellationToken cancellationToken) =>
+        (long)await EvaluateAsync(s_tryStartScript, Key(jobId), [_time.GetUtcNow().UtcTicks]).ConfigureAwait(false) == 1;
+
+    public async ValueTask<(bool Cancelled, JobRecord? Record)> TryCancelAsync(string jobId, CancellationToken cancellationToken)
+    {
+        var result = await EvaluateAsync(s_tryCancelScript, Key(jobId),
+            [_time.GetUtcNow().UtcTicks, "cancelled by the client", Milliseconds(_ttl), _channelName, jobId]).ConfigureAwait(false);
+        if (result.IsNull)
+        {
+            return (false, null);
+        }
+
+        var parts = (RedisResult[])result!;
+        return ((long)parts[0] == 1, Parse((RedisResult[])parts[1]!));
+    }
+
+    public async ValueTask PublishAsync(JobRecord result, CancellationToken cancellationToken)
+    {
+        if (!result.Status.IsTerminal())
+        {
+            throw new ArgumentException($"only terminal records are published, not {result.Status}", nameof(result));
+        }
+
+        var args = new List<RedisValue>(24)
+        {
+            Milliseconds(_ttl), _channelName, result.Id,
+            result.StartedAt is { } started ? started.UtcTicks : RedisValue.EmptyString,
+            "id", result.Id,
+            "model", result.Model,
+            "version", result.Version,
+            "status", (int)result.Status,
+            "submitted", result.SubmittedAt.UtcTicks,
+            "completed", (result.CompletedAt ?? _time.GetUtcNow()).UtcTicks,
+        };
+        if (result.Error is not null)
+        {
+            args.Add("error");
+            args.Add(result.Error);
+        }
+
+        if (result.Response is not null)
+        {
+            var body = new ArrayBufferWriter<byte>();
+            var headerLength = OipCodec.WriteResponse(body, result.Response, static _ => true);
+            args.Add("response");
+            args.Add(body.WrittenMemory);
+            args.Add("header");
+            args.Add(headerLength is { } h ? h : RedisValue.EmptyString);
+        }
+
+        await EvaluateAsync(s_publishScript, Key(result.Id), [.. args]).ConfigureAwait(false);
+    }
+
+    public async ValueTask<JobRecord?> GetAsync(string jobId, CancellationToken cancellationToken)
+    {
+        HashEntry[] entries;
+        try
+        {
+            entries = await _redis.GetDatabase().HashGetAllAsync(Key(jobId)).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (RedisUnavailable.IsOutage(ex))
+        {
+            throw RedisUnavailable.Wrap(ex, "the result store", _redisOptions.UnavailableRetryAfterSeconds);
+        }
+
+        return entries.Length == 0 ? null : Parse(entries.Select(e => (e.Name.ToString(), e.Value)));
+    }
+
+    public async ValueTask<JobRecord?> WaitAsync(string jobId, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        if (timeout <= TimeSpan.Zero)
+        {
+            return await GetAsync(jobId, cancellationToken).ConfigureAwait(false);
+        }
+
+        // Register, subscribe, then read: a result published after the read wakes the waiter.
+        var waiter = Register(jobId);
+        try
+        {
+            try
+            {
+                await EnsureSubscribedAsync().WaitAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (RedisUnavailable.IsOutage(ex))
+            {
+                throw RedisUnavailable.Wrap(ex, "the result store", _redisOptions.UnavailableRetryAfterSeconds);
+            }
+
+            var record = await GetAsync(jobId, cancellationToken).ConfigureAwait(false);
+            if (record is null || record.Status.IsTerminal())
+            {
+                return record;
+            }
+
+            try
+            {
+                await waiter.Done.Task.WaitAsync(timeout, _time, cancellationToken).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+                // Not done yet: the caller answers 202.
+            }
+
+            try
+            {
+                return await GetAsync(jobId, cancellationToken).ConfigureAwait(false);
+            }
+            catch (InferenceException ex) when (ex.Error == InferenceError.Unavailable)
+            {
+                // Redis went away while we waited: the job was accepted, so report what we last saw (202 + poll).
+                return record;
+            }
+        }
+        finally
+        {
+            Release(jobId, waiter);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        Task? subscribed;
+        lock (_lock)
+        {
+            _disposed = true;
+            subscribed = _subscribed;
+        }
+
+        if (subscribed is { IsCompletedSuccessfully: true })
+        {
+            try
+            {
+                await _redis.GetSubscriber().UnsubscribeAsync(_channel, _onCompleted).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (RedisUnavailable.IsOutage(ex) || ex is ObjectDisposedException)
+            {
+                // The connection is gone; so is the subscription.
+            }
+        }
+    }
+
+    private RedisKey Key(string jobId) => _keyPrefix + jobId;
+
+    private async ValueTask<RedisResult> EvaluateAsync(string script, RedisKey key, RedisValue[] args)
+    {
+        try
+        {
+            return await _redis.GetDatabase().ScriptEvaluateAsync(script, [key], args).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (RedisUnavailable.IsOutage(ex))
+        {
+            throw RedisUnavailable.Wrap(ex, "the result store", _redisOptions.UnavailableRetryAfterSeconds);
+        }
+    }
+
+    private Task EnsureSubscribedAsync()
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_subscribed is null || _subscribed.IsFaulted || _subscribed.IsCanceled)
+            {
+                _subscribed = _redis.GetSubscriber().SubscribeAsync(_channel, _onCompleted);
+            }
+
+            return _subscribed;
+        }
+    }
+
+    private void OnCompleted(RedisValue jobId)
+    {
+        lock (_lock)
+        {
+            if (_waiters.TryGetValue(jobId.ToString(), out var waiter))
+            {
+                waiter.Done.TrySetResult();
+            }
+        }
+    }
+
+    private Waiter Register(string jobId)
+    {
+        lock (_lock)
+        {
+            if (!_waiters.TryGetValue(jobId, out var waiter))
+            {
+                waiter = new Waiter();
+                _waiters[jobId] = waiter;
+            }
+
+            waiter.Count++;
+            return waiter;
+        }
+    }
+
+    private void Release(string jobId, Waiter waiter)
+    {
+        lock (_lock)
+        {
+            if (--waiter.Count == 0)
+            {
+                _waiters.Remove(jobId);
+            }
+        }
+    }
+
+    private static long Milliseconds(TimeSpan span) => Math.Max(1, (long)Math.Ceiling(span.TotalMilliseconds));
+
+    private static JobRecord Parse(RedisResult[] flat)
+    {
+        var pairs = new List<(string, RedisValue)>(flat.Length / 2);
+        for (var i = 0; i + 1 < flat.Length; i += 2)
+        {
+            pairs.Add((flat[i].ToString(), (RedisValue)flat[i + 1]));
+        }
+
+        return Parse(pairs);
+    }
+
+    private static JobRecord Parse(IEnumerable<(string Name, RedisValue Value)> fields)
+    {
+        var map = fields.ToDictionary(f => f.Name, f => f.Value, StringComparer.Ordinal);
+        InferenceResponse? response = null;
+        if (map.TryGetValue("response", out var body) && !body.IsNullOrEmpty)
+        {
+            var header = map.GetValueOrDefault("header");
+            response = OipCodec.ParseResponse((byte[])body!, header.IsNullOrEmpty ? null : (int)header);
+        }
+
+        return new JobRecord
+        {
+            Id = map["id"].ToString(),
+            Model = map["model"].ToString(),
+            Version = map["version"].ToString(),
+            Status = (JobStatus)(int)map["status"],
+            SubmittedAt = Instant(map["submitted"])!.Value,
+            StartedAt = Instant(map.GetValueOrDefault("started")),
+            CompletedAt = Instant(map.GetValueOrDefault("completed")),
+            Error = map.TryGetValue("error", out var error) ? error.ToString() : null,
+            Response = response,
+        };
+    }
+
+    private static DateTimeOffset? Instant(RedisValue ticks) => ticks.IsNullOrEmpty ? null : new DateTimeOffset((long)ticks, TimeSpan.Zero);
+
+    private sealed class Waiter
+    {
+        public TaskCompletionSource Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public int Count { get; set; }
+    }
+}

@@ -1,0 +1,77 @@
+using System.Text.Json;
+using Microsoft.Extensions.Options;
+using ServerlessInference.Scaling;
+using StackExchange.Redis;
+
+namespace ServerlessInference.Redis;
+
+/// <summary>An <see cref="IScalingDecisionLog"/> on a capped Redis stream (<c>{prefix}scaling</c>,
+/// <c>XADD MAXLEN ~ </c><see cref="RedisOptions.ScalingLogLength"/>), shared by every gateway's <c>/status</c>.</summary>
+/// <remarks>Like the in-process ring, a steady decision that repeats the last one replaces it, so a quiet hour does
+/// not push the changes out. Thread-safe.</remarks>
+public sealed class RedisScalingDecisionLog(IConnectionMultiplexer redis, IOptions<RedisOptions> options) : IScalingDecisionLog
+{
+    /// <summary>KEYS: stream. ARGV: json, max length, steady (1 when desired = current), current, desired.</summary>
+    private const string AppendScript = """
+        if ARGV[3] == '1' then
+          local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+          if last then
+            local f = {}
+            for i = 1, #last[2], 2 do f[last[2][i]] = last[2][i + 1] end
+            if f['current'] == ARGV[4] and f['desired'] == ARGV[5] then redis.call('XDEL', KEYS[1], last[1]) end
+          end
+        end
+        redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'current', ARGV[4], 'desired', ARGV[5], 'decision', ARGV[1])
+        return 1
+        """;
+
+    private readonly RedisKey _stream = options.Value.KeyPrefix + "scaling";
+
+    /// <summary>The stream key.</summary>
+    public string StreamKey => _stream.ToString();
+
+    public async ValueTask AppendAsync(ScalingDecision decision, CancellationToken cancellationToken)
+    {
+        // The same rule as InMemoryScalingDecisionLog.IsSteadyRepeat, checked against the stream's last entry.
+        var steady = decision.DesiredReplicas == decision.CurrentReplicas;
+        var json = JsonSerializer.Serialize(decision, RedisJson.Default.ScalingDecision);
+        try
+        {
+            await redis.GetDatabase().ScriptEvaluateAsync(AppendScript, [_stream],
+                [json, options.Value.ScalingLogLength, steady ? 1 : 0, decision.CurrentReplicas, decision.DesiredReplicas]).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (RedisUnavailable.IsOutage(ex))
+        {
+            throw RedisUnavailable.Wrap(ex, "the scaling log", options.Value.UnavailableRetryAfterSeconds);
+        }
+    }
+
+    public async ValueTask<IReadOnlyList<ScalingDecision>> ReadRecentAsync(int count, CancellationToken cancellationToken)
+    {
+        if (count <= 0)
+        {
+            return [];
+        }
+
+        StreamEntry[] entries;
+        try
+        {
+            entries = await redis.GetDatabase().StreamRangeAsync(_stream, "-", "+", count, Order.Descending).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (RedisUnavailable.IsOutage(ex))
+        {
+            throw RedisUnavailable.Wrap(ex, "the scaling log", options.Value.UnavailableRetryAfterSeconds);
+        }
+
+        var decisions = new List<ScalingDecision>(entries.Length);
+        foreach (var entry in entries)
+        {
+            if (JsonSerializer.Deserialize((byte[])entry["decision"]!, RedisJson.Default.ScalingDecision) is { } decision)
+            {
+                decisions.Add(decision);
+            }
+        }
+
+        return decisions;
+    }
+}

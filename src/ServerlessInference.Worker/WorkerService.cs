@@ -1,0 +1,40 @@
+using System.Text.Json.Serialization;
+using Microsoft.Extensions.Options;
+using ServerlessInference.Models;
+using ServerlessInference.Workers;
+
+namespace ServerlessInference.Worker;
+
+/// <summary>Runs one <see cref="InferenceWorker"/> loop for the life of the process; SIGTERM drains it
+/// (stop receiving, finish the batch, release what was not started) before the process exits.</summary>
+public sealed partial class WorkerService(WorkerFactory factory, WarmPool pool, IOptions<WorkerHostOptions> options, ILogger<WorkerService> logger)
+    : BackgroundService
+{
+    private InferenceWorker? _worker;
+
+    public string Id { get; } = options.Value.ResolveId();
+
+    public string ExecutionProvider => pool.ExecutionProvider;
+
+    public string State => _worker?.State.ToString().ToLowerInvariant() ?? "starting";
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        _worker = factory.Create(Id);
+        Log.Starting(logger, Id, pool.ExecutionProvider);
+        using var drain = stoppingToken.Register(() => _worker.RequestStop());
+        await _worker.RunAsync(CancellationToken.None).ConfigureAwait(false);
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(1, LogLevel.Information, "Worker process {WorkerId} starting; execution provider {Provider}")]
+        public static partial void Starting(ILogger logger, string workerId, string provider);
+    }
+}
+
+public sealed record WorkerHealth(string Id, string ExecutionProvider, string State);
+
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower)]
+[JsonSerializable(typeof(WorkerHealth))]
+internal sealed partial class WorkerJsonContext : JsonSerializerContext;

@@ -1,0 +1,71 @@
+using ServerlessInference.Embedded;
+using ServerlessInference.Jobs;
+using ServerlessInference.Scaling;
+using ServerlessInference.Testing.Contracts;
+using ServerlessInference.Workers;
+
+namespace ServerlessInference.Redis.Tests;
+
+// The Redis providers run every contract suite on real time: idle times and TTLs are the server's clock.
+
+[Collection(RedisCollection.Name)]
+public sealed class RedisJobQueueContractTests(RedisFixture redis) : JobQueueContract
+{
+    protected override TimeProvider Time => TimeProvider.System;
+
+    protected override TimeSpan LeaseDuration => TimeSpan.FromSeconds(2);
+
+    protected override async ValueTask AdvanceAsync(TimeSpan duration) => await Task.Delay(duration);
+
+    protected override ValueTask<IJobQueue> CreateQueueAsync(JobQueueOptions options) =>
+        ValueTask.FromResult<IJobQueue>(Track(new RedisJobQueue(redis.Redis, RedisFixture.Wrap(redis.Options()), RedisFixture.Wrap(options), TimeProvider.System)));
+
+    protected override async ValueTask<IReadOnlyList<DeadLetter>> ReadDeadLettersAsync(IJobQueue queue) =>
+        await ((RedisJobQueue)queue).ReadDeadLettersAsync(1000, default);
+}
+
+[Collection(RedisCollection.Name)]
+public sealed class RedisResultStoreContractTests(RedisFixture redis) : ResultStoreContract
+{
+    protected override TimeProvider Time => TimeProvider.System;
+
+    protected override TimeSpan ShortTtl => TimeSpan.FromSeconds(1);
+
+    protected override async ValueTask AdvanceAsync(TimeSpan duration) => await Task.Delay(duration);
+
+    protected override ValueTask<IResultStore> CreateStoreAsync(TimeSpan ttl) =>
+        ValueTask.FromResult<IResultStore>(Track(new RedisResultStore(redis.Redis, RedisFixture.Wrap(redis.Options()),
+            RedisFixture.Wrap(new ResultStoreOptions { Ttl = ttl }), TimeProvider.System)));
+}
+
+[Collection(RedisCollection.Name)]
+public sealed class RedisWorkerRegistryContractTests(RedisFixture redis) : WorkerRegistryContract
+{
+    protected override TimeProvider Time => TimeProvider.System;
+
+    protected override TimeSpan Ttl => TimeSpan.FromSeconds(2);
+
+    protected override async ValueTask AdvanceAsync(TimeSpan duration) => await Task.Delay(duration);
+
+    protected override ValueTask<IWorkerRegistry> CreateRegistryAsync(TimeSpan ttl)
+    {
+        var options = redis.Options();
+        options.WorkerTtl = ttl;
+        return ValueTask.FromResult<IWorkerRegistry>(new RedisWorkerRegistry(redis.Redis, RedisFixture.Wrap(options)));
+    }
+}
+
+[Collection(RedisCollection.Name)]
+public sealed class RedisScalingDecisionLogContractTests(RedisFixture redis) : ScalingDecisionLogContract
+{
+    protected override TimeProvider Time => TimeProvider.System;
+
+    protected override async ValueTask AdvanceAsync(TimeSpan duration) => await Task.Delay(duration);
+
+    protected override ValueTask<IScalingDecisionLog> CreateLogAsync(int capacity)
+    {
+        var options = redis.Options();
+        options.ScalingLogLength = capacity;
+        return ValueTask.FromResult<IScalingDecisionLog>(new RedisScalingDecisionLog(redis.Redis, RedisFixture.Wrap(options)));
+    }
+}

@@ -1,0 +1,104 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+using ServerlessInference.Embedded;
+using ServerlessInference.Hosting;
+using ServerlessInference.Jobs;
+using ServerlessInference.Scaling;
+using ServerlessInference.Testing.Contracts;
+using ServerlessInference.Workers;
+using StackExchange.Redis;
+
+namespace ServerlessInference.Redis.Tests;
+
+[Collection(RedisCollection.Name)]
+public sealed class RedisServiceCollectionExtensionsTests(RedisFixture redis)
+{
+    private static IConfiguration Configuration(params (string Key, string Value)[] settings) =>
+        new ConfigurationBuilder().AddInMemoryCollection(settings.Select(s => new KeyValuePair<string, string?>(s.Key, s.Value))).Build();
+
+    private static ServiceProvider Build(IConfiguration configuration)
+    {
+        var services = new ServiceCollection();
+        services.AddLogging();
+        services.AddSingleton(configuration);
+        services.AddServerlessInference(configuration);
+        services.AddRedisProviders(configuration);
+        return services.BuildServiceProvider();
+    }
+
+    [Fact]
+    public async Task AddRedisProviders_EveryProviderRedis_RegistersRedisImplementationsOnOneConnection()
+    {
+        await using var provider = Build(Configuration(
+            ("Inference:Queue:Provider", "redis"),
+            ("Inference:Results:Provider", "Redis"),
+            ("Inference:Registry:Provider", "Redis"),
+            ("Inference:Redis:ConnectionString", redis.Server.ConnectionString),
+            ("Inference:Redis:KeyPrefix", $"t{Guid.NewGuid():N}:")));
+
+        var queue = Assert.IsType<RedisJobQueue>(provider.GetRequiredService<IJobQueue>());
+        Assert.IsType<RedisResultStore>(provider.GetRequiredService<IResultStore>());
+        Assert.IsType<RedisWorkerRegistry>(provider.GetRequiredService<IWorkerRegistry>());
+        Assert.IsType<RedisScalingDecisionLog>(provider.GetRequiredService<IScalingDecisionLog>());
+        Assert.Same(provider.GetRequiredService<RedisWorkerRegistry>(), provider.GetRequiredService<IWorkerRegistry>());
+        Assert.Single(provider.GetServices<IConnectionMultiplexer>());
+
+        var job = ContractJobs.Job(DateTimeOffset.UtcNow);
+        await queue.EnqueueAsync(job, default);
+        Assert.Equal(new QueueDepth(1, 0), await queue.GetDepthAsync(default));
+    }
+
+    [Fact]
+    public async Task AddRedisProviders_OnlyTheQueueRedis_LeavesTheOthersEmbedded()
+    {
+        await using var provider = Build(Configuration(
+            ("Inference:Queue:Provider", "Redis"),
+            ("Inference:Redis:ConnectionString", redis.Server.ConnectionString)));
+
+        Assert.IsType<RedisJobQueue>(provider.GetRequiredService<IJobQueue>());
+        Assert.IsType<InMemoryResultStore>(provider.GetRequiredService<IResultStore>());
+        Assert.IsType<InMemoryWorkerRegistry>(provider.GetRequiredService<IWorkerRegistry>());
+    }
+
+    [Fact]
+    public async Task AddRedisProviders_NoRedisProvider_RegistersNothing()
+    {
+        await using var provider = Build(Configuration());
+
+        Assert.Null(provider.GetService<IConnectionMultiplexer>());
+        Assert.IsType<InMemoryJobQueue>(provider.GetRequiredService<IJobQueue>());
+    }
+
+    [Fact]
+    public async Task AddRedisProviders_NoConnectionString_FailsAtStartNamingTheSetting()
+    {
+        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
+        builder.Configuration.AddInMemoryCollection([new("Inference:Results:Provider", "Redis")]);
+        builder.Services.AddRedisProviders(builder.Configuration);
+        using var host = builder.Build();
+
+        var ex = await Assert.ThrowsAsync<OptionsValidationException>(() => host.StartAsync());
+
+        Assert.Contains("Inference:Redis:ConnectionString is required", ex.Message);
+    }
+
+    [Fact]
+    public async Task AddRedisProviders_RedisDownAtStart_ResolvesAndAnswersUnavailable()
+    {
+        var started = Stopwatch.GetTimestamp();
+        await using var provider = Build(Configuration(
+            ("Inference:Queue:Provider", "Redis"),
+            ("Inference:Redis:ConnectionString", "127.0.0.1:1,connectTimeout=1000"),
+            ("Inference:Queue:RetryAfterSeconds", "1")));
+
+        var queue = provider.GetRequiredService<IJobQueue>();
+        Assert.True(Stopwatch.GetElapsedTime(started) < TimeSpan.FromSeconds(5), "resolving waited for Redis");
+
+        var ex = await Assert.ThrowsAsync<InferenceException>(() => queue.EnqueueAsync(ContractJobs.Job(DateTimeOffset.UtcNow), default).AsTask());
+        Assert.Equal(InferenceError.Unavailable, ex.Error);
+        Assert.NotNull(ex.RetryAfterSeconds);
+    }
+}

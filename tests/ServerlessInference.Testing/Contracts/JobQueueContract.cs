@@ -1,0 +1,353 @@
+using ServerlessInference.Embedded;
+using ServerlessInference.Jobs;
+
+namespace ServerlessInference.Testing.Contracts;
+
+/// <summary>What every <see cref="IJobQueue"/> must do. Derive once per provider.</summary>
+public abstract class JobQueueContract : ContractClock
+{
+    /// <summary>The lease every test uses: long on a fake clock, a second or two on a server's clock.</summary>
+    protected virtual TimeSpan LeaseDuration => TimeSpan.FromSeconds(30);
+
+    /// <summary>A fresh queue no other test sees.</summary>
+    protected abstract ValueTask<IJobQueue> CreateQueueAsync(JobQueueOptions options);
+
+    /// <summary>The jobs <paramref name="queue"/> dead-lettered, oldest first.</summary>
+    protected abstract ValueTask<IReadOnlyList<DeadLetter>> ReadDeadLettersAsync(IJobQueue queue);
+
+    private ValueTask<IJobQueue> QueueAsync(int capacity = 100, int maxDeliveries = 3) => CreateQueueAsync(new JobQueueOptions
+    {
+        Capacity = capacity,
+        LeaseDuration = LeaseDuration,
+        MaxDeliveryCount = maxDeliveries,
+        RetryAfterSeconds = 2,
+    });
+
+    private InferenceJob NewJob(float seed = 1) => ContractJobs.Job(Time.GetUtcNow(), seed);
+
+    private Task<IReadOnlyList<JobLease>> ReceiveEventuallyAsync(IJobQueue queue, int maxCount, string what) =>
+        EventuallyAsync(() => queue.ReceiveAsync(maxCount, TimeSpan.Zero, default).AsTask(), l => l.Count > 0, what);
+
+    [Fact]
+    public async Task ReceiveAsync_JobsQueued_ReturnsUpToMaxInFifoOrder()
+    {
+        var queue = await QueueAsync();
+        var jobs = Enumerable.Range(0, 5).Select(i => NewJob(i)).ToList();
+        foreach (var job in jobs)
+        {
+            await queue.EnqueueAsync(job, default);
+        }
+
+        var first = await queue.ReceiveAsync(3, TimeSpan.Zero, default);
+        var second = await queue.ReceiveAsync(3, TimeSpan.Zero, default);
+
+        Assert.Equal(jobs.Take(3).Select(j => j.Id), first.Select(l => l.Job.Id));
+        Assert.Equal(jobs.Skip(3).Select(j => j.Id), second.Select(l => l.Job.Id));
+        Assert.All(first.Concat(second), l => Assert.Equal(1, l.DeliveryCount));
+        Assert.All(first, l => Assert.Null(l.LastError));
+        Assert.Equal(new QueueDepth(0, 5), await queue.GetDepthAsync(default));
+    }
+
+    [Fact]
+    public async Task EnqueueAsync_ThenReceive_CarriesTheWholeJob()
+    {
+        var queue = await QueueAsync();
+        var job = NewJob(7.5f);
+        job.Request.Id = "client-id";
+
+        await queue.EnqueueAsync(job, default);
+        var got = Assert.Single(await queue.ReceiveAsync(1, TimeSpan.Zero, default)).Job;
+
+        Assert.Equal(job.Id, got.Id);
+        Assert.Equal(job.Model, got.Model);
+        Assert.Equal(job.Version, got.Version);
+        Assert.Equal(job.SubmittedAt, got.SubmittedAt);
+        Assert.Equal(job.Deadline, got.Deadline);
+        Assert.Equal("client-id", got.Request.Id);
+        var sent = Assert.Single(job.Request.Inputs);
+        var input = Assert.Single(got.Request.Inputs);
+        Assert.Equal(sent.Name, input.Name);
+        Assert.Equal(sent.Datatype, input.Datatype);
+        Assert.Equal(sent.Shape, input.Shape);
+        Assert.Equal(sent.AsSpan<float>().ToArray(), input.AsSpan<float>().ToArray());
+    }
+
+    [Fact]
+    public async Task ReceiveAsync_EmptyQueue_WaitsThenReturnsEmpty()
+    {
+        var queue = await QueueAsync();
+        var wait = TimeSpan.FromMilliseconds(500);
+        var receive = queue.ReceiveAsync(4, wait, default).AsTask();
+        Assert.False(receive.IsCompleted);
+
+        await AdvanceAsync(wait);
+
+        Assert.Empty(await Within(receive, "the wait to end"));
+    }
+
+    [Fact]
+    public async Task ReceiveAsync_JobArrivesWhileWaiting_WakesAtOnce()
+    {
+        var queue = await QueueAsync();
+        var receive = queue.ReceiveAsync(4, TimeSpan.FromMinutes(1), default).AsTask();
+        var job = NewJob();
+
+        await queue.EnqueueAsync(job, default);
+
+        var leases = await Within(receive, "the waiting receiver to wake");
+        Assert.Equal(job.Id, Assert.Single(leases).Job.Id);
+    }
+
+    [Fact]
+    public async Task ReceiveAsync_Cancelled_Throws()
+    {
+        var queue = await QueueAsync();
+        using var cancel = new CancellationTokenSource();
+        var receive = queue.ReceiveAsync(1, TimeSpan.FromMinutes(1), cancel.Token).AsTask();
+
+        await cancel.CancelAsync();
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => Within(receive, "the receive to stop"));
+    }
+
+    [Fact]
+    public async Task ReceiveAsync_ConcurrentReceivers_DeliverEachJobOnce()
+    {
+        var queue = await QueueAsync();
+        var jobs = Enumerable.Range(0, 40).Select(i => NewJob(i)).ToList();
+        foreach (var job in jobs)
+        {
+            await queue.EnqueueAsync(job, default);
+        }
+
+        var received = await Task.WhenAll(Enumerable.Range(0, 4).Select(async _ =>
+        {
+            var mine = new List<string>();
+            while (true)
+            {
+                var leases = await queue.ReceiveAsync(3, TimeSpan.Zero, default);
+                if (leases.Count == 0)
+                {
+                    return mine;
+                }
+
+                foreach (var lease in leases)
+                {
+                    mine.Add(lease.Job.Id);
+                    await lease.CompleteAsync(default);
+                }
+            }
+        }));
+
+        Assert.Equal(jobs.Select(j => j.Id).Order(), received.SelectMany(r => r).Order());
+        Assert.Equal(new QueueDepth(0, 0), await queue.GetDepthAsync(default));
+    }
+
+    [Fact]
+    public async Task ReceiveAsync_LeaseExpired_RedeliversWithHigherCountAndReason()
+    {
+        var queue = await QueueAsync();
+        var job = NewJob();
+        await queue.EnqueueAsync(job, default);
+        var stale = Assert.Single(await queue.ReceiveAsync(1, TimeSpan.Zero, default));
+        Assert.Empty(await queue.ReceiveAsync(1, TimeSpan.Zero, default));
+
+        await AdvanceAsync(LeaseDuration + TimeSpan.FromMilliseconds(100));
+        var again = Assert.Single(await ReceiveEventuallyAsync(queue, 1, "the expired job to come back"));
+
+        Assert.Equal(job.Id, again.Job.Id);
+        Assert.Equal(2, again.DeliveryCount);
+        Assert.Contains("lease expired", again.LastError);
+        Assert.Equal(new QueueDepth(0, 1), await queue.GetDepthAsync(default));
+    }
+
+    [Fact]
+    public async Task CompleteAsync_StaleLease_DoesNotRemoveTheRedeliveredJob()
+    {
+        var queue = await QueueAsync();
+        await queue.EnqueueAsync(NewJob(), default);
+        var stale = Assert.Single(await queue.ReceiveAsync(1, TimeSpan.Zero, default));
+        await AdvanceAsync(LeaseDuration + TimeSpan.FromMilliseconds(100));
+        var again = Assert.Single(await ReceiveEventuallyAsync(queue, 1, "the expired job to come back"));
+
+        // The first worker's late settlement must not touch the redelivered job.
+        await stale.CompleteAsync(default);
+        await stale.AbandonAsync("late", default);
+        await stale.DeadLetterAsync("late", default);
+        await stale.RenewAsync(default);
+
+        Assert.Equal(new QueueDepth(0, 1), await queue.GetDepthAsync(default));
+        Assert.Empty(await ReadDeadLettersAsync(queue));
+        await again.CompleteAsync(default);
+        Assert.Equal(new QueueDepth(0, 0), await queue.GetDepthAsync(default));
+    }
+
+    [Fact]
+    public async Task CompleteAsync_ThenOtherSettlements_AreIgnored()
+    {
+        var queue = await QueueAsync();
+        await queue.EnqueueAsync(NewJob(), default);
+        var lease = Assert.Single(await queue.ReceiveAsync(1, TimeSpan.Zero, default));
+
+        await lease.CompleteAsync(default);
+        await lease.AbandonAsync("twice", default);
+        await lease.DeadLetterAsync("twice", default);
+
+        Assert.Equal(new QueueDepth(0, 0), await queue.GetDepthAsync(default));
+        Assert.Empty(await queue.ReceiveAsync(1, TimeSpan.Zero, default));
+        Assert.Empty(await ReadDeadLettersAsync(queue));
+    }
+
+    [Fact]
+    public async Task RenewAsync_BeforeExpiry_KeepsTheJobInvisible()
+    {
+        var queue = await QueueAsync();
+        await queue.EnqueueAsync(NewJob(), default);
+        var lease = Assert.Single(await queue.ReceiveAsync(1, TimeSpan.Zero, default));
+
+        await AdvanceAsync(LeaseDuration * 0.6);
+        await lease.RenewAsync(default);
+        await AdvanceAsync(LeaseDuration * 0.6);
+
+        // 1.2 leases after the receive, 0.6 after the renewal: still invisible.
+        Assert.Empty(await queue.ReceiveAsync(1, TimeSpan.Zero, default));
+        Assert.Equal(new QueueDepth(0, 1), await queue.GetDepthAsync(default));
+
+        await AdvanceAsync(LeaseDuration * 0.5);
+        var again = Assert.Single(await ReceiveEventuallyAsync(queue, 1, "the job to come back once the renewed lease expired"));
+        Assert.Equal(2, again.DeliveryCount);
+    }
+
+    [Fact]
+    public async Task AbandonAsync_MakesJobVisibleAtOnceWithTheError()
+    {
+        var queue = await QueueAsync();
+        var job = NewJob();
+        await queue.EnqueueAsync(job, default);
+        var lease = Assert.Single(await queue.ReceiveAsync(1, TimeSpan.Zero, default));
+
+        await lease.AbandonAsync("engine blew up", default);
+
+        var again = Assert.Single(await queue.ReceiveAsync(1, TimeSpan.Zero, default));
+        Assert.Equal(job.Id, again.Job.Id);
+        Assert.Equal(2, again.DeliveryCount);
+        Assert.Equal("engine blew up", again.LastError);
+    }
+
+    [Fact]
+    public async Task AbandonAsync_WakesAWaitingReceiver()
+    {
+        var queue = await QueueAsync();
+        await queue.EnqueueAsync(NewJob(), default);
+        var lease = Assert.Single(await queue.ReceiveAsync(1, TimeSpan.Zero, default));
+        var receive = queue.ReceiveAsync(1, TimeSpan.FromMinutes(1), default).AsTask();
+
+        await lease.AbandonAsync("worker stopping", default);
+
+        Assert.Equal(2, Assert.Single(await Within(receive, "the waiting receiver to wake")).DeliveryCount);
+    }
+
+    [Fact]
+    public async Task AbandonAsync_Repeatedly_CountsEveryDelivery()
+    {
+        var queue = await QueueAsync(maxDeliveries: 2);
+        await queue.EnqueueAsync(NewJob(), default);
+
+        JobLease lease = Assert.Single(await queue.ReceiveAsync(1, TimeSpan.Zero, default));
+        for (var delivery = 1; delivery <= 3; delivery++)
+        {
+            Assert.Equal(delivery, lease.DeliveryCount);
+            await lease.AbandonAsync($"failure {delivery}", default);
+            lease = Assert.Single(await queue.ReceiveAsync(1, TimeSpan.Zero, default));
+        }
+
+        // Past MaxDeliveryCount: the worker dead-letters instead of running it.
+        Assert.Equal(4, lease.DeliveryCount);
+        Assert.True(lease.DeliveryCount > queue.MaxDeliveryCount);
+        Assert.Equal("failure 3", lease.LastError);
+    }
+
+    [Fact]
+    public async Task AbandonAsync_WithoutError_KeepsTheEarlierOne()
+    {
+        var queue = await QueueAsync();
+        await queue.EnqueueAsync(NewJob(), default);
+        var lease = Assert.Single(await queue.ReceiveAsync(1, TimeSpan.Zero, default));
+        await lease.AbandonAsync("first failure", default);
+        lease = Assert.Single(await queue.ReceiveAsync(1, TimeSpan.Zero, default));
+
+        await lease.AbandonAsync(null, default);
+
+        Assert.Equal("first failure", Assert.Single(await queue.ReceiveAsync(1, TimeSpan.Zero, default)).LastError);
+    }
+
+    [Fact]
+    public async Task EnqueueAsync_AtCapacity_ThrowsQueueFullWithRetryAfter()
+    {
+        var queue = await QueueAsync(capacity: 2);
+        await queue.EnqueueAsync(NewJob(), default);
+        await queue.EnqueueAsync(NewJob(), default);
+
+        var ex = await Assert.ThrowsAsync<InferenceException>(() => queue.EnqueueAsync(NewJob(), default).AsTask());
+
+        Assert.Equal(InferenceError.QueueFull, ex.Error);
+        Assert.Equal(2, ex.RetryAfterSeconds);
+        Assert.Contains("full", ex.Message);
+    }
+
+    [Fact]
+    public async Task EnqueueAsync_InFlightJobsCountTowardCapacity_UntilCompleted()
+    {
+        var queue = await QueueAsync(capacity: 2);
+        await queue.EnqueueAsync(NewJob(), default);
+        await queue.EnqueueAsync(NewJob(), default);
+        var leases = await queue.ReceiveAsync(2, TimeSpan.Zero, default);
+
+        await Assert.ThrowsAsync<InferenceException>(() => queue.EnqueueAsync(NewJob(), default).AsTask());
+        await leases[0].CompleteAsync(default);
+        await queue.EnqueueAsync(NewJob(), default);
+
+        Assert.Equal(new QueueDepth(1, 1), await queue.GetDepthAsync(default));
+    }
+
+    [Fact]
+    public async Task DeadLetterAsync_RemovesJobAndKeepsReason()
+    {
+        var queue = await QueueAsync();
+        var job = NewJob();
+        await queue.EnqueueAsync(job, default);
+        var lease = Assert.Single(await queue.ReceiveAsync(1, TimeSpan.Zero, default));
+
+        await lease.DeadLetterAsync("poison", default);
+
+        var dead = Assert.Single(await ReadDeadLettersAsync(queue));
+        Assert.Equal(job.Id, dead.Job.Id);
+        Assert.Equal("poison", dead.Reason);
+        Assert.Equal(1, dead.DeliveryCount);
+        Assert.Equal(new QueueDepth(0, 0), await queue.GetDepthAsync(default));
+        Assert.Empty(await queue.ReceiveAsync(1, TimeSpan.Zero, default));
+    }
+
+    [Fact]
+    public async Task GetDepthAsync_CountsQueuedAndInFlight()
+    {
+        var queue = await QueueAsync();
+        Assert.Equal(new QueueDepth(0, 0), await queue.GetDepthAsync(default));
+        for (var i = 0; i < 3; i++)
+        {
+            await queue.EnqueueAsync(NewJob(i), default);
+        }
+
+        var lease = Assert.Single(await queue.ReceiveAsync(1, TimeSpan.Zero, default));
+        Assert.Equal(new QueueDepth(2, 1), await queue.GetDepthAsync(default));
+
+        await lease.CompleteAsync(default);
+        Assert.Equal(new QueueDepth(2, 0), await queue.GetDepthAsync(default));
+    }
+
+    [Fact]
+    public async Task MaxDeliveryCount_IsTheConfiguredOne()
+    {
+        Assert.Equal(4, (await QueueAsync(maxDeliveries: 4)).MaxDeliveryCount);
+    }
+}
