@@ -32,7 +32,7 @@ public sealed class InMemoryJobQueue : IJobQueue
     private readonly Lock _lock = new();
     private readonly LinkedList<Entry> _ready = new();
     private readonly Dictionary<Entry, long> _leased = [];
-    private readonly PriorityQueue<(Entry Entry, int Delivery), DateTimeOffset> _expiries = new();
+    private readonly PriorityQueue<LeaseTicket, DateTimeOffset> _expiries = new();
     private readonly List<DeadLetter> _deadLetters = [];
     private TaskCompletionSource _signal = NewSignal();
 
@@ -106,6 +106,7 @@ public sealed class InMemoryJobQueue : IJobQueue
             var wake = remaining;
             lock (_lock)
             {
+                DropSettledLocked();
                 if (_expiries.TryPeek(out _, out var nextExpiry))
                 {
                     var untilExpiry = nextExpiry - _timeProvider.GetUtcNow();
@@ -140,7 +141,8 @@ public sealed class InMemoryJobQueue : IJobQueue
             var entry = node.Value;
             entry.DeliveryCount++;
             _leased[entry] = entry.DeliveryCount;
-            _expiries.Enqueue((entry, entry.DeliveryCount), now + _options.LeaseDuration);
+            entry.Ticket = new LeaseTicket(entry);
+            _expiries.Enqueue(entry.Ticket, now + _options.LeaseDuration);
             leases.Add(new Lease(this, entry, entry.DeliveryCount));
         }
 
@@ -150,23 +152,36 @@ public sealed class InMemoryJobQueue : IJobQueue
     private void ReclaimExpiredLocked()
     {
         var now = _timeProvider.GetUtcNow();
-        while (_expiries.TryPeek(out var item, out var expiry) && expiry <= now)
+        DropSettledLocked();
+        while (_expiries.TryPeek(out var ticket, out var expiry) && expiry <= now)
         {
             _expiries.Dequeue();
-            if (item.Entry.ExpiresAgain > now)
+            if (ticket.Entry is not { } entry)
             {
-                // Renewed: track the new expiry instead.
-                _expiries.Enqueue(item, item.Entry.ExpiresAgain);
-                item.Entry.ExpiresAgain = DateTimeOffset.MinValue;
                 continue;
             }
 
-            if (_leased.TryGetValue(item.Entry, out var delivery) && delivery == item.Delivery)
+            if (entry.ExpiresAgain > now)
             {
-                _leased.Remove(item.Entry);
-                item.Entry.LastError ??= "the worker's lease expired before it finished (the worker stopped or crashed)";
-                _ready.AddFirst(item.Entry);
+                // Renewed: track the new expiry instead.
+                _expiries.Enqueue(ticket, entry.ExpiresAgain);
+                entry.ExpiresAgain = DateTimeOffset.MinValue;
+                continue;
             }
+
+            ticket.Entry = null;
+            _leased.Remove(entry);
+            entry.LastError ??= "the worker's lease expired before it finished (the worker stopped or crashed)";
+            _ready.AddFirst(entry);
+        }
+    }
+
+    /// <summary>Pops tickets of settled leases from the front, so they neither hold their job nor set the next wake.</summary>
+    private void DropSettledLocked()
+    {
+        while (_expiries.TryPeek(out var ticket, out _) && ticket.Entry is null)
+        {
+            _expiries.Dequeue();
         }
     }
 
@@ -182,6 +197,13 @@ public sealed class InMemoryJobQueue : IJobQueue
             }
 
             _leased.Remove(entry);
+            if (entry.Ticket is { } ticket)
+            {
+                // Settled: the ticket in the expiry heap no longer holds the job (a big body would live until expiry).
+                ticket.Entry = null;
+                entry.Ticket = null;
+            }
+
             then?.Invoke(entry);
             if (_ready.Count > 0)
             {
@@ -202,6 +224,13 @@ public sealed class InMemoryJobQueue : IJobQueue
         public int DeliveryCount { get; set; }
         public string? LastError { get; set; }
         public DateTimeOffset ExpiresAgain { get; set; } = DateTimeOffset.MinValue;
+        public LeaseTicket? Ticket { get; set; }
+    }
+
+    /// <summary>An entry of the expiry heap; emptied when its lease is settled (the heap cannot remove from the middle).</summary>
+    private sealed class LeaseTicket(Entry entry)
+    {
+        public Entry? Entry { get; set; } = entry;
     }
 
     private sealed class Lease(InMemoryJobQueue queue, Entry entry, int delivery) : JobLease

@@ -17,7 +17,8 @@ public sealed class InMemoryResultStore(IOptions<ResultStoreOptions> options, Ti
     private readonly Lock _lock = new();
     private readonly Dictionary<string, Slot> _slots = new(StringComparer.Ordinal);
     private readonly TimeSpan _ttl = options.Value.Ttl;
-    private DateTimeOffset _nextSweep = DateTimeOffset.MinValue;
+    // Expiry order for an incremental sweep; an entry whose slot got a later expiry since is re-queued when popped.
+    private readonly PriorityQueue<string, DateTimeOffset> _expiries = new();
 
     public ValueTask TrackAsync(InferenceJob job, CancellationToken cancellationToken)
     {
@@ -26,6 +27,7 @@ public sealed class InMemoryResultStore(IOptions<ResultStoreOptions> options, Ti
         {
             SweepLocked(now);
             var ttl = job.Deadline > now ? job.Deadline - now + _ttl : _ttl;
+            _expiries.Enqueue(job.Id, now + ttl);
             _slots[job.Id] = new Slot(new JobRecord
             {
                 Id = job.Id,
@@ -104,6 +106,7 @@ public sealed class InMemoryResultStore(IOptions<ResultStoreOptions> options, Ti
             {
                 slot = new Slot(result, now + _ttl);
                 _slots[result.Id] = slot;
+                _expiries.Enqueue(result.Id, slot.ExpiresAt);
             }
         }
 
@@ -150,17 +153,22 @@ public sealed class InMemoryResultStore(IOptions<ResultStoreOptions> options, Ti
         }
     }
 
+    /// <summary>Removes expired records from the front of the expiry order: a few per call, never a full scan.</summary>
     private void SweepLocked(DateTimeOffset now)
     {
-        if (now < _nextSweep)
+        while (_expiries.TryPeek(out var id, out var expiry) && expiry <= now)
         {
-            return;
-        }
+            _expiries.Dequeue();
+            if (!_slots.TryGetValue(id, out var slot))
+            {
+                continue;
+            }
 
-        _nextSweep = now + TimeSpan.FromMinutes(1);
-        foreach (var (id, slot) in _slots)
-        {
-            if (slot.ExpiresAt <= now)
+            if (slot.ExpiresAt > now)
+            {
+                _expiries.Enqueue(id, slot.ExpiresAt);
+            }
+            else
             {
                 _slots.Remove(id);
             }

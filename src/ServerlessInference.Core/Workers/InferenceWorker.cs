@@ -161,8 +161,9 @@ public sealed partial class InferenceWorker
         while (batch.Count < max)
         {
             var remaining = _options.MaxBatchDelay - _timeProvider.GetElapsedTime(opened);
-            if (remaining <= TimeSpan.Zero)
+            if (remaining < TimeSpan.FromMilliseconds(1))
             {
+                // Timers cannot wait less than a millisecond; waiting on would spin until the window closes.
                 break;
             }
 
@@ -279,11 +280,11 @@ public sealed partial class InferenceWorker
 
             IReadOnlyList<BatchItemResult> outcomes;
             var started = Stopwatch.GetTimestamp();
-            using var renewing = CancellationTokenSource.CreateLinkedTokenSource(crash);
-            var renewals = RenewWhileRunningAsync(leases, renewing.Token);
+            // Renewals run on timer callbacks, so they keep their schedule even when the engine blocks this thread.
+            // A plain timer, disposed after the run: no per-batch task, token or exception on the hot path.
+            var renewals = _timeProvider.CreateTimer(static state => ((LeaseRenewal)state!).Fire(), new LeaseRenewal(this, leases), _options.LeaseRenewInterval, _options.LeaseRenewInterval);
             try
             {
-                // Renewals run on timer callbacks, so they keep their schedule even when the engine blocks this thread.
                 outcomes = await warm.Model.RunBatchAsync(requests, crash).ConfigureAwait(false);
             }
             catch (Exception ex) when (ex is not OperationCanceledException || !crash.IsCancellationRequested)
@@ -294,8 +295,7 @@ public sealed partial class InferenceWorker
             }
             finally
             {
-                await renewing.CancelAsync().ConfigureAwait(false);
-                await renewals.ConfigureAwait(false);
+                renewals.Dispose();
             }
 
             _metrics.Batch(model, leases.Count, Stopwatch.GetElapsedTime(started));
@@ -313,26 +313,37 @@ public sealed partial class InferenceWorker
     }
 
     /// <summary>Keeps the leases of a running batch alive (Service Bus lock renewal, a Redis XCLAIM touch, ...).</summary>
-    private async Task RenewWhileRunningAsync(List<JobLease> leases, CancellationToken cancellationToken)
+    private sealed class LeaseRenewal(InferenceWorker worker, List<JobLease> leases)
     {
-        try
+        private int _running;
+
+        public void Fire()
         {
-            using var timer = new PeriodicTimer(_options.LeaseRenewInterval, _timeProvider);
-            while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false))
+            // Skip a tick rather than pile up renewals behind a slow backing service.
+            if (Interlocked.Exchange(ref _running, 1) == 0)
+            {
+                _ = RenewAsync();
+            }
+        }
+
+        private async Task RenewAsync()
+        {
+            try
             {
                 foreach (var lease in leases)
                 {
-                    await lease.RenewAsync(cancellationToken).ConfigureAwait(false);
+                    await lease.RenewAsync(CancellationToken.None).ConfigureAwait(false);
                 }
             }
-        }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
-        {
-        }
-        catch (Exception ex)
-        {
-            // A lease that cannot be renewed may be delivered again; the result store keeps the first result.
-            Log.RenewFailed(_logger, ex, Id);
+            catch (Exception ex)
+            {
+                // A lease that cannot be renewed may be delivered again; the result store keeps the first result.
+                Log.RenewFailed(worker._logger, ex, worker.Id);
+            }
+            finally
+            {
+                Volatile.Write(ref _running, 0);
+            }
         }
     }
 
