@@ -30,10 +30,13 @@ internal sealed class BenchOptions
 
     public bool SkipSpinning { get; private set; }
 
-    /// <summary>HTTP scenario ids to run (null: all): 2,3,4,4c1,5j,5b,6.</summary>
+    /// <summary>HTTP scenario ids to run (null: all): 2,3,4,4c1,5j,5b,6,s2,s6,s5b.</summary>
     public HashSet<string>? Scenarios { get; private set; }
 
     public bool SkipRaw { get; private set; }
+
+    /// <summary>No services-profile DevHost (Redis + Azurite) and no cold-start figures.</summary>
+    public bool SkipServices { get; private set; }
 
     /// <summary>Leave idle children running instead of stopping them while another scenario is measured.</summary>
     public bool NoFreeze { get; private set; }
@@ -71,6 +74,7 @@ internal sealed class BenchOptions
                 case "--intra-op-threads": options.IntraOpThreads = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                 case "--skip-spinning": options.SkipSpinning = true; break;
                 case "--skip-raw": options.SkipRaw = true; break;
+                case "--skip-services": options.SkipServices = true; break;
                 case "--no-freeze": options.NoFreeze = true; break;
                 case "--no-probe": options.NoProbe = true; break;
                 case "--scenarios": options.Scenarios = [.. Next().Split(',')]; break;
@@ -127,9 +131,10 @@ internal sealed class BenchOptions
           --intra-op-threads N    ONNX Runtime intra-op threads, raw and DevHost (default: core count)
           --skip-spinning         do not measure raw ONNX Runtime with spinning on
           --skip-raw              no raw ONNX Runtime loops
+          --skip-services         no services-profile DevHost (Redis + Azurite) scenarios s2,s6,s5b, no cold-start figures
           --no-freeze             leave idle children running (default: SIGSTOP all but the measured one)
           --no-probe              servers without the GC/thread-pool probe startup hook
-          --scenarios L           HTTP scenario ids to run: 2,3,4,4c1,5j,5b,6 (default all)
+          --scenarios L           HTTP scenario ids to run: 2,3,4,4c1,5j,5b,6,s2,s6,s5b (default all)
           --devhost-env K=V       extra environment for every DevHost (repeatable)
           --variant NAME:K=V;K=V  an extra DevHost measured on 2, 6 and 5b in the same rounds (repeatable)
         """;

@@ -20,14 +20,83 @@ internal static partial class Freezer
             return;
         }
 
-        Signal(measured, SigCont);
+        // A services-profile DevHost's workers are its child processes: they stop and continue with it.
+        foreach (var pid in Tree(measured))
+        {
+            Signal(pid, SigCont);
+        }
+
         foreach (var pid in ServerProcess.LivePids())
         {
             if (pid != measured)
             {
-                Signal(pid, SigStop);
+                foreach (var member in Tree(pid))
+                {
+                    Signal(member, SigStop);
+                }
             }
         }
+    }
+
+    /// <summary>Stops every live child and its descendants (for in-process measurements on a quiet machine).</summary>
+    public static void StopAll()
+    {
+        if (!Enabled)
+        {
+            return;
+        }
+
+        foreach (var pid in ServerProcess.LivePids())
+        {
+            foreach (var member in Tree(pid))
+            {
+                Signal(member, SigStop);
+            }
+        }
+    }
+
+    /// <summary><paramref name="root"/> and its descendants (from the parent pid in /proc/*/stat), parents first.</summary>
+    public static int[] Tree(int root)
+    {
+        var children = new Dictionary<int, List<int>>();
+        if (OperatingSystem.IsLinux())
+        {
+            foreach (var dir in Directory.EnumerateDirectories("/proc"))
+            {
+                if (!int.TryParse(Path.GetFileName(dir), out var pid))
+                {
+                    continue;
+                }
+
+                try
+                {
+                    var stat = File.ReadAllText(Path.Combine(dir, "stat"));
+                    // "pid (comm) state ppid ...": comm may hold spaces, so parse after the last ')'.
+                    var ppid = int.Parse(stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture);
+                    if (!children.TryGetValue(ppid, out var list))
+                    {
+                        children[ppid] = list = [];
+                    }
+
+                    list.Add(pid);
+                }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException)
+                {
+                    // Gone meanwhile.
+                }
+            }
+        }
+
+        var tree = new List<int> { root };
+        for (var i = 0; i < tree.Count; i++)
+        {
+            if (children.TryGetValue(tree[i], out var list))
+            {
+                tree.AddRange(list);
+            }
+        }
+
+        return [.. tree];
     }
 
     /// <summary>Continues every live child (before reports and shutdown).</summary>
@@ -40,7 +109,10 @@ internal static partial class Freezer
 
         foreach (var pid in ServerProcess.LivePids())
         {
-            Signal(pid, SigCont);
+            foreach (var member in Tree(pid))
+            {
+                Signal(member, SigCont);
+            }
         }
     }
 

@@ -46,6 +46,8 @@ namespace ServerlessInference.Bench
         private readonly List<IAsyncDisposable> _children = [];
         private readonly List<Scenario> _scenarios = [];
         private readonly List<RawChild> _raw = [];
+        private LocalServices? _services;
+        private ServerProcess? _servicesHost;
         private int _devHosts;
 
         public async Task<int> RunAsync()
@@ -93,6 +95,19 @@ namespace ServerlessInference.Bench
                 }
             }
 
+            IReadOnlyList<ColdStartResult> coldStarts = [];
+            if (_services is not null)
+            {
+                if (_servicesHost is not null)
+                {
+                    Console.WriteLine($"  services DevHost's worker process(es) after the rounds: {string.Join(",", Freezer.Tree(_servicesHost.Pid).Skip(1))}");
+                }
+
+                Console.WriteLine("cold start / warm restart (every child stopped; Azurite running) ...");
+                Freezer.StopAll();
+                coldStarts = await ColdStart.MeasureAsync(_services.BlobConnectionString, _root, options.IntraOpThreads, ["mlp-bench", "resnet18"]).ConfigureAwait(false);
+            }
+
             Freezer.ThawAll();
             var raw = new List<(RawResult Result, RawScenario Scenario)>();
             foreach (var child in _raw)
@@ -101,13 +116,14 @@ namespace ServerlessInference.Bench
                 raw.AddRange(results.Select(r => (r, _scenarios.OfType<RawScenario>().First(s => s.Child == child && s.Key == r.Key))));
             }
 
-            var report = new Report(raw, [.. _scenarios.OfType<HttpScenario>()]);
+            var report = new Report(raw, [.. _scenarios.OfType<HttpScenario>()], coldStarts);
             Console.WriteLine();
             report.PrintTable();
             Console.WriteLine();
             var passed = report.PrintRatios(options.Workers, options.CompareWorkers);
             report.PrintErrors();
             Console.WriteLine();
+            report.PrintColdStarts();
             report.PrintInternals();
             Console.WriteLine();
             Console.WriteLine($"load average at end: {LoadAverage()} (at start: {loadBefore}; the bench's own load counts here)");
@@ -132,6 +148,12 @@ namespace ServerlessInference.Bench
                 {
                     Console.Error.WriteLine($"warning: stopping a child failed: {ex.Message}");
                 }
+            }
+
+            if (_services is not null)
+            {
+                await _services.DisposeAsync().ConfigureAwait(false);
+                _services = null;
             }
 
             try
@@ -202,6 +224,27 @@ namespace ServerlessInference.Bench
                 Add("3", $"DevHost mlp-bench c=64, MaxBatchSize 1, w={options.Workers}", options.Workers, host, MlpPath, mlp, 64, MlpBenchModel.OutputName, MlpOutputShape);
             }
 
+            if (!options.SkipServices)
+            {
+                Console.WriteLine("starting Redis and Azurite ...");
+                _services = await LocalServices.StartAsync(repo, Path.Combine(_root, "services")).ConfigureAwait(false);
+                var redis = _services.RedisPid;
+                var host = await StartDevHostAsync(devHostDll, maxBatchSize: 32, 1, new Dictionary<string, string>
+                {
+                    ["Inference__Redis__ConnectionString"] = _services.RedisConnectionString,
+                    ["Inference__ModelStore__Blob__ConnectionString"] = _services.BlobConnectionString,
+                }, services: true).ConfigureAwait(false);
+                await WaitFirstInferAsync(host, MlpPath, mlp[0]).ConfigureAwait(false);
+                await WaitFirstInferAsync(host, ResNetPath, resnetBinary[0]).ConfigureAwait(false);
+                int[] Helpers() => [.. Freezer.Tree(host.Pid).Skip(1), redis];
+                _servicesHost = host;
+                Console.WriteLine($"  services DevHost pid {host.Pid}, worker process(es) {string.Join(",", Freezer.Tree(host.Pid).Skip(1))}, redis pid {redis}");
+                const string w = "w=1 process";
+                Add("s2", $"services mlp-bench c=64, MaxBatchSize 32, {w}", 1, host, MlpPath, mlp, 64, MlpBenchModel.OutputName, MlpOutputShape, helpers: Helpers);
+                Add("s6", $"services mlp-bench c=1, MaxBatchSize 32, {w}", 1, host, MlpPath, mlp, 1, MlpBenchModel.OutputName, MlpOutputShape, helpers: Helpers);
+                Add("s5b", $"services resnet18 c=4, binary tensors, {w}", 1, host, ResNetPath, resnetBinary, 4, ResNet18Model.OutputName, ResNetOutputShape, helpers: Helpers);
+            }
+
             if (options.Runs("4") || options.Runs("4c1"))
             {
                 Console.WriteLine("starting baseline ...");
@@ -222,17 +265,50 @@ namespace ServerlessInference.Bench
         }
 
         private void Add(string id, string label, int? workers, ServerProcess host, string path, IReadOnlyList<RequestBody> bodies, int concurrency,
-            string outputName, long[] outputShape, string? variant = null)
+            string outputName, long[] outputShape, string? variant = null, Func<int[]>? helpers = null)
         {
             if (options.Runs(id))
             {
-                _scenarios.Add(new HttpScenario(variant is null ? id : $"{id}@{variant}", label, workers, host, path, bodies, concurrency, outputName, outputShape));
+                _scenarios.Add(new HttpScenario(variant is null ? id : $"{id}@{variant}", label, workers, host, path, bodies, concurrency, outputName, outputShape, helpers));
             }
         }
 
-        private async Task<ServerProcess> StartDevHostAsync(string dll, int maxBatchSize, int workers, Dictionary<string, string>? extra)
+        /// <summary>Waits until <paramref name="body"/> is answered 200 (a services worker loads the model from blob
+        /// storage on its first job).</summary>
+        private static async Task WaitFirstInferAsync(ServerProcess host, string path, RequestBody body)
         {
-            Console.WriteLine($"starting DevHost: MaxBatchSize {maxBatchSize}, {workers} worker(s){(extra is null ? "" : ", " + string.Join(", ", extra.Select(e => $"{e.Key}={e.Value}")))} ...");
+            using var client = new HttpClient { Timeout = TimeSpan.FromSeconds(60) };
+            var url = new Uri(host.BaseUri, path);
+            var started = System.Diagnostics.Stopwatch.GetTimestamp();
+            string last = "";
+            while (System.Diagnostics.Stopwatch.GetElapsedTime(started) < TimeSpan.FromSeconds(180))
+            {
+                try
+                {
+                    using var message = body.ToMessage(url);
+                    using var response = await client.SendAsync(message).ConfigureAwait(false);
+                    if (response.StatusCode == System.Net.HttpStatusCode.OK)
+                    {
+                        Console.WriteLine($"  first {path} answered after {System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds:0.0} s");
+                        return;
+                    }
+
+                    last = $"{(int)response.StatusCode} {await response.Content.ReadAsStringAsync().ConfigureAwait(false)}";
+                }
+                catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException)
+                {
+                    last = ex.Message;
+                }
+
+                await Task.Delay(500).ConfigureAwait(false);
+            }
+
+            throw new TimeoutException($"POST {url} did not answer 200 within 180 s; last: {last}{Environment.NewLine}{host.OutputTail}");
+        }
+
+        private async Task<ServerProcess> StartDevHostAsync(string dll, int maxBatchSize, int workers, Dictionary<string, string>? extra, bool services = false)
+        {
+            Console.WriteLine($"starting DevHost{(services ? " (services profile)" : "")}: MaxBatchSize {maxBatchSize}, {workers} worker(s){(extra is null ? "" : ", " + string.Join(", ", extra.Select(e => $"{e.Key}={e.Value}")))} ...");
             var environment = new Dictionary<string, string>
             {
                 ["Inference__ModelStore__Root"] = Path.Combine(_root, "models"),
@@ -250,7 +326,9 @@ namespace ServerlessInference.Bench
                 environment[key] = value;
             }
 
-            var host = await ServerProcess.StartAsync(ServerProcess.DevHostName, dll, environment, TimeSpan.FromSeconds(120), Probe()).ConfigureAwait(false);
+            // No probe in the services profile: its worker children inherit the environment and would write the same file.
+            var host = await ServerProcess.StartAsync(ServerProcess.DevHostName, dll, environment, TimeSpan.FromSeconds(120), services ? null : Probe(),
+                services ? ["--profile", "services"] : null).ConfigureAwait(false);
             _children.Add(host);
             return host;
         }

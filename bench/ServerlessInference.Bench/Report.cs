@@ -3,8 +3,26 @@ using System.Globalization;
 namespace ServerlessInference.Bench;
 
 /// <summary>Prints the table of one run and the ratios against their bars.</summary>
-internal sealed class Report(IReadOnlyList<(RawResult Result, RawScenario Scenario)> raw, IReadOnlyList<HttpScenario> http)
+internal sealed class Report(IReadOnlyList<(RawResult Result, RawScenario Scenario)> raw, IReadOnlyList<HttpScenario> http, IReadOnlyList<ColdStartResult> coldStarts)
 {
+    /// <summary>Cold start and warm restart of each model beside a raw session creation (milliseconds).</summary>
+    public void PrintColdStarts()
+    {
+        if (coldStarts.Count == 0)
+        {
+            return;
+        }
+
+        Console.WriteLine("cold start (blob download + sha256 + engine session) and warm restart (disk cache, re-hashed) beside raw new InferenceSession(path); medians of 3, in the bench process, children stopped:");
+        Console.WriteLine("| model      |     MB | cold ms | of which fetch+verify | warm ms | of which verify | raw ms | cold/raw | warm/raw |");
+        Console.WriteLine("|------------|-------:|--------:|----------------------:|--------:|----------------:|-------:|---------:|---------:|");
+        foreach (var c in coldStarts)
+        {
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"| {c.Model,-10} | {c.Bytes / 1048576.0,6:0.0} | {c.ColdMs,7:0.0} | {c.ColdFetchMs,21:0.0} | {c.WarmMs,7:0.0} | {c.WarmFetchMs,15:0.0} | {c.RawMs,6:0.0} | {c.ColdMs / c.RawMs,8:0.00} | {c.WarmMs / c.RawMs,8:0.00} |"));
+        }
+    }
+
     public void PrintTable()
     {
         Console.WriteLine("| #   | scenario                                                  |  throughput | unit   |   p50 ms |   p99 ms | notes |");
@@ -27,6 +45,10 @@ internal sealed class Report(IReadOnlyList<(RawResult Result, RawScenario Scenar
             if (scenario.ServerCpuMs is double server && scenario.ClientCpuMs is double client)
             {
                 notes.Add(string.Create(CultureInfo.InvariantCulture, $"CPU ms/req server {server:0.00} client {client:0.00}"));
+                if (scenario.SplitCpuMs is { } split)
+                {
+                    notes.Add(string.Create(CultureInfo.InvariantCulture, $"server = DevHost {split[0]:0.00} + worker {split[1]:0.00} + redis {split[2]:0.00}"));
+                }
             }
 
             Row(scenario.Id.Split('@')[0], scenario.Label, result.PerSecond, "req/s", result.P50Ms, result.P99Ms, string.Join(", ", notes) + Other(scenario));
@@ -82,6 +104,23 @@ internal sealed class Report(IReadOnlyList<(RawResult Result, RawScenario Scenar
         Ratio("(2)/(1 mlp batch 32), info", PerRaw(s2, rawB32?.RowsPerSecond), "info", null, $"{Format.Num(s2?.PerSecond)} / {Format.Num(rawB32?.RowsPerSecond)} rows/s", s2);
         Ratio("(5 JSON)/(1 resnet18), info", PerRaw(s5j, rawResNet?.RunsPerSecond), "info", null, $"{Format.Num(s5j?.PerSecond)} / {Format.Num(rawResNet?.RunsPerSecond)} runs/s", s5j);
         Ratio("baseline added latency ms (4 c=1), info", Minus(baseC1, rawB1), "info", null, $"{Format.Num(baseC1?.P50Ms, "0.000")} - {Format.Num(rawB1?.P50Ms, "0.000")} ms", baseC1);
+        var sv2 = Http("s2", null);
+        var sv5b = Http("s5b", null);
+        var sv6 = Http("s6", null);
+        if (sv2 is not null || sv5b is not null || sv6 is not null)
+        {
+            ok &= Ratio("(s2)/(2) services / embedded, mlp c=64", Div(sv2, s2), ">= 0.85", v => v >= 0.85, $"{Format.Num(sv2?.PerSecond)} / {Format.Num(s2?.PerSecond)} req/s", sv2, s2);
+            ok &= Ratio("(s5b)/(5b) services / embedded, resnet18 binary", Div(sv5b, s5b), ">= 0.85", v => v >= 0.85, $"{Format.Num(sv5b?.PerSecond)} / {Format.Num(s5b?.PerSecond)} req/s", sv5b, s5b);
+            ok &= Ratio("(s6)-(6) services added p50 ms, mlp c=1", sv6 is null || s6 is null ? null : sv6.P50Ms - s6.P50Ms, "<= 3 ms", v => v <= 3,
+                $"{Format.Num(sv6?.P50Ms, "0.000")} - {Format.Num(s6?.P50Ms, "0.000")} ms", sv6, s6);
+        }
+
+        foreach (var c in coldStarts)
+        {
+            Ratio($"cold start / raw session, {c.Model}, info", c.ColdMs / c.RawMs, "info", null, string.Create(CultureInfo.InvariantCulture, $"{c.ColdMs:0.0} / {c.RawMs:0.0} ms"));
+            Ratio($"warm restart / raw session, {c.Model}, info", c.WarmMs / c.RawMs, "info", null, string.Create(CultureInfo.InvariantCulture, $"{c.WarmMs:0.0} / {c.RawMs:0.0} ms"));
+        }
+
         foreach (var other in compared.Where(c => c != workers))
         {
             var o2 = Http("2", other);

@@ -43,13 +43,14 @@ internal abstract class Scenario(string id, string label, int? workers)
 
 /// <summary>A closed-loop HTTP scenario against a server child process.</summary>
 internal sealed class HttpScenario(string id, string label, int? workers, ServerProcess host, string path, IReadOnlyList<RequestBody> bodies,
-    int concurrency, string outputName, long[] outputShape) : Scenario(id, label, workers), IDisposable
+    int concurrency, string outputName, long[] outputShape, Func<int[]>? helpers = null) : Scenario(id, label, workers), IDisposable
 {
     private readonly Uri _url = new(host.BaseUri, path);
     private readonly HttpClient _client = LoadDriver.CreateClient(concurrency);
     private readonly List<LoadSlice> _slices = [];
     private double _serverCpuSeconds;
     private double _clientCpuSeconds;
+    private readonly double[] _splitCpuSeconds = new double[3];
     private double _batches;
     private double _rows;
     private bool _cpuKnown = true;
@@ -68,6 +69,9 @@ internal sealed class HttpScenario(string id, string label, int? workers, Server
 
     /// <summary>Server CPU milliseconds per answered request (slice warm-ups included).</summary>
     public double? ServerCpuMs => PerRequest(_serverCpuSeconds);
+
+    /// <summary>Services profile: server CPU ms per request split into DevHost, worker process(es) and Redis; null otherwise.</summary>
+    public double[]? SplitCpuMs => helpers is null || PerRequest(1) is null ? null : [.. _splitCpuSeconds.Select(s => PerRequest(s)!.Value)];
 
     /// <summary>Load-driver (this process) CPU milliseconds per answered request.</summary>
     public double? ClientCpuMs => PerRequest(_clientCpuSeconds);
@@ -100,7 +104,9 @@ internal sealed class HttpScenario(string id, string label, int? workers, Server
         await Task.Delay(150).ConfigureAwait(false); // the probe file is rewritten every 100 ms: let it catch up
         var probeBefore = host.ReadProbe();
         var before = await BatchProbe.ReadAsync(_client, host.BaseUri, devHost).ConfigureAwait(false);
-        var cpu = new CpuMeter([host.Pid], ServerProcess.LivePids());
+        // Services profile: the DevHost's worker children and Redis count as the server (CPU ms/req), not as other programs.
+        int[] measured = [host.Pid, .. helpers?.Invoke() ?? []];
+        var cpu = new CpuMeter(measured, ServerProcess.LivePids());
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
         var result = await LoadDriver.RunAsync(_client, _url, bodies, concurrency, sliceWarmup, slice).ConfigureAwait(false);
         var wall = System.Diagnostics.Stopwatch.GetElapsedTime(started);
@@ -113,9 +119,17 @@ internal sealed class HttpScenario(string id, string label, int? workers, Server
         _slices.Add(result);
         _peakRssBytes = Math.Max(_peakRssBytes, CpuMeter.ResidentBytes(host.Pid));
         AddOther(cpu, sliceWarmup + slice);
-        if (cpu.ProcessSeconds(0) is double server && cpu.OwnSeconds is double own)
+        var servers = measured.Select((_, i) => cpu.ProcessSeconds(i)).ToArray();
+        if (servers.All(s => s is not null) && cpu.OwnSeconds is double own)
         {
-            _serverCpuSeconds += server;
+            _serverCpuSeconds += servers.Sum(s => s!.Value);
+            if (helpers is not null)
+            {
+                // [DevHost, workers..., redis]
+                _splitCpuSeconds[0] += servers[0]!.Value;
+                _splitCpuSeconds[1] += servers[1..^1].Sum(s => s!.Value);
+                _splitCpuSeconds[2] += servers[^1]!.Value;
+            }
             _clientCpuSeconds += own;
         }
         else

@@ -14,6 +14,7 @@ internal sealed class ServerProcess : IAsyncDisposable
     public const string BaselineName = "baseline";
 
     private static readonly ConcurrentDictionary<int, Process> s_live = new();
+    private static readonly ConcurrentDictionary<int, Process> s_services = new();
     private readonly Process _process;
     private readonly ConcurrentQueue<string> _tail = new();
 
@@ -47,7 +48,7 @@ internal sealed class ServerProcess : IAsyncDisposable
 
     /// <param name="probe">The probe startup hook's dll and the file it writes to, or null.</param>
     public static async Task<ServerProcess> StartAsync(string name, string dllPath, IReadOnlyDictionary<string, string> environment, TimeSpan readyTimeout,
-        (string Dll, string File)? probe = null)
+        (string Dll, string File)? probe = null, string[]? arguments = null)
     {
         if (!File.Exists(dllPath))
         {
@@ -66,6 +67,10 @@ internal sealed class ServerProcess : IAsyncDisposable
         start.ArgumentList.Add(dllPath);
         start.ArgumentList.Add("--urls");
         start.ArgumentList.Add(baseUri.ToString().TrimEnd('/'));
+        foreach (var argument in arguments ?? [])
+        {
+            start.ArgumentList.Add(argument);
+        }
         start.Environment["DOTNET_ENVIRONMENT"] = "Production";
         start.Environment["ASPNETCORE_ENVIRONMENT"] = "Production";
         foreach (var (key, value) in environment)
@@ -177,9 +182,14 @@ internal sealed class ServerProcess : IAsyncDisposable
 
     public static void Untrack(Process process) => s_live.TryRemove(process.Id, out _);
 
+    /// <summary>Kills <paramref name="process"/> (Redis, Azurite) if this process ends first; never stopped by <see cref="Freezer"/>.</summary>
+    public static void TrackService(Process process) => s_services[process.Id] = process;
+
+    public static void UntrackService(Process process) => s_services.TryRemove(process.Id, out _);
+
     private static void KillAll()
     {
-        foreach (var process in s_live.Values)
+        foreach (var process in s_live.Values.Concat(s_services.Values))
         {
             Kill(process);
         }

@@ -23,7 +23,16 @@ public sealed partial class WorkerService(WorkerFactory factory, WarmPool pool, 
         _worker = factory.Create(Id);
         Log.Starting(logger, Id, pool.ExecutionProvider);
         using var drain = stoppingToken.Register(() => _worker.RequestStop());
-        await _worker.RunAsync(CancellationToken.None).ConfigureAwait(false);
+        try
+        {
+            await _worker.RunAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+        catch
+        {
+            // The host stops; an orchestrator (or the scaler) must see a failure, not a clean exit.
+            Environment.ExitCode = 1;
+            throw;
+        }
     }
 
     private static partial class Log

@@ -28,8 +28,17 @@ public sealed class PlatformFixture : IAsyncLifetime
     public async Task InitializeAsync()
     {
         var redis = RedisServer.StartAsync();
-        await Azurite.InitializeAsync();
-        _redis = await redis;
+        var azurite = Azurite.InitializeAsync();
+        try
+        {
+            await Task.WhenAll(redis, azurite);
+        }
+        finally
+        {
+            // Kept even when Azurite failed, so DisposeAsync stops it.
+            _redis = redis.IsCompletedSuccessfully ? redis.Result : null;
+        }
+
         Host = new PlatformHost(Redis.ConnectionString, Azurite.ConnectionString, replicas: 2);
         await Host.StartAsync(StartTimeout);
     }

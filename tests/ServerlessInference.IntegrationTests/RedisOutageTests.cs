@@ -135,7 +135,7 @@ public sealed class RedisOutageTests(PlatformFixture fixture, ITestOutputHelper 
         output.WriteLine($"workers before: [{string.Join(", ", workers)}]; after: [{string.Join(", ", after)}]");
         var exited = host.Logs.Matching("exited on its own");
         var why = host.Logs.Following("BackgroundServiceExceptionBehavior", 16);
-        Assert.True(exited.Count == 0 && after.OrderBy(w => w.Id).SequenceEqual(workers.OrderBy(w => w.Id)),
+        Assert.True(exited.Count == 0 && after.OrderBy(w => w.Id).SequenceEqual(workers.OrderBy(w => w.Id)) && workers.All(w => PlatformHost.IsWorkerProcess(w.ProcessId)),
             $"worker processes exited during the Redis outage:\n{string.Join("\n", exited)}\n{string.Join("\n", why)}");
         await host.AssertScalingWithinMaxReplicasAsync(client);
     }

@@ -108,11 +108,13 @@ public static class ScalingPolicy
             why = $"hold 1: idle for {(input.Now - busyAt).TotalSeconds:0}s of {options.IdleToZero.TotalSeconds:0}s before scaling to zero";
         }
 
-        // Never below the workers that hold work: a scale-down must not kill a job.
-        if (desired < input.BusyWorkers)
+        // Never below the workers that hold work: a scale-down must not kill a job. A registry can still list a
+        // dead worker as busy until its heartbeat expires, so busy never counts past the replicas that run.
+        var busy = Math.Min(input.BusyWorkers, input.CurrentReplicas);
+        if (desired < busy)
         {
-            desired = input.BusyWorkers;
-            why += $"; kept {input.BusyWorkers} busy workers";
+            desired = busy;
+            why += $"; kept {busy} busy workers";
         }
 
         var decision = new ScalingDecision(input.Now, input.CurrentReplicas, desired, input.Queued, input.InFlight, why);

@@ -127,7 +127,17 @@ public sealed partial class InferenceWorker
 
                 if (leases.Count > 0)
                 {
-                    await ProcessAsync(leases, crash).ConfigureAwait(false);
+                    try
+                    {
+                        await ProcessAsync(leases, crash).ConfigureAwait(false);
+                    }
+                    catch (Exception ex) when (ex is not OperationCanceledException || !crash.IsCancellationRequested)
+                    {
+                        // A backing service failed while starting or settling jobs (e.g. Redis down): the worker lives
+                        // on, and leases it could not settle expire and come back.
+                        Log.SettleFailed(_logger, ex, Id);
+                        await Task.Delay(_options.RetryDelay, _timeProvider, crash).ConfigureAwait(false);
+                    }
                 }
 
                 if (_timeProvider.GetElapsedTime(Interlocked.Read(ref _lastHeartbeat)) >= _options.HeartbeatInterval)
@@ -430,6 +440,9 @@ public sealed partial class InferenceWorker
 
         [LoggerMessage(6, LogLevel.Warning, "Worker {WorkerId} heartbeat failed")]
         public static partial void HeartbeatFailed(ILogger logger, Exception exception, string workerId);
+
+        [LoggerMessage(9, LogLevel.Warning, "Worker {WorkerId} could not start or settle a batch; its unsettled jobs come back after the lease time")]
+        public static partial void SettleFailed(ILogger logger, Exception exception, string workerId);
 
         [LoggerMessage(8, LogLevel.Warning, "Worker {WorkerId} could not renew its leases")]
         public static partial void RenewFailed(ILogger logger, Exception exception, string workerId);

@@ -164,9 +164,23 @@ public sealed partial class ChildProcessWorkerOrchestrator(
             _running.Remove(child);
             Log.Exited(logger, child.Id, child.Process.ExitCode);
             child.Process.Dispose();
+            // A dead worker cannot deregister itself: drop it now rather than list it until its heartbeat expires.
+            _ = ForgetAsync(child.Id);
         }
 
         _draining.RemoveAll(t => t.IsCompleted);
+    }
+
+    private async Task ForgetAsync(string workerId)
+    {
+        try
+        {
+            await registry.RemoveAsync(workerId, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            Log.ForgetFailed(logger, ex, workerId);
+        }
     }
 
     /// <summary>SIGTERM on Unix (the worker drains), a kill elsewhere.</summary>
@@ -217,6 +231,9 @@ public sealed partial class ChildProcessWorkerOrchestrator(
 
         [LoggerMessage(4, LogLevel.Warning, "Worker process {WorkerId} exited on its own with code {ExitCode}")]
         public static partial void Exited(ILogger logger, string workerId, int exitCode);
+
+        [LoggerMessage(6, LogLevel.Warning, "Could not remove dead worker {WorkerId} from the registry; it disappears when its heartbeat expires")]
+        public static partial void ForgetFailed(ILogger logger, Exception exception, string workerId);
 
         [LoggerMessage(5, LogLevel.Information, "[{WorkerId}] {Line}")]
         public static partial void Output(ILogger logger, string workerId, string line);

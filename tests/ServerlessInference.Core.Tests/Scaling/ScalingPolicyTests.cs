@@ -100,4 +100,13 @@ public sealed class ScalingPolicyTests
             Assert.True(decision.DesiredReplicas >= 3, $"at {second}s desired {decision.DesiredReplicas}");
         }
     }
+
+    [Fact]
+    public void Decide_RegistryListsMoreBusyWorkersThanRun_NeverScalesPastThem()
+    {
+        // A crashed worker still heartbeats as busy until its TTL: 3 busy in the registry, 2 replicas running.
+        var decision = Decide(queued: 0, inFlight: 15, current: 2, busy: 3);
+
+        Assert.Equal(2, decision.DesiredReplicas);
+    }
 }
