@@ -194,12 +194,20 @@ public sealed partial class InferenceWorker
 
         try
         {
-            var runnable = new List<JobLease>(leases.Count);
-            foreach (var lease in leases)
+            // Admit the whole batch at once: against a remote store the calls pipeline instead of queueing one by one.
+            var admitted = new Task<bool>[leases.Count];
+            for (var i = 0; i < leases.Count; i++)
             {
-                if (await AdmitAsync(lease, crash).ConfigureAwait(false))
+                admitted[i] = AdmitAsync(leases[i], crash).AsTask();
+            }
+
+            await Task.WhenAll(admitted).ConfigureAwait(false);
+            var runnable = new List<JobLease>(leases.Count);
+            for (var i = 0; i < leases.Count; i++)
+            {
+                if (admitted[i].Result)
                 {
-                    runnable.Add(lease);
+                    runnable.Add(leases[i]);
                 }
             }
 
