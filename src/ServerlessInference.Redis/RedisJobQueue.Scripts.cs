@@ -54,13 +54,15 @@ public sealed partial class RedisJobQueue
         return out
         """;
 
-    /// <summary>KEYS: stream. ARGV: group, consumer, id, count. Acknowledges and deletes the entry, so the stream
-    /// only ever holds jobs not yet acknowledged (no trimming needed, and XLEN counts them).</summary>
+    /// <summary>KEYS: stream, [request body]. ARGV: group, consumer, id, count. Acknowledges and deletes the entry
+    /// (and the request body kept beside it), so the stream only ever holds jobs not yet acknowledged (no trimming
+    /// needed, and XLEN counts them).</summary>
     private const string CompleteScript = HeldFunction + """
 
         if not held(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4]) then return 0 end
         redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
         redis.call('XDEL', KEYS[1], ARGV[3])
+        if KEYS[2] then redis.call('DEL', KEYS[2]) end
         return 1
         """;
 
@@ -102,8 +104,9 @@ public sealed partial class RedisJobQueue
         return 1
         """;
 
-    /// <summary>KEYS: stream, dead-letter stream. ARGV: group, consumer, id, count (empty: skip the lease check, for
-    /// unreadable entries), max length, reason, deliveries, at (UTC ticks).</summary>
+    /// <summary>KEYS: stream, dead-letter stream, [request body]. ARGV: group, consumer, id, count (empty: skip the
+    /// lease check, for unreadable entries), max length, reason, deliveries, at (UTC ticks). A request kept beside the
+    /// entry moves into the dead letter, so it can be inspected and replayed.</summary>
     private const string DeadLetterScript = HeldFunction + """
 
         if ARGV[4] ~= '' and not held(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4]) then return 0 end
@@ -112,6 +115,14 @@ public sealed partial class RedisJobQueue
         redis.call('XDEL', KEYS[1], ARGV[3])
         local out = {}
         if e[1] ~= nil then out = e[1][2] end
+        if KEYS[3] then
+          local body = redis.call('GET', KEYS[3])
+          if body then
+            out[#out + 1] = 'request'
+            out[#out + 1] = body
+          end
+          redis.call('DEL', KEYS[3])
+        end
         out[#out + 1] = 'reason'
         out[#out + 1] = ARGV[6]
         out[#out + 1] = 'deliveries'

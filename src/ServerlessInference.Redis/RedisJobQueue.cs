@@ -84,8 +84,10 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
 
     public async ValueTask EnqueueAsync(InferenceJob job, CancellationToken cancellationToken)
     {
-        var request = new ArrayBufferWriter<byte>();
+        var request = new ArrayBufferWriter<byte>(EncodedSizeHint(job.Request));
         var headerLength = OipCodec.WriteRequest(request, job.Request, binary: true);
+        var inline = _redisOptions.InlineRequestMaxBytes == 0 || request.WrittenCount < _redisOptions.InlineRequestMaxBytes;
+        RedisKey bodyKey = inline ? default : BodyKey(job.Id);
         RedisValue[] args =
         [
             _options.Capacity, _channelName,
@@ -95,14 +97,28 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
             "submitted", job.SubmittedAt.UtcTicks,
             "deadline", job.Deadline.UtcTicks,
             "header", headerLength is { } h ? h : RedisValue.EmptyString,
-            "request", request.WrittenMemory,
+            inline ? "request" : "body", inline ? request.WrittenMemory : (RedisValue)bodyKey.ToString(),
         ];
 
         RedisResult result;
         try
         {
             cancellationToken.ThrowIfCancellationRequested();
+            if (!inline)
+            {
+                // Stored first, so a worker that sees the entry finds its body. It outlives every delivery the job may
+                // get; settling the job deletes it.
+                var now = _time.GetUtcNow();
+                var keep = (job.Deadline > now ? job.Deadline - now : TimeSpan.Zero)
+                    + _options.LeaseDuration * (_options.MaxDeliveryCount + 1) + TimeSpan.FromMinutes(5);
+                await Database.StringSetAsync(bodyKey, request.WrittenMemory, keep).ConfigureAwait(false);
+            }
+
             result = await Database.ScriptEvaluateAsync(EnqueueScript, [_stream], args).ConfigureAwait(false);
+            if ((long)result == 0 && !inline)
+            {
+                await Database.KeyDeleteAsync(bodyKey).ConfigureAwait(false);
+            }
         }
         catch (Exception ex) when (RedisUnavailable.IsOutage(ex))
         {
@@ -196,7 +212,7 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
         {
             var fields = entry.Values.ToDictionary(v => (string)v.Name!, v => v.Value, StringComparer.Ordinal);
             letters.Add(new DeadLetter(
-                ParseJob(fields),
+                ParseJob(fields, RedisValue.Null),
                 (string?)fields.GetValueOrDefault("reason") ?? "",
                 (int)fields.GetValueOrDefault("deliveries"),
                 new DateTimeOffset((long)fields.GetValueOrDefault("at"), TimeSpan.Zero)));
@@ -254,12 +270,11 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
         }
 
         var entries = (RedisResult[]?)result ?? [];
-        var leases = new List<JobLease>(entries.Length);
-        foreach (var item in entries)
+        var delivered = new (RedisValue Id, long PelCount, Dictionary<string, RedisValue> Fields)[entries.Length];
+        List<RedisKey>? bodyKeys = null;
+        for (var e = 0; e < entries.Length; e++)
         {
-            var parts = (RedisResult[])item!;
-            var id = (RedisValue)parts[0];
-            var pelCount = (long)parts[1];
+            var parts = (RedisResult[])entries[e]!;
             var raw = (RedisResult[])parts[2]!;
             var fields = new Dictionary<string, RedisValue>(raw.Length / 2, StringComparer.Ordinal);
             for (var i = 0; i + 1 < raw.Length; i += 2)
@@ -267,22 +282,43 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
                 fields[(string)raw[i]!] = (RedisValue)raw[i + 1];
             }
 
+            delivered[e] = ((RedisValue)parts[0], (long)parts[1], fields);
+            if (fields.TryGetValue("body", out var body))
+            {
+                (bodyKeys ??= []).Add((string)body!);
+            }
+        }
+
+        // Requests kept beside their entries: one MGET for the whole batch (the keys share the stream's slot).
+        var bodies = bodyKeys is null ? null : await Database.StringGetAsync([.. bodyKeys]).ConfigureAwait(false);
+        var leases = new List<JobLease>(entries.Length);
+        var b = 0;
+        foreach (var (id, pelCount, fields) in delivered)
+        {
+            RedisKey? bodyKey = null;
+            var request = RedisValue.Null;
+            if (fields.TryGetValue("body", out var body))
+            {
+                bodyKey = (string)body!;
+                request = bodies![b++];
+            }
+
             InferenceJob job;
             try
             {
-                job = ParseJob(fields);
+                job = ParseJob(fields, request);
             }
             catch (Exception ex) when (ex is FormatException or InvalidCastException or InferenceException or KeyNotFoundException)
             {
                 // An entry no worker can read would come back forever: set it aside at once.
                 Log.UnreadableEntry(_logger, ex, id.ToString());
-                await SettleAsync(DeadLetterScript, [_stream, _dead], [_group, _consumer, id, RedisValue.EmptyString, _redisOptions.DeadLetterMaxLength, $"unreadable queue entry: {ex.Message}", pelCount, _time.GetUtcNow().UtcTicks]).ConfigureAwait(false);
+                await SettleAsync(DeadLetterScript, DeadLetterKeys(bodyKey), [_group, _consumer, id, RedisValue.EmptyString, _redisOptions.DeadLetterMaxLength, $"unreadable queue entry: {ex.Message}", pelCount, _time.GetUtcNow().UtcTicks]).ConfigureAwait(false);
                 continue;
             }
 
             var prior = fields.TryGetValue("n", out var n) ? (int)n : 0;
             var error = fields.TryGetValue("err", out var err) ? (string?)err : null;
-            leases.Add(new Lease(this, id, pelCount, job, prior + (int)pelCount, error ?? (pelCount > 1 ? LeaseExpiredError : null)));
+            leases.Add(new Lease(this, id, pelCount, job, prior + (int)pelCount, error ?? (pelCount > 1 ? LeaseExpiredError : null), bodyKey));
         }
 
         if (reclaimDue && now >= Interlocked.Read(ref _nextPrune))
@@ -294,10 +330,20 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
         return leases;
     }
 
-    private static InferenceJob ParseJob(Dictionary<string, RedisValue> fields)
+    /// <summary>Reads a stream entry's job; <paramref name="body"/> is the request kept beside the entry, if any.</summary>
+    private static InferenceJob ParseJob(Dictionary<string, RedisValue> fields, RedisValue body)
     {
         var header = fields["header"];
-        var body = (byte[])fields["request"]!;
+        if (fields.TryGetValue("request", out var inline))
+        {
+            // Inline, or a dead letter that took its request along.
+            body = inline;
+        }
+        else if (body.IsNull)
+        {
+            throw new KeyNotFoundException($"the request body {(string?)fields.GetValueOrDefault("body")} is missing (expired or deleted)");
+        }
+
         return new InferenceJob
         {
             Id = (string)fields["id"]!,
@@ -305,9 +351,26 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
             Version = (string)fields["version"]!,
             SubmittedAt = new DateTimeOffset((long)fields["submitted"], TimeSpan.Zero),
             Deadline = new DateTimeOffset((long)fields["deadline"], TimeSpan.Zero),
-            Request = OipCodec.ParseRequest(body, header.IsNullOrEmpty ? null : (int)header),
+            Request = OipCodec.ParseRequest((byte[])body!, header.IsNullOrEmpty ? null : (int)header),
         };
     }
+
+    /// <summary>Room for the encoded request: its tensors plus the JSON header, so the buffer never regrows (a 600 KB
+    /// image would otherwise be copied through several large-object-heap arrays).</summary>
+    private static int EncodedSizeHint(InferenceRequest request)
+    {
+        long size = 1024;
+        foreach (var input in request.Inputs)
+        {
+            size += 256 + input.Data.Length + (input.BytesData?.Sum(e => (long)e.Length + 4) ?? 0);
+        }
+
+        return (int)Math.Min(size, Array.MaxLength);
+    }
+
+    private RedisKey BodyKey(string jobId) => _stream.Append(":body:" + jobId);
+
+    private RedisKey[] DeadLetterKeys(RedisKey? bodyKey) => bodyKey is { } key ? [_stream, _dead, key] : [_stream, _dead];
 
     /// <summary>Deletes consumers of processes that are gone: nothing pending and silent for a long time. A live
     /// consumer polls at least every <see cref="RedisOptions.ReclaimInterval"/>, and one deleted by mistake is
@@ -399,7 +462,7 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
 
     /// <summary>A delivery: the entry id and the PEL delivery count it was handed out with, which every settle
     /// checks so that a stale lease (its job reclaimed by another consumer meanwhile) does nothing.</summary>
-    private sealed class Lease(RedisJobQueue queue, RedisValue entryId, long pelCount, InferenceJob job, int deliveryCount, string? lastError)
+    private sealed class Lease(RedisJobQueue queue, RedisValue entryId, long pelCount, InferenceJob job, int deliveryCount, string? lastError, RedisKey? bodyKey)
         : JobLease
     {
         public override InferenceJob Job => job;
@@ -409,14 +472,14 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
         public override string? LastError => lastError;
 
         public override ValueTask CompleteAsync(CancellationToken cancellationToken) =>
-            queue.SettleAsync(CompleteScript, [queue._stream], [queue._group, queue._consumer, entryId, pelCount]);
+            queue.SettleAsync(CompleteScript, bodyKey is { } key ? [queue._stream, key] : [queue._stream], [queue._group, queue._consumer, entryId, pelCount]);
 
         public override ValueTask AbandonAsync(string? error, CancellationToken cancellationToken) =>
             queue.SettleAsync(AbandonScript, [queue._stream],
                 [queue._group, queue._consumer, entryId, pelCount, deliveryCount, error ?? lastError ?? "", queue._channelName]);
 
         public override ValueTask DeadLetterAsync(string reason, CancellationToken cancellationToken) =>
-            queue.SettleAsync(DeadLetterScript, [queue._stream, queue._dead],
+            queue.SettleAsync(DeadLetterScript, queue.DeadLetterKeys(bodyKey),
                 [queue._group, queue._consumer, entryId, pelCount, queue._redisOptions.DeadLetterMaxLength, reason, deliveryCount,
                  queue._time.GetUtcNow().UtcTicks]);
 

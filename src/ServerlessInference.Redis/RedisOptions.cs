@@ -26,6 +26,12 @@ public sealed class RedisOptions
     /// for jobs whose pub/sub notification it may have missed. Bounds the extra delay of a redelivery.</summary>
     public TimeSpan ReclaimInterval { get; set; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>A request whose encoded size reaches this many bytes travels in its own string key beside the stream
+    /// entry (<c>SET</c>/<c>MGET</c>) instead of inside it: the stream scripts copy an entry's fields through Lua
+    /// several times, which costs Redis about 2 ms per 600 KB image, against 0.6 ms as a plain string. 0 keeps every
+    /// request in the stream.</summary>
+    public int InlineRequestMaxBytes { get; set; } = 64 * 1024;
+
     /// <summary>Approximate number of dead-lettered jobs kept (<c>XADD MAXLEN ~</c>).</summary>
     public int DeadLetterMaxLength { get; set; } = 10_000;
 

@@ -43,6 +43,7 @@ public static class RedisServiceCollectionExtensions
             .Validate(o => o.ReclaimInterval > TimeSpan.Zero, $"{RedisOptions.Section}:ReclaimInterval must be positive")
             .Validate(o => o.WorkerTtl > TimeSpan.Zero, $"{RedisOptions.Section}:WorkerTtl must be positive")
             .Validate(o => o.DeadLetterMaxLength > 0 && o.ScalingLogLength > 0, $"{RedisOptions.Section}:DeadLetterMaxLength and ScalingLogLength must be positive")
+            .Validate(o => o.InlineRequestMaxBytes >= 0, $"{RedisOptions.Section}:InlineRequestMaxBytes must not be negative")
             .ValidateOnStart();
 
         services.TryAddSingleton<IConnectionMultiplexer>(sp => Connect(sp.GetRequiredService<IOptions<RedisOptions>>().Value));

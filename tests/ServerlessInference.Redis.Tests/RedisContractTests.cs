@@ -24,6 +24,27 @@ public sealed class RedisJobQueueContractTests(RedisFixture redis) : JobQueueCon
         await ((RedisJobQueue)queue).ReadDeadLettersAsync(1000, default);
 }
 
+/// <summary>The same contract with every request kept beside its stream entry (as large requests are).</summary>
+[Collection(RedisCollection.Name)]
+public sealed class RedisJobQueueSideBodyContractTests(RedisFixture redis) : JobQueueContract
+{
+    protected override TimeProvider Time => TimeProvider.System;
+
+    protected override TimeSpan LeaseDuration => TimeSpan.FromSeconds(2);
+
+    protected override async ValueTask AdvanceAsync(TimeSpan duration) => await Task.Delay(duration);
+
+    protected override ValueTask<IJobQueue> CreateQueueAsync(JobQueueOptions options)
+    {
+        var redisOptions = redis.Options();
+        redisOptions.InlineRequestMaxBytes = 1;
+        return ValueTask.FromResult<IJobQueue>(Track(new RedisJobQueue(redis.Redis, RedisFixture.Wrap(redisOptions), RedisFixture.Wrap(options), TimeProvider.System)));
+    }
+
+    protected override async ValueTask<IReadOnlyList<DeadLetter>> ReadDeadLettersAsync(IJobQueue queue) =>
+        await ((RedisJobQueue)queue).ReadDeadLettersAsync(1000, default);
+}
+
 [Collection(RedisCollection.Name)]
 public sealed class RedisResultStoreContractTests(RedisFixture redis) : ResultStoreContract
 {

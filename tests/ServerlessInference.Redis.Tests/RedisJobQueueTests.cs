@@ -186,6 +186,74 @@ public sealed class RedisJobQueueTests(RedisFixture redis, ITestOutputHelper out
     }
 
     [Fact]
+    public async Task EnqueueAsync_LargeRequest_TravelsBesideTheEntryAndIsDeletedWhenSettled()
+    {
+        var options = redis.Options();
+        options.InlineRequestMaxBytes = 1;
+        var queue = Queue(options);
+        var small = Queue(redis.Options());
+        var job = NewJob(5);
+        await queue.EnqueueAsync(job, default);
+
+        var entry = Assert.Single(await redis.Database.StreamRangeAsync(queue.StreamKey));
+        Assert.True(entry["request"].IsNull, "a large request must not sit inside the stream entry");
+        var bodyKey = (string)entry["body"]!;
+        Assert.True(await redis.Database.KeyExistsAsync(bodyKey));
+        Assert.NotNull(await redis.Database.KeyTimeToLiveAsync(bodyKey));
+        var lease = Assert.Single(await queue.ReceiveAsync(1, TimeSpan.Zero, default));
+        Assert.Equal(job.Request.Inputs[0].AsSpan<float>().ToArray(), lease.Job.Request.Inputs[0].AsSpan<float>().ToArray());
+        await lease.CompleteAsync(default);
+
+        Assert.False(await redis.Database.KeyExistsAsync(bodyKey));
+        Assert.Equal(0, await redis.Database.StreamLengthAsync(queue.StreamKey));
+
+        // Below the threshold the request stays inline.
+        await small.EnqueueAsync(NewJob(6), default);
+        Assert.False(Assert.Single(await redis.Database.StreamRangeAsync(small.StreamKey))["request"].IsNull);
+    }
+
+    [Fact]
+    public async Task DeadLetterAsync_LargeRequest_MovesTheRequestIntoTheDeadLetter()
+    {
+        var options = redis.Options();
+        options.InlineRequestMaxBytes = 1;
+        var queue = Queue(options);
+        var job = NewJob(8);
+        await queue.EnqueueAsync(job, default);
+        var bodyKey = (string)Assert.Single(await redis.Database.StreamRangeAsync(queue.StreamKey))["body"]!;
+        await Assert.Single(await queue.ReceiveAsync(1, TimeSpan.Zero, default)).AbandonAsync("first failure", default);
+        Assert.True(await redis.Database.KeyExistsAsync(bodyKey), "an abandoned job keeps its request");
+
+        await Assert.Single(await queue.ReceiveAsync(1, TimeSpan.Zero, default)).DeadLetterAsync("poison", default);
+
+        Assert.False(await redis.Database.KeyExistsAsync(bodyKey));
+        var letter = Assert.Single(await queue.ReadDeadLettersAsync(10, default));
+        Assert.Equal(job.Request.Inputs[0].AsSpan<float>().ToArray(), letter.Job.Request.Inputs[0].AsSpan<float>().ToArray());
+        Assert.Equal("poison", letter.Reason);
+    }
+
+    [Fact]
+    public async Task ReceiveAsync_RequestBodyMissing_IsDeadLetteredAsUnreadable()
+    {
+        var options = redis.Options();
+        options.InlineRequestMaxBytes = 1;
+        var queue = Queue(options);
+        var lost = NewJob(1);
+        var good = NewJob(2);
+        await queue.EnqueueAsync(lost, default);
+        await queue.EnqueueAsync(good, default);
+        var entries = await redis.Database.StreamRangeAsync(queue.StreamKey);
+        await redis.Database.KeyDeleteAsync((string)entries[0]["body"]!);
+
+        var leases = await queue.ReceiveAsync(5, TimeSpan.Zero, default);
+
+        Assert.Equal(good.Id, Assert.Single(leases).Job.Id);
+        var dead = Assert.Single(await redis.Database.StreamRangeAsync(queue.DeadLetterKey));
+        Assert.Equal(lost.Id, (string?)dead["id"]);
+        Assert.Contains("request body", (string?)dead["reason"]);
+    }
+
+    [Fact]
     public async Task ReceiveAsync_UnreadableEntry_IsDeadLetteredNotRedeliveredForever()
     {
         var queue = Queue(redis.Options());
