@@ -52,6 +52,7 @@ public sealed partial class InferenceWorker
     private int _inFlight;
     private long _completed;
     private long _lastHeartbeat;
+    private volatile bool _reportedBusy;
     private volatile WorkerState _state = WorkerState.Starting;
 
     public InferenceWorker(
@@ -159,7 +160,7 @@ public sealed partial class InferenceWorker
     private async ValueTask<IReadOnlyList<JobLease>> ReceiveBatchAsync(CancellationToken cancellationToken)
     {
         var max = _options.MaxBatchSize;
-        var first = await _queue.ReceiveAsync(max, _options.PollInterval, cancellationToken).ConfigureAwait(false);
+        var first = await ReceiveFirstAsync(max, cancellationToken).ConfigureAwait(false);
         if (first.Count == 0 || first.Count >= max || _options.MaxBatchDelay <= TimeSpan.Zero)
         {
             return first;
@@ -184,10 +185,29 @@ public sealed partial class InferenceWorker
         return batch;
     }
 
+    private async ValueTask<IReadOnlyList<JobLease>> ReceiveFirstAsync(int max, CancellationToken cancellationToken)
+    {
+        if (_reportedBusy)
+        {
+            // A batch just ended. Under load the next one is already queued and the worker never was idle: reporting
+            // busy → idle → busy on every batch cost two registry writes per batch. Report idle only when nothing waits.
+            var ready = await _queue.ReceiveAsync(max, TimeSpan.Zero, cancellationToken).ConfigureAwait(false);
+            if (ready.Count > 0)
+            {
+                return ready;
+            }
+
+            await HeartbeatAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        return await _queue.ReceiveAsync(max, _options.PollInterval, cancellationToken).ConfigureAwait(false);
+    }
+
     private async Task ProcessAsync(IReadOnlyList<JobLease> leases, CancellationToken crash)
     {
-        // The scaler must see busy workers as busy: report the idle → busy and busy → idle edges at once.
-        if (Interlocked.Add(ref _inFlight, leases.Count) == leases.Count)
+        // The scaler must see a busy worker as busy before it decides anything: report the idle → busy edge at once,
+        // unless the registry still shows this worker busy (a saturated worker is idle only between batches).
+        if (Interlocked.Add(ref _inFlight, leases.Count) == leases.Count && !_reportedBusy)
         {
             await HeartbeatAsync(crash).ConfigureAwait(false);
         }
@@ -227,10 +247,8 @@ public sealed partial class InferenceWorker
         }
         finally
         {
-            if (Interlocked.Add(ref _inFlight, -leases.Count) == 0 && !crash.IsCancellationRequested)
-            {
-                await HeartbeatAsync(crash).ConfigureAwait(false);
-            }
+            // The busy → idle edge is reported by the next receive, and only when no work is waiting.
+            Interlocked.Add(ref _inFlight, -leases.Count);
         }
     }
 
@@ -414,20 +432,25 @@ public sealed partial class InferenceWorker
         }
     }
 
-    private WorkerStatus Snapshot(WarmPoolCounters counters) => new()
+    private WorkerStatus Snapshot(WarmPoolCounters counters)
     {
-        Id = Id,
-        Host = Environment.MachineName,
-        ExecutionProvider = _pool.ExecutionProvider,
-        State = _state,
-        InFlight = InFlight,
-        WarmModels = _pool.Snapshot().Select(m => new WarmModelStatus(m.Name, m.Version, m.Bytes)).ToList(),
-        MemoryUsedBytes = counters.UsedBytes,
-        MemoryBudgetBytes = counters.BudgetBytes,
-        JobsCompleted = JobsCompleted,
-        StartedAt = _startedAt,
-        LastHeartbeat = _timeProvider.GetUtcNow(),
-    };
+        var inFlight = InFlight;
+        _reportedBusy = inFlight > 0;
+        return new WorkerStatus
+        {
+            Id = Id,
+            Host = Environment.MachineName,
+            ExecutionProvider = _pool.ExecutionProvider,
+            State = _state,
+            InFlight = inFlight,
+            WarmModels = _pool.Snapshot().Select(m => new WarmModelStatus(m.Name, m.Version, m.Bytes)).ToList(),
+            MemoryUsedBytes = counters.UsedBytes,
+            MemoryBudgetBytes = counters.BudgetBytes,
+            JobsCompleted = JobsCompleted,
+            StartedAt = _startedAt,
+            LastHeartbeat = _timeProvider.GetUtcNow(),
+        };
+    }
 
     private static partial class Log
     {

@@ -45,6 +45,52 @@ public sealed class InferenceWorkerTests : IDisposable
     }
 
     [Fact]
+    public async Task RunAsync_BackToBackBatches_ReportBusyOnceAndIdleOnlyWhenTheQueueIsEmpty()
+    {
+        _rig.Models.Add("m");
+        var jobs = new List<InferenceJob>();
+        for (var i = 0; i < 20; i++)
+        {
+            jobs.Add(await _rig.SubmitAsync("m", seed: i));
+        }
+
+        var registry = new RecordingRegistry(_rig.Registry);
+        var worker = new ServerlessInference.Workers.InferenceWorker("w", _rig.Queue, _rig.Results, _rig.Pool, _rig.Catalog, registry,
+            _rig.WorkerOptions, _rig.Time, _rig.Metrics, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+        var run = worker.RunAsync(default);
+        await _rig.AwaitAllAsync(jobs);
+        var giveUp = DateTime.UtcNow.AddSeconds(30);
+        while (registry.InFlightReported.Count < 3 && DateTime.UtcNow < giveUp)
+        {
+            await Task.Delay(5);
+        }
+
+        await StopAsync(worker, run);
+
+        // Start (idle), the first batch (busy), the empty queue after the third batch (idle): not two per batch.
+        Assert.Equal(3, _rig.Engine.Models.Single().Batches);
+        Assert.Equal([0, 8, 0], registry.InFlightReported.Take(3));
+        Assert.Equal(3, registry.InFlightReported.Count);
+    }
+
+    private sealed class RecordingRegistry(ServerlessInference.Workers.IWorkerRegistry inner) : ServerlessInference.Workers.IWorkerRegistry
+    {
+        private readonly System.Collections.Concurrent.ConcurrentQueue<int> _inFlight = new();
+
+        public IReadOnlyCollection<int> InFlightReported => _inFlight;
+
+        public ValueTask HeartbeatAsync(ServerlessInference.Workers.WorkerStatus status, CancellationToken cancellationToken)
+        {
+            _inFlight.Enqueue(status.InFlight);
+            return inner.HeartbeatAsync(status, cancellationToken);
+        }
+
+        public ValueTask RemoveAsync(string workerId, CancellationToken cancellationToken) => inner.RemoveAsync(workerId, cancellationToken);
+
+        public ValueTask<IReadOnlyList<ServerlessInference.Workers.WorkerStatus>> ListAsync(CancellationToken cancellationToken) => inner.ListAsync(cancellationToken);
+    }
+
+    [Fact]
     public async Task RunAsync_WorkerDiesMidBatch_LeasesExpireAndEveryJobSucceedsOnce()
     {
         _rig.Models.Add("m");
