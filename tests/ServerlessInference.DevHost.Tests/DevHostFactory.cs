@@ -4,6 +4,7 @@ using Microsoft.AspNetCore.TestHost;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using ServerlessInference.Models;
+using ServerlessInference.Testing.Gateway;
 
 namespace ServerlessInference.DevHost.Tests;
 
@@ -57,38 +58,42 @@ public sealed class PoisonEngine(IInferenceEngine inner) : IInferenceEngine
     }
 }
 
-/// <summary>One temporary root (demo models seeded once) and two hosts over it: a normal one, and one whose
-/// workers never start (jobs stay queued) for queue-full and cancel cases.</summary>
+/// <summary>One temporary root (demo models seeded once) and two hosts over it, configured as the gateway behaviour
+/// suite expects: a serving one, and one whose workers never start (jobs stay queued) for queue-full and cancel cases.</summary>
 public sealed class DevHostFixture : IAsyncLifetime
 {
+    private HttpClient _servingClient = null!;
+    private HttpClient _stalledClient = null!;
+
     public string Root { get; } = Path.Combine(Path.GetTempPath(), "si-devhost-tests", Guid.NewGuid().ToString("N"));
 
     public DevHostFactory Host { get; private set; } = null!;
 
     public DevHostFactory Stalled { get; private set; } = null!;
 
+    /// <summary><see cref="Host"/> over HTTP.</summary>
+    public IGatewayDriver ServingGateway { get; private set; } = null!;
+
+    /// <summary><see cref="Stalled"/> over HTTP.</summary>
+    public IGatewayDriver StalledGateway { get; private set; } = null!;
+
     public Task InitializeAsync()
     {
-        Host = new DevHostFactory(Root, new Dictionary<string, string?>
-        {
-            ["Inference:Queue:MaxDeliveryCount"] = "2",
-            ["Inference:Scaling:MinReplicas"] = "1",
-            ["Inference:Scaling:MaxReplicas"] = "2",
-        });
+        Host = new DevHostFactory(Root, GatewayBehaviourSuite.ServingSettings);
         _ = Host.Server; // start: seeds the demo models
-        Stalled = new DevHostFactory(Root, new Dictionary<string, string?>
-        {
-            ["Inference:Queue:Capacity"] = "2",
-            ["Inference:Queue:RetryAfterSeconds"] = "3",
-            ["Inference:Scaling:ActivationThreshold"] = "1000",
-            ["Inference:Gateway:MaxBodyBytes"] = "1048576",
-        });
+        Stalled = new DevHostFactory(Root, GatewayBehaviourSuite.StalledSettings);
         _ = Stalled.Server;
+        _servingClient = Host.CreateClient();
+        _stalledClient = Stalled.CreateClient();
+        ServingGateway = new HttpClientGatewayDriver(_servingClient);
+        StalledGateway = new HttpClientGatewayDriver(_stalledClient);
         return Task.CompletedTask;
     }
 
     public async Task DisposeAsync()
     {
+        _servingClient.Dispose();
+        _stalledClient.Dispose();
         await Host.DisposeAsync();
         await Stalled.DisposeAsync();
         try

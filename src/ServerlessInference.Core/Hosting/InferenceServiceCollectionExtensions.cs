@@ -86,16 +86,16 @@ public static class InferenceServiceCollectionExtensions
         return services;
     }
 
-    /// <summary>Workers as loops in this process, a warm pool shared by them, and the scaler on a timer.
-    /// Needs an <see cref="IInferenceEngine"/> (e.g. <c>AddOnnxEngine</c>).</summary>
-    public static IServiceCollection AddInProcessWorkers(this IServiceCollection services)
+    /// <summary>Workers as loops in this process, a warm pool shared by them, and the scaler (on a background timer
+    /// unless <paramref name="ticks"/> says the host ticks it). Needs an <see cref="IInferenceEngine"/> (e.g. <c>AddOnnxEngine</c>).</summary>
+    public static IServiceCollection AddInProcessWorkers(this IServiceCollection services, ScalerTicks ticks = ScalerTicks.Background)
     {
         services.AddWorkerRuntime();
         services.TryAddSingleton(sp => new InProcessWorkerOrchestrator(
             sp.GetRequiredService<WorkerFactory>().Create,
             sp.GetRequiredService<ILogger<InProcessWorkerOrchestrator>>()));
         services.TryAddSingleton<IWorkerOrchestrator>(sp => sp.GetRequiredService<InProcessWorkerOrchestrator>());
-        return services.AddScaler();
+        return services.AddScaler(ticks);
     }
 
     /// <summary>What a worker needs in its process: options, the weights cache, the warm pool and a factory of
@@ -119,9 +119,13 @@ public static class InferenceServiceCollectionExtensions
         return services;
     }
 
-    /// <summary>The scaler and, for hosts without a timer trigger, the background service that ticks it.
+    /// <summary>The scaler and, with <see cref="ScalerTicks.Background"/> (the default, for hosts without a timer trigger),
+    /// the background service that ticks it and wakes it when work arrives for zero workers (<see cref="IScaleTrigger"/>).
+    /// With <see cref="ScalerTicks.External"/> only the <see cref="Scaler"/> is registered: the host calls
+    /// <see cref="Scaler.TickAsync"/> itself (the Functions app's timer trigger) and no <see cref="IScaleTrigger"/> is
+    /// registered, so the gateway nudges nothing and activation from zero waits for the next tick.
     /// Needs an <see cref="IWorkerOrchestrator"/>.</summary>
-    public static IServiceCollection AddScaler(this IServiceCollection services)
+    public static IServiceCollection AddScaler(this IServiceCollection services, ScalerTicks ticks = ScalerTicks.Background)
     {
         Bind<ScalingOptions>(services, "Inference:Scaling")
             .Validate(o => o.MinReplicas >= 0 && o.MinReplicas <= o.MaxReplicas, "Inference:Scaling:MinReplicas must be between 0 and Inference:Scaling:MaxReplicas")
@@ -130,6 +134,11 @@ public static class InferenceServiceCollectionExtensions
             .Validate(o => o.ActivationThreshold >= 1, "Inference:Scaling:ActivationThreshold must be at least 1")
             .Validate(o => o.TickInterval > TimeSpan.Zero, "Inference:Scaling:TickInterval must be positive");
         services.TryAddSingleton<Scaler>();
+        if (ticks == ScalerTicks.External)
+        {
+            return services;
+        }
+
         services.TryAddSingleton<ScalerService>();
         services.TryAddSingleton<IScaleTrigger>(sp => sp.GetRequiredService<ScalerService>());
         services.AddSingleton<IHostedService>(sp => sp.GetRequiredService<ScalerService>());
@@ -151,6 +160,17 @@ public static class InferenceServiceCollectionExtensions
         return setting.Known.FirstOrDefault(k => string.Equals(k, value.Trim(), StringComparison.OrdinalIgnoreCase))
             ?? throw new InvalidOperationException($"{setting.Key} is '{value}'; known providers: {string.Join(", ", setting.Known)}");
     }
+}
+
+/// <summary>What drives the <see cref="Scaler"/>'s ticks in a host.</summary>
+public enum ScalerTicks
+{
+    /// <summary>A background service (<see cref="ScalerService"/>) every <c>Inference:Scaling:TickInterval</c>, and at once
+    /// when work arrives for zero workers.</summary>
+    Background,
+
+    /// <summary>The host calls <see cref="Scaler.TickAsync"/> itself (e.g. a timer-triggered function); no background service.</summary>
+    External,
 }
 
 /// <summary>A setting that picks the provider of one contract.</summary>

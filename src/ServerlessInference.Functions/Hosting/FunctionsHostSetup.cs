@@ -1,0 +1,64 @@
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Configuration.Memory;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using ServerlessInference.Hosting;
+using ServerlessInference.Scaling;
+
+namespace ServerlessInference.Functions.Hosting;
+
+/// <summary>The Functions app's wiring beyond the shared providers: its defaults, and the scaler ticked by the timer.</summary>
+public static class FunctionsHostSetup
+{
+    /// <summary>Picks the worker orchestrator (read by <c>AddContainerAppsOrchestrator</c> / <c>AddKubernetesOrchestrator</c>).</summary>
+    public const string OrchestratorProviderKey = "Inference:Orchestrator:Provider";
+
+    /// <summary>What the Functions app assumes unless an app setting says otherwise: the queue, results and worker
+    /// registry are shared with workers in other processes (Service Bus, Redis), weights come from Blob storage, and
+    /// workers are a Container App. A sync wait is capped below the 230 s after which Azure's front end cuts an HTTP
+    /// response, so a slow job becomes a 202 rather than a dropped connection.</summary>
+    public static IReadOnlyDictionary<string, string?> Defaults { get; } = new Dictionary<string, string?>
+    {
+        [ProviderSettings.Queue.Key] = ProviderSettings.ServiceBus,
+        [ProviderSettings.Results.Key] = ProviderSettings.Redis,
+        [ProviderSettings.Registry.Key] = ProviderSettings.Redis,
+        [ProviderSettings.ModelStore.Key] = ProviderSettings.Blob,
+        [OrchestratorProviderKey] = "ContainerApps",
+        ["Inference:Gateway:MaxWait"] = "00:03:30",
+    };
+
+    /// <summary>Puts <see cref="Defaults"/> under every other configuration source (app settings, environment, command
+    /// line still win) and refuses providers that cannot work here.</summary>
+    /// <exception cref="InvalidOperationException">The queue, results or registry provider is <c>Embedded</c>: workers run in
+    /// other processes and would never see the jobs, so the host must not start.</exception>
+    public static TBuilder UseFunctionsDefaults<TBuilder>(this TBuilder builder) where TBuilder : IHostApplicationBuilder
+    {
+        builder.Configuration.Sources.Insert(0, new MemoryConfigurationSource { InitialData = Defaults });
+        RequireSharedProviders(builder.Configuration);
+        return builder;
+    }
+
+    /// <summary>Throws naming the setting when a contract that workers share is configured as in-process.</summary>
+    public static void RequireSharedProviders(IConfiguration configuration)
+    {
+        foreach (var setting in new[] { ProviderSettings.Queue, ProviderSettings.Results, ProviderSettings.Registry })
+        {
+            if (InferenceServiceCollectionExtensions.Provider(configuration, setting) == ProviderSettings.Embedded)
+            {
+                throw new InvalidOperationException(
+                    $"{setting.Key} is {ProviderSettings.Embedded}, but workers do not run inside the Functions app: choose one of " +
+                    string.Join(", ", setting.Known.Where(k => k != ProviderSettings.Embedded)) +
+                    $" (app setting {setting.Key.Replace(":", "__", StringComparison.Ordinal)})");
+            }
+        }
+    }
+
+    /// <summary>The scaler without a background timer (the <see cref="Scaling.ScalerFunction"/> ticks it) and readiness
+    /// once the host has started. Needs an <see cref="IWorkerOrchestrator"/>.</summary>
+    public static IServiceCollection AddGatewayFunctions(this IServiceCollection services)
+    {
+        services.AddScaler(ScalerTicks.External);
+        services.AddHostedService<ReadyOnStart>();
+        return services;
+    }
+}
