@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
 using YamlDotNet.RepresentationModel;
 
 namespace ServerlessInference.Deploy.Tests;
@@ -86,6 +87,33 @@ public sealed class AzdTests(BicepFixture bicep)
                 Assert.True(file.ContainsKey(name), $"main.bicep parameter '{name}' has no default and main.parameters.json does not set it");
             }
         }
+    }
+
+    [Fact]
+    public void ParametersFile_Defaults_AreTheTemplateDefaults()
+    {
+        var file = JsonNode.Parse(File.ReadAllText(Path.Combine(RepositoryPaths.BicepFolder, "main.parameters.json")))!["parameters"]!.AsObject();
+        var declared = bicep.Compiled["parameters"]!.AsObject();
+        var withDefault = 0;
+        foreach (var (name, entry) in file)
+        {
+            // ${VARIABLE=default}: azd uses the default when the environment does not set VARIABLE.
+            var match = Regex.Match((string?)entry!["value"] ?? "", @"^\$\{[A-Z_]+=(.*)\}$");
+            if (!match.Success || name == "workerExists")
+            {
+                continue;
+            }
+
+            withDefault++;
+            var templateDefault = declared[name]!["defaultValue"];
+            Assert.NotNull(templateDefault);
+            var expected = templateDefault.GetValueKind() == System.Text.Json.JsonValueKind.String
+                ? (string?)templateDefault
+                : templateDefault.ToJsonString();
+            Assert.True(expected == match.Groups[1].Value, $"main.parameters.json defaults {name} to '{match.Groups[1].Value}', main.bicep to '{expected}'");
+        }
+
+        Assert.True(withDefault >= 10, $"only {withDefault} parameters have a default in main.parameters.json");
     }
 
     [Fact]
