@@ -96,8 +96,8 @@ param containerRegistrySku string = 'Basic'
 @description('NCRONTAB schedule (six fields, seconds first) of the scaler timer function (app setting SCALER_SCHEDULE).')
 param scalerSchedule string = '*/10 * * * * *'
 
-@description('Most instances of the Flex Consumption plan.')
-@minValue(40)
+@description('Most instances of the Flex Consumption plan (Azure enforces its own lower bound).')
+@minValue(1)
 @maxValue(1000)
 param functionMaximumInstanceCount int = 100
 

@@ -34,7 +34,7 @@ param deploymentContainerName string
 param applicationInsightsConnectionString string
 
 @description('Most instances the plan may run.')
-@minValue(40)
+@minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int
 
