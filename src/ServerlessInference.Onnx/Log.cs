@@ -13,11 +13,10 @@ internal static partial class Log
     [LoggerMessage(3, LogLevel.Warning, "The ONNX Runtime environment was created with {IntraOpThreads} intra-op threads and spinning {AllowSpinning}; this engine's settings ({WantedThreads}, {WantedSpinning}) do not apply")]
     public static partial void EnvironmentSettingsIgnored(ILogger logger, int intraOpThreads, bool allowSpinning, int wantedThreads, bool wantedSpinning);
 
-    [LoggerMessage(4, LogLevel.Information, "Execution provider {ExecutionProvider} (asked for {Requested})")]
-    public static partial void ExecutionProviderChosen(ILogger logger, string executionProvider, OnnxExecutionProvider requested);
-
-    [LoggerMessage(5, LogLevel.Information, "CUDA is not usable on device {DeviceId}, running on the CPU: {Reason}")]
-    public static partial void CudaUnavailable(ILogger logger, int deviceId, string? reason);
+    /// <summary>The one start-up line that says where models run: "Execution provider: CUDA (device 0)" or
+    /// "Execution provider: CPU (CUDA unavailable: reason)".</summary>
+    [LoggerMessage(4, LogLevel.Information, "Execution provider: {ExecutionProvider} ({Detail})")]
+    public static partial void ExecutionProviderChosen(ILogger logger, string executionProvider, string detail);
 
     [LoggerMessage(6, LogLevel.Information, "Loaded model {Model} on {ExecutionProvider} in {ElapsedMs} ms ({SizeBytes} bytes)")]
     public static partial void ModelLoaded(ILogger logger, string model, string executionProvider, long elapsedMs, long sizeBytes);

@@ -49,12 +49,17 @@ public sealed class OnnxInferenceEngine : IInferenceEngine
             Log.EnvironmentCreated(logger, _environment.IntraOpThreads, _environment.AllowSpinning, _environment.GlobalThreadPool, _environment.SharedArena);
         }
 
-        ExecutionProvider = ChooseExecutionProvider();
-        Log.ExecutionProviderChosen(logger, ExecutionProvider, _options.ExecutionProvider);
+        (ExecutionProvider, ExecutionProviderDetail) = ChooseExecutionProvider();
+        Log.ExecutionProviderChosen(logger, ExecutionProvider, ExecutionProviderDetail);
     }
 
     /// <summary><see cref="Cuda"/> or <see cref="Cpu"/>, decided when the engine was created.</summary>
     public string ExecutionProvider { get; }
+
+    /// <summary>Why <see cref="ExecutionProvider"/> is what it is, for logs and health checks: <c>device 0</c> on CUDA,
+    /// <c>CUDA unavailable: reason</c> when <see cref="OnnxExecutionProvider.Auto"/> fell back to the CPU, or
+    /// <c>Inference:Onnx:ExecutionProvider is Cpu</c>.</summary>
+    public string ExecutionProviderDetail { get; }
 
     /// <summary>Creates a session from <paramref name="weightsPath"/> on a pool thread and checks the model's inputs
     /// and outputs (names, element types, ranks, fixed dims) against <paramref name="manifest"/>.</summary>
@@ -106,17 +111,17 @@ public sealed class OnnxInferenceEngine : IInferenceEngine
         }
     }
 
-    private string ChooseExecutionProvider()
+    private (string Provider, string Detail) ChooseExecutionProvider()
     {
         if (_options.ExecutionProvider == OnnxExecutionProvider.Cpu)
         {
-            return Cpu;
+            return (Cpu, $"{OnnxEngineOptions.SectionName}:ExecutionProvider is Cpu");
         }
 
         var probe = OnnxRuntimeEnvironment.ProbeCuda(_environment, _options.CudaDeviceId);
         if (probe.Available)
         {
-            return Cuda;
+            return (Cuda, $"device {_options.CudaDeviceId}");
         }
 
         if (_options.ExecutionProvider == OnnxExecutionProvider.Cuda)
@@ -125,7 +130,7 @@ public sealed class OnnxInferenceEngine : IInferenceEngine
                 $"Inference:Onnx:ExecutionProvider is Cuda, but CUDA device {_options.CudaDeviceId} cannot run models here: {probe.Error}");
         }
 
-        Log.CudaUnavailable(_logger, _options.CudaDeviceId, probe.Error);
-        return Cpu;
+        // One line in the log, however many lines the native loader's message has.
+        return (Cpu, $"CUDA unavailable: {probe.Error?.ReplaceLineEndings(" ")}");
     }
 }

@@ -43,4 +43,27 @@ public sealed class RedisOptions
 
     /// <summary>Seconds a client is told to wait (Retry-After) while Redis cannot be reached.</summary>
     public int UnavailableRetryAfterSeconds { get; set; } = 1;
+
+    /// <summary>How connections authenticate: <see cref="RedisAuthentication.Password"/> (whatever the connection
+    /// string says, default) or <see cref="RedisAuthentication.EntraId"/> (a Microsoft Entra ID token, no key).</summary>
+    public RedisAuthentication Authentication { get; set; } = RedisAuthentication.Password;
+
+    /// <summary>With <see cref="RedisAuthentication.EntraId"/>: the object (principal) id of the identity, which is its
+    /// Redis user name. Required then.</summary>
+    public string? EntraPrincipalId { get; set; }
+
+    /// <summary>With <see cref="RedisAuthentication.EntraId"/>: the client id of a user-assigned managed identity;
+    /// unset, <c>DefaultAzureCredential</c> reads <c>AZURE_CLIENT_ID</c> or uses the system-assigned identity.</summary>
+    public string? ManagedIdentityClientId { get; set; }
+}
+
+/// <summary>How the Redis connection authenticates (<c>Inference:Redis:Authentication</c>).</summary>
+public enum RedisAuthentication
+{
+    /// <summary>As the connection string says: a password (access key), or none for a local Redis.</summary>
+    Password,
+
+    /// <summary>Microsoft Entra ID (Azure Managed Redis, Azure Cache for Redis): user = the identity's object id,
+    /// password = an access token for <c>https://redis.azure.com/.default</c>, renewed before it expires.</summary>
+    EntraId,
 }

@@ -44,9 +44,22 @@ public static class RedisServiceCollectionExtensions
             .Validate(o => o.WorkerTtl > TimeSpan.Zero, $"{RedisOptions.Section}:WorkerTtl must be positive")
             .Validate(o => o.DeadLetterMaxLength > 0 && o.ScalingLogLength > 0, $"{RedisOptions.Section}:DeadLetterMaxLength and ScalingLogLength must be positive")
             .Validate(o => o.InlineRequestMaxBytes >= 0, $"{RedisOptions.Section}:InlineRequestMaxBytes must not be negative")
+            .Validate(o => Enum.IsDefined(o.Authentication), $"{RedisOptions.Section}:Authentication must be Password or EntraId")
+            .Validate(o => o.Authentication != RedisAuthentication.EntraId || !string.IsNullOrWhiteSpace(o.EntraPrincipalId),
+                $"{RedisOptions.Section}:EntraPrincipalId is required when {RedisOptions.Section}:Authentication is EntraId (the object id of the identity, which is its Redis user name)")
+            .Validate(o => o.Authentication != RedisAuthentication.EntraId || o.ConnectionString is null || !IsParsable(o.ConnectionString) || !HoldsCredentials(o.ConnectionString),
+                $"{RedisOptions.Section}:ConnectionString must hold no password or user when {RedisOptions.Section}:Authentication is EntraId (only host:port,ssl=true)")
             .ValidateOnStart();
 
-        services.TryAddSingleton<IConnectionMultiplexer>(sp => Connect(sp.GetRequiredService<IOptions<RedisOptions>>().Value));
+        services.TryAddSingleton(sp => RedisEntraIdAuthentication.Create(
+            sp.GetRequiredService<IOptions<RedisOptions>>().Value,
+            sp.GetRequiredService<TimeProvider>(),
+            sp.GetService<ILogger<RedisEntraIdAuthentication>>()));
+        services.TryAddSingleton<IConnectionMultiplexer>(sp =>
+        {
+            var options = sp.GetRequiredService<IOptions<RedisOptions>>().Value;
+            return Connect(options, options.Authentication == RedisAuthentication.EntraId ? sp.GetRequiredService<RedisEntraIdAuthentication>() : null);
+        });
         if (queue)
         {
             services.TryAddSingleton(sp => new RedisJobQueue(
@@ -80,13 +93,25 @@ public static class RedisServiceCollectionExtensions
 
     /// <summary>The shared connection: never aborts when Redis is down at start, and fails commands at once while it is
     /// disconnected (no backlog), so callers can answer 503 instead of hanging.</summary>
-    public static IConnectionMultiplexer Connect(RedisOptions options)
+    /// <param name="options">The connection string and settings.</param>
+    /// <param name="entraId">With <see cref="RedisAuthentication.EntraId"/>: gets the first token now (it throws, naming the
+    /// settings, when none can be got), then renews it and re-authenticates the connection until it is disposed.</param>
+    public static IConnectionMultiplexer Connect(RedisOptions options, RedisEntraIdAuthentication? entraId = null)
     {
         var configuration = ConfigurationOptions.Parse(options.ConnectionString ?? throw new InvalidOperationException($"{RedisOptions.Section}:ConnectionString is required"));
         configuration.AbortOnConnectFail = false;
         configuration.BacklogPolicy = BacklogPolicy.FailFast;
         configuration.ClientName ??= "serverless-inference";
-        return ConnectionMultiplexer.Connect(configuration);
+        entraId?.Configure(configuration);
+        var multiplexer = ConnectionMultiplexer.Connect(configuration);
+        entraId?.Start(multiplexer);
+        return multiplexer;
+    }
+
+    private static bool HoldsCredentials(string connectionString)
+    {
+        var configuration = ConfigurationOptions.Parse(connectionString);
+        return !string.IsNullOrEmpty(configuration.Password) || !string.IsNullOrEmpty(configuration.User);
     }
 
     private static bool IsParsable(string connectionString)

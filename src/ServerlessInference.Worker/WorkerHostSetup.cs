@@ -42,7 +42,9 @@ public static class WorkerHostSetup
         builder.Services.AddOptions<WorkerHostOptions>().BindConfiguration("Inference:WorkerHost")
             .Validate(o => o.DrainTimeout > TimeSpan.Zero, "Inference:WorkerHost:DrainTimeout must be positive")
             .ValidateOnStart();
-        builder.Services.AddHostedService<WorkerService>();
+        // Registered as itself too: /healthz reads it (AddHostedService alone hides it behind IHostedService).
+        builder.Services.AddSingleton<WorkerService>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<WorkerService>());
         var drain = builder.Configuration.GetValue("Inference:WorkerHost:DrainTimeout", TimeSpan.FromSeconds(60));
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = drain + TimeSpan.FromSeconds(5));
         builder.Services.AddOpenTelemetry()
@@ -54,7 +56,7 @@ public static class WorkerHostSetup
     public static WebApplication MapWorkerEndpoints(this WebApplication app)
     {
         app.MapPrometheusScrapingEndpoint("/metrics");
-        app.MapGet("/healthz", (WorkerService worker) => Results.Json(new WorkerHealth(worker.Id, worker.ExecutionProvider, worker.State), WorkerJsonContext.Default.WorkerHealth));
+        app.MapGet("/healthz", (WorkerService worker) => Results.Json(new WorkerHealth(worker.Id, worker.ExecutionProvider, worker.ExecutionProviderDetail, worker.State), WorkerJsonContext.Default.WorkerHealth));
         return app;
     }
 }

@@ -1,20 +1,30 @@
 using System.Text.Json.Serialization;
 using Microsoft.Extensions.Options;
 using ServerlessInference.Models;
+using ServerlessInference.Onnx;
 using ServerlessInference.Workers;
 
 namespace ServerlessInference.Worker;
 
 /// <summary>Runs one <see cref="InferenceWorker"/> loop for the life of the process; SIGTERM drains it
 /// (stop receiving, finish the batch, release what was not started) before the process exits.</summary>
-public sealed partial class WorkerService(WorkerFactory factory, WarmPool pool, IOptions<WorkerHostOptions> options, ILogger<WorkerService> logger)
+public sealed partial class WorkerService(
+    WorkerFactory factory,
+    WarmPool pool,
+    IInferenceEngine engine,
+    IOptions<WorkerHostOptions> options,
+    ILogger<WorkerService> logger)
     : BackgroundService
 {
     private InferenceWorker? _worker;
 
     public string Id { get; } = options.Value.ResolveId();
 
+    /// <summary><c>CUDA</c> or <c>CPU</c>: what every heartbeat (and so <c>/status</c>) and <c>/healthz</c> report.</summary>
     public string ExecutionProvider => pool.ExecutionProvider;
+
+    /// <summary>Why: <c>device 0</c>, or <c>CUDA unavailable: reason</c> after a fallback to the CPU.</summary>
+    public string? ExecutionProviderDetail => (engine as OnnxInferenceEngine)?.ExecutionProviderDetail;
 
     public string State => _worker?.State.ToString().ToLowerInvariant() ?? "starting";
 
@@ -42,7 +52,8 @@ public sealed partial class WorkerService(WorkerFactory factory, WarmPool pool, 
     }
 }
 
-public sealed record WorkerHealth(string Id, string ExecutionProvider, string State);
+/// <summary>The <c>/healthz</c> document of a worker process.</summary>
+public sealed record WorkerHealth(string Id, string ExecutionProvider, string? ExecutionProviderDetail, string State);
 
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower)]
 [JsonSerializable(typeof(WorkerHealth))]

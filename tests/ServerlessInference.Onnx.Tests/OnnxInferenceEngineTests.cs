@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using ServerlessInference.Models;
@@ -33,6 +34,38 @@ public sealed class OnnxInferenceEngineTests
         {
             Assert.Equal("CUDA", auto.ExecutionProvider);
             Assert.Equal("CUDA", Create(OnnxExecutionProvider.Cuda).ExecutionProvider);
+        }
+    }
+
+    [Fact]
+    public void Constructor_CpuRequested_LogsOneExecutionProviderLine()
+    {
+        var log = new RecordingLogger();
+
+        var engine = new OnnxInferenceEngine(Options.Create(new OnnxEngineOptions { ExecutionProvider = OnnxExecutionProvider.Cpu }), log);
+
+        Assert.Equal("Inference:Onnx:ExecutionProvider is Cpu", engine.ExecutionProviderDetail);
+        Assert.Equal("Execution provider: CPU (Inference:Onnx:ExecutionProvider is Cpu)", Assert.Single(log.Lines, l => l.StartsWith("Execution provider", StringComparison.Ordinal)));
+    }
+
+    [Fact]
+    public void Constructor_Auto_LogsTheProviderAndWhyOnOneLine()
+    {
+        var log = new RecordingLogger();
+
+        var engine = new OnnxInferenceEngine(Options.Create(new OnnxEngineOptions { ExecutionProvider = OnnxExecutionProvider.Auto }), log);
+
+        var line = Assert.Single(log.Lines, l => l.StartsWith("Execution provider", StringComparison.Ordinal));
+        Assert.DoesNotContain('\n', line);
+        if (engine.ExecutionProvider == "CUDA")
+        {
+            Assert.Equal("Execution provider: CUDA (device 0)", line);
+        }
+        else
+        {
+            // No CUDA here (the usual CI machine): the line says why, e.g. a CUDA library that does not load.
+            Assert.StartsWith("Execution provider: CPU (CUDA unavailable: ", line);
+            Assert.True(line.Length > "Execution provider: CPU (CUDA unavailable: )".Length, line);
         }
     }
 
@@ -119,4 +152,34 @@ public sealed class OnnxInferenceEngineTests
 
     private static OnnxInferenceEngine Create(OnnxExecutionProvider provider) =>
         new(Options.Create(new OnnxEngineOptions { ExecutionProvider = provider }), NullLogger<OnnxInferenceEngine>.Instance);
+
+    private sealed class RecordingLogger : ILogger<OnnxInferenceEngine>
+    {
+        private readonly Lock _lock = new();
+        private readonly List<string> _lines = [];
+
+        public IReadOnlyList<string> Lines
+        {
+            get
+            {
+                lock (_lock)
+                {
+                    return [.. _lines];
+                }
+            }
+        }
+
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => true;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            lock (_lock)
+            {
+                _lines.Add(formatter(state, exception));
+            }
+        }
+    }
 }

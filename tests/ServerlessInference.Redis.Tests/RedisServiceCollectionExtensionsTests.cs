@@ -85,6 +85,43 @@ public sealed class RedisServiceCollectionExtensionsTests(RedisFixture redis)
         Assert.Contains("Inference:Redis:ConnectionString is required", ex.Message);
     }
 
+    [Theory]
+    [InlineData("127.0.0.1:6379,ssl=true", null, "Inference:Redis:EntraPrincipalId is required when Inference:Redis:Authentication is EntraId")]
+    [InlineData("127.0.0.1:6379,password=secret", "00000000-0000-0000-0000-000000000001", "Inference:Redis:ConnectionString must hold no password or user when Inference:Redis:Authentication is EntraId")]
+    public async Task AddRedisProviders_EntraIdMisconfigured_FailsAtStartNamingTheSetting(string connectionString, string? principalId, string expected)
+    {
+        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
+        builder.Configuration.AddInMemoryCollection([
+            new("Inference:Queue:Provider", "Redis"),
+            new("Inference:Redis:ConnectionString", connectionString),
+            new("Inference:Redis:Authentication", "entraid"),
+            new("Inference:Redis:EntraPrincipalId", principalId)]);
+        builder.Services.AddRedisProviders(builder.Configuration);
+        using var host = builder.Build();
+
+        var ex = await Assert.ThrowsAsync<OptionsValidationException>(() => host.StartAsync());
+
+        Assert.Contains(expected, ex.Message);
+    }
+
+    [Fact]
+    public void AddRedisProviders_EntraIdSettings_BindToTheOptions()
+    {
+        using var provider = Build(Configuration(
+            ("Inference:Queue:Provider", "Redis"),
+            ("Inference:Redis:ConnectionString", "contoso.eastus.redis.azure.net:10000,ssl=true"),
+            ("Inference:Redis:Authentication", "EntraId"),
+            ("Inference:Redis:EntraPrincipalId", "11111111-2222-3333-4444-555555555555"),
+            ("Inference:Redis:ManagedIdentityClientId", "66666666-7777-8888-9999-000000000000")));
+
+        var options = provider.GetRequiredService<IOptions<RedisOptions>>().Value;
+
+        Assert.Equal(RedisAuthentication.EntraId, options.Authentication);
+        Assert.Equal("11111111-2222-3333-4444-555555555555", options.EntraPrincipalId);
+        Assert.Equal("66666666-7777-8888-9999-000000000000", options.ManagedIdentityClientId);
+        Assert.Equal("11111111-2222-3333-4444-555555555555", provider.GetRequiredService<RedisEntraIdAuthentication>().User);
+    }
+
     [Fact]
     public async Task AddRedisProviders_RedisDownAtStart_ResolvesAndAnswersUnavailable()
     {

@@ -1,0 +1,69 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using ServerlessInference.Workers;
+
+namespace ServerlessInference.Worker.Tests;
+
+public sealed class WorkerHostTests : IDisposable
+{
+    private readonly string _root = Path.Combine(Path.GetTempPath(), "si-worker-tests-" + Guid.NewGuid().ToString("N"));
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_root))
+        {
+            Directory.Delete(_root, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task WorkerHost_CpuEngine_ReportsTheExecutionProviderInHeartbeatsAndHealthz()
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Inference:Onnx:ExecutionProvider"] = "Cpu",
+            ["Inference:ModelStore:Root"] = Path.Combine(_root, "models"),
+            ["Inference:WarmPool:CacheDirectory"] = Path.Combine(_root, "weights"),
+            ["Inference:WorkerHost:Id"] = "worker-under-test",
+        });
+        builder.AddWorkerHost();
+        await using var app = builder.Build();
+        app.MapWorkerEndpoints();
+        await app.StartAsync();
+
+        // The heartbeat (what /status lists) carries the provider.
+        var registry = app.Services.GetRequiredService<IWorkerRegistry>();
+        var status = await WaitForHeartbeatAsync(registry, "worker-under-test");
+        Assert.Equal("CPU", status.ExecutionProvider);
+
+        // So does /healthz, with the reason.
+        using var http = new HttpClient { BaseAddress = new Uri(app.Urls.Single()) };
+        using var health = JsonDocument.Parse(await http.GetStringAsync(new Uri("/healthz", UriKind.Relative)));
+        Assert.Equal("worker-under-test", health.RootElement.GetProperty("id").GetString());
+        Assert.Equal("CPU", health.RootElement.GetProperty("execution_provider").GetString());
+        Assert.Equal("Inference:Onnx:ExecutionProvider is Cpu", health.RootElement.GetProperty("execution_provider_detail").GetString());
+        Assert.Equal("running", health.RootElement.GetProperty("state").GetString());
+
+        await app.StopAsync();
+    }
+
+    private static async Task<WorkerStatus> WaitForHeartbeatAsync(IWorkerRegistry registry, string id)
+    {
+        var deadline = Stopwatch.GetTimestamp() + (30 * Stopwatch.Frequency);
+        while (true)
+        {
+            var status = (await registry.ListAsync(CancellationToken.None)).SingleOrDefault(w => w.Id == id);
+            if (status is { State: WorkerState.Running })
+            {
+                return status;
+            }
+
+            Assert.True(Stopwatch.GetTimestamp() < deadline, $"worker {id} never heartbeated as running");
+            await Task.Delay(20);
+        }
+    }
+}
