@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Globalization;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -84,18 +83,17 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
 
     public async ValueTask EnqueueAsync(InferenceJob job, CancellationToken cancellationToken)
     {
-        var request = new ArrayBufferWriter<byte>();
-        var headerLength = OipCodec.WriteRequest(request, job.Request, binary: true);
+        var encoded = InferenceJobCodec.Encode(job);
         RedisValue[] args =
         [
             _options.Capacity, _channelName,
-            "id", job.Id,
-            "model", job.Model,
-            "version", job.Version,
-            "submitted", job.SubmittedAt.UtcTicks,
-            "deadline", job.Deadline.UtcTicks,
-            "header", headerLength is { } h ? h : RedisValue.EmptyString,
-            "request", request.WrittenMemory,
+            "id", encoded.Id,
+            "model", encoded.Model,
+            "version", encoded.Version,
+            "submitted", encoded.SubmittedUtcTicks,
+            "deadline", encoded.DeadlineUtcTicks,
+            "header", encoded.HeaderLength is { } h ? h : RedisValue.EmptyString,
+            "request", encoded.Request,
         ];
 
         RedisResult result;
@@ -297,16 +295,14 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
     private static InferenceJob ParseJob(Dictionary<string, RedisValue> fields)
     {
         var header = fields["header"];
-        var body = (byte[])fields["request"]!;
-        return new InferenceJob
-        {
-            Id = (string)fields["id"]!,
-            Model = (string)fields["model"]!,
-            Version = (string)fields["version"]!,
-            SubmittedAt = new DateTimeOffset((long)fields["submitted"], TimeSpan.Zero),
-            Deadline = new DateTimeOffset((long)fields["deadline"], TimeSpan.Zero),
-            Request = OipCodec.ParseRequest(body, header.IsNullOrEmpty ? null : (int)header),
-        };
+        return InferenceJobCodec.Decode(new EncodedJob(
+            (string)fields["id"]!,
+            (string)fields["model"]!,
+            (string)fields["version"]!,
+            (long)fields["submitted"],
+            (long)fields["deadline"],
+            header.IsNullOrEmpty ? null : (int)header,
+            (byte[])fields["request"]!));
     }
 
     /// <summary>Deletes consumers of processes that are gone: nothing pending and silent for a long time. A live
