@@ -51,7 +51,8 @@ namespace ServerlessInference.Azure.Jobs;
 /// (communication problem, timeout, busy, refused credentials, missing queue) is <see cref="InferenceError.Unavailable"/>
 /// (503), both with Retry-After.</para>
 /// <para>Thread-safe; one instance per process. It owns one sender and one receiver (prefetch 0, so no lock ticks on
-/// a message nobody asked for) and, when built by <see cref="Create"/>, the client; dispose it to close them.</para>
+/// a message nobody asked for) and, when built by <see cref="Create"/>, the client; dispose it to abandon the locks it
+/// still holds and close them.</para>
 /// </remarks>
 public sealed partial class ServiceBusJobQueue : IJobQueue, IAsyncDisposable
 {
@@ -262,8 +263,12 @@ public sealed partial class ServiceBusJobQueue : IJobQueue, IAsyncDisposable
         return new QueueDepth(total - inFlight, inFlight);
     }
 
+    /// <summary>Abandons the locks this process still holds, so their jobs go to another worker at once instead of
+    /// after the lock duration, then closes the links (and the client, when this queue owns it).</summary>
     public async ValueTask DisposeAsync()
     {
+        await Task.WhenAll(_held.Keys.Select(ReleaseAsync)).ConfigureAwait(false);
+
         try
         {
             await _receiver.DisposeAsync().ConfigureAwait(false);
@@ -277,6 +282,19 @@ public sealed partial class ServiceBusJobQueue : IJobQueue, IAsyncDisposable
         {
             // Closing links on a broker that is gone; nothing is left to close.
             Log.CloseFailed(_logger, ex);
+        }
+    }
+
+    private async Task ReleaseAsync(Lease lease)
+    {
+        try
+        {
+            await lease.AbandonAsync(null, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is InferenceException or ServiceBusException or ObjectDisposedException or InvalidOperationException)
+        {
+            // Service Bus is gone (or the link closed): the lock expires and the job comes back by itself.
+            Log.SettleFailed(_logger, ex, "abandon", lease.Message.MessageId);
         }
     }
 
