@@ -47,7 +47,9 @@ namespace ServerlessInference.Azure.Jobs;
 /// When neither works, the depth call fails with <see cref="InferenceError.Unavailable"/>.</para>
 /// <para><b>Capacity.</b> Service Bus has no job count limit. <c>Inference:Queue:Capacity</c> is enforced softly:
 /// an enqueue is refused with <see cref="InferenceError.QueueFull"/> (429) when the (cached) total has reached it; a
-/// queue at its size quota (<c>QuotaExceeded</c>) is refused the same way. Unreachable Service Bus
+/// queue at its size quota (<c>QuotaExceeded</c>) is refused the same way. While the depth cannot be read at all (an
+/// identity with only the Data Sender role can neither read runtime properties nor peek) the check is skipped, with a
+/// warning, for <see cref="ServiceBusJobQueueOptions.AdministrationRetryInterval"/>. Unreachable Service Bus
 /// (communication problem, timeout, busy, refused credentials, missing queue) is <see cref="InferenceError.Unavailable"/>
 /// (503), both with Retry-After.</para>
 /// <para>Thread-safe; one instance per process. It owns one sender and one receiver (prefetch 0, so no lock ticks on
@@ -91,6 +93,7 @@ public sealed partial class ServiceBusJobQueue : IJobQueue, IAsyncDisposable
     private long _administrationRetryAt;
     private int _administrationWarned;
     private int _queueChecked;
+    private long _capacityPausedUntil;
 
     /// <summary>A queue over clients made elsewhere (tests pass subclasses of the SDK's clients).</summary>
     /// <param name="client">Creates the sender and the receiver; disposed with this queue only when <paramref name="ownsClient"/>.</param>
@@ -176,8 +179,7 @@ public sealed partial class ServiceBusJobQueue : IJobQueue, IAsyncDisposable
 
     public async ValueTask EnqueueAsync(InferenceJob job, CancellationToken cancellationToken)
     {
-        var total = await GetTotalAsync(cancellationToken).ConfigureAwait(false);
-        if (total >= _queueOptions.Capacity)
+        if (await CapacityTotalAsync(cancellationToken).ConfigureAwait(false) >= _queueOptions.Capacity)
         {
             throw new InferenceException(InferenceError.QueueFull, $"the job queue is full ({_queueOptions.Capacity} jobs)")
             {
@@ -383,6 +385,27 @@ public sealed partial class ServiceBusJobQueue : IJobQueue, IAsyncDisposable
         exception is OperationCanceledException && cancellationToken.IsCancellationRequested
             ? null
             : ServiceBusFailures.Translate(exception, _options.QueueName, _queueOptions.RetryAfterSeconds, _options.UnavailableRetryAfterSeconds);
+
+    /// <summary>The total for the capacity check, or null (no check) while the depth cannot be read: an identity
+    /// that may only send can still enqueue, and a broker that is down fails the send itself.</summary>
+    private async ValueTask<long?> CapacityTotalAsync(CancellationToken cancellationToken)
+    {
+        if (_time.GetTimestamp() < Interlocked.Read(ref _capacityPausedUntil))
+        {
+            return null;
+        }
+
+        try
+        {
+            return await GetTotalAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (InferenceException ex) when (ex.Error == InferenceError.Unavailable)
+        {
+            Interlocked.Exchange(ref _capacityPausedUntil, _time.GetTimestamp() + (long)(_options.AdministrationRetryInterval.TotalSeconds * _time.TimestampFrequency));
+            Log.CapacityUnchecked(_logger, ex, _queueOptions.Capacity);
+            return null;
+        }
+    }
 
     private async ValueTask DeadLetterInvalidAsync(ServiceBusReceivedMessage message, string error)
     {
@@ -651,6 +674,9 @@ public sealed partial class ServiceBusJobQueue : IJobQueue, IAsyncDisposable
 
         [LoggerMessage(7, LogLevel.Debug, "Could not read the properties of Service Bus queue '{Queue}'")]
         public static partial void QueueCheckFailed(ILogger logger, Exception exception, string queue);
+
+        [LoggerMessage(9, LogLevel.Warning, "The job queue's depth cannot be read, so Inference:Queue:Capacity ({Capacity}) is not enforced for a while")]
+        public static partial void CapacityUnchecked(ILogger logger, Exception exception, int capacity);
 
         [LoggerMessage(8, LogLevel.Debug, "Closing the Service Bus links failed")]
         public static partial void CloseFailed(ILogger logger, Exception exception);

@@ -548,6 +548,24 @@ public sealed class ServiceBusJobQueueTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task EnqueueAsync_DepthUnreadable_SendsWithoutTheCapacityCheckForAWhile()
+    {
+        var queue = Queue(new ServiceBusJobQueueOptions { DepthCacheDuration = TimeSpan.Zero, AdministrationRetryInterval = TimeSpan.FromMinutes(1) });
+        _administration.Failure = new RequestFailedException(401, "no Manage claim");
+        Receiver.PeekFailure = new UnauthorizedAccessException("no Listen claim");
+
+        await queue.EnqueueAsync(NewJob(1), default);
+        await queue.EnqueueAsync(NewJob(2), default);
+        _time.Advance(TimeSpan.FromMinutes(1));
+        await queue.EnqueueAsync(NewJob(3), default);
+
+        Assert.Equal(3, _client.Sender.Sent.Count);
+        // Tried once, then again only after the interval.
+        Assert.Equal(2, Receiver.Peeks.Count);
+        Assert.Equal(2, _logger.Entries.Count(e => e.Message.Contains("Inference:Queue:Capacity", StringComparison.Ordinal)));
+    }
+
+    [Fact]
     public async Task DisposeAsync_LeasesStillHeld_AbandonsThemAndClosesTheLinks()
     {
         var queue = new ServiceBusJobQueue(_client, null, new ServiceBusJobQueueOptions(), new JobQueueOptions(), _time, ownsClient: true);
