@@ -12,7 +12,8 @@ using ServerlessInference.Telemetry;
 namespace ServerlessInference.DevHost;
 
 /// <summary>The DevHost's wiring: the whole platform in one process on embedded providers, or (profile
-/// <c>services</c>) a gateway and scaler over Redis and Blob storage with workers as child processes.</summary>
+/// <c>services</c>) a gateway and scaler over Redis (or Service Bus for the queue) and Blob storage with workers as
+/// child processes.</summary>
 public static class DevHostSetup
 {
     public const string DefaultUrl = "http://127.0.0.1:7071";
@@ -51,6 +52,7 @@ public static class DevHostSetup
         builder.Services
             .AddServerlessInference(builder.Configuration)
             .AddRedisProviders(builder.Configuration)
+            .AddServiceBusJobQueue(builder.Configuration)
             .AddBlobModelStore(builder.Configuration);
         if (services)
         {

@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Globalization;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -84,20 +83,19 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
 
     public async ValueTask EnqueueAsync(InferenceJob job, CancellationToken cancellationToken)
     {
-        var request = new ArrayBufferWriter<byte>(EncodedSizeHint(job.Request));
-        var headerLength = OipCodec.WriteRequest(request, job.Request, binary: true);
-        var inline = _redisOptions.InlineRequestMaxBytes == 0 || request.WrittenCount < _redisOptions.InlineRequestMaxBytes;
+        var encoded = InferenceJobCodec.Encode(job);
+        var inline = _redisOptions.InlineRequestMaxBytes == 0 || encoded.Request.Length < _redisOptions.InlineRequestMaxBytes;
         RedisKey bodyKey = inline ? default : BodyKey(job.Id);
         RedisValue[] args =
         [
             _options.Capacity, _channelName,
-            "id", job.Id,
-            "model", job.Model,
-            "version", job.Version,
-            "submitted", job.SubmittedAt.UtcTicks,
-            "deadline", job.Deadline.UtcTicks,
-            "header", headerLength is { } h ? h : RedisValue.EmptyString,
-            inline ? "request" : "body", inline ? request.WrittenMemory : (RedisValue)bodyKey.ToString(),
+            "id", encoded.Id,
+            "model", encoded.Model,
+            "version", encoded.Version,
+            "submitted", encoded.SubmittedUtcTicks,
+            "deadline", encoded.DeadlineUtcTicks,
+            "header", encoded.HeaderLength is { } h ? h : RedisValue.EmptyString,
+            inline ? "request" : "body", inline ? encoded.Request : (RedisValue)bodyKey.ToString(),
         ];
 
         RedisResult result;
@@ -111,7 +109,7 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
                 var now = _time.GetUtcNow();
                 var keep = (job.Deadline > now ? job.Deadline - now : TimeSpan.Zero)
                     + _options.LeaseDuration * (_options.MaxDeliveryCount + 1) + TimeSpan.FromMinutes(5);
-                await Database.StringSetAsync(bodyKey, request.WrittenMemory, keep).ConfigureAwait(false);
+                await Database.StringSetAsync(bodyKey, encoded.Request, keep).ConfigureAwait(false);
             }
 
             result = await Database.ScriptEvaluateAsync(EnqueueScript, [_stream], args).ConfigureAwait(false);
@@ -344,28 +342,14 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
             throw new KeyNotFoundException($"the request body {(string?)fields.GetValueOrDefault("body")} is missing (expired or deleted)");
         }
 
-        return new InferenceJob
-        {
-            Id = (string)fields["id"]!,
-            Model = (string)fields["model"]!,
-            Version = (string)fields["version"]!,
-            SubmittedAt = new DateTimeOffset((long)fields["submitted"], TimeSpan.Zero),
-            Deadline = new DateTimeOffset((long)fields["deadline"], TimeSpan.Zero),
-            Request = OipCodec.ParseRequest((byte[])body!, header.IsNullOrEmpty ? null : (int)header),
-        };
-    }
-
-    /// <summary>Room for the encoded request: its tensors plus the JSON header, so the buffer never regrows (a 600 KB
-    /// image would otherwise be copied through several large-object-heap arrays).</summary>
-    private static int EncodedSizeHint(InferenceRequest request)
-    {
-        long size = 1024;
-        foreach (var input in request.Inputs)
-        {
-            size += 256 + input.Data.Length + (input.BytesData?.Sum(e => (long)e.Length + 4) ?? 0);
-        }
-
-        return (int)Math.Min(size, Array.MaxLength);
+        return InferenceJobCodec.Decode(new EncodedJob(
+            (string)fields["id"]!,
+            (string)fields["model"]!,
+            (string)fields["version"]!,
+            (long)fields["submitted"],
+            (long)fields["deadline"],
+            header.IsNullOrEmpty ? null : (int)header,
+            (byte[])body!));
     }
 
     private RedisKey BodyKey(string jobId) => _stream.Append(":body:" + jobId);

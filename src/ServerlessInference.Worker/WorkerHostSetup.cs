@@ -36,6 +36,7 @@ public static class WorkerHostSetup
         builder.Services
             .AddServerlessInference(builder.Configuration)
             .AddRedisProviders(builder.Configuration)
+            .AddServiceBusJobQueue(builder.Configuration)
             .AddBlobModelStore(builder.Configuration)
             .AddOnnxEngine(builder.Configuration)
             .AddWorkerRuntime();

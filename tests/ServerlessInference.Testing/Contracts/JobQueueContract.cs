@@ -4,6 +4,9 @@ using ServerlessInference.Jobs;
 namespace ServerlessInference.Testing.Contracts;
 
 /// <summary>What every <see cref="IJobQueue"/> must do. Derive once per provider.</summary>
+/// <remarks>Tests are <c>[SkippableFact]</c>: a provider whose service is not configured (Service Bus without a
+/// connection string) calls <c>Skip.If</c> in <see cref="CreateQueueAsync"/>, and the run reports its tests as
+/// skipped with the reason instead of passing them silently.</remarks>
 public abstract class JobQueueContract : ContractClock
 {
     /// <summary>The lease every test uses: long on a fake clock, a second or two on a server's clock.</summary>
@@ -28,7 +31,7 @@ public abstract class JobQueueContract : ContractClock
     private Task<IReadOnlyList<JobLease>> ReceiveEventuallyAsync(IJobQueue queue, int maxCount, string what) =>
         EventuallyAsync(() => queue.ReceiveAsync(maxCount, TimeSpan.Zero, default).AsTask(), l => l.Count > 0, what);
 
-    [Fact]
+    [SkippableFact]
     public async Task ReceiveAsync_JobsQueued_ReturnsUpToMaxInFifoOrder()
     {
         var queue = await QueueAsync();
@@ -48,7 +51,7 @@ public abstract class JobQueueContract : ContractClock
         Assert.Equal(new QueueDepth(0, 5), await queue.GetDepthAsync(default));
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task EnqueueAsync_ThenReceive_CarriesTheWholeJob()
     {
         var queue = await QueueAsync();
@@ -72,7 +75,7 @@ public abstract class JobQueueContract : ContractClock
         Assert.Equal(sent.AsSpan<float>().ToArray(), input.AsSpan<float>().ToArray());
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task ReceiveAsync_EmptyQueue_WaitsThenReturnsEmpty()
     {
         var queue = await QueueAsync();
@@ -85,7 +88,7 @@ public abstract class JobQueueContract : ContractClock
         Assert.Empty(await Within(receive, "the wait to end"));
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task ReceiveAsync_JobArrivesWhileWaiting_WakesAtOnce()
     {
         var queue = await QueueAsync();
@@ -98,7 +101,7 @@ public abstract class JobQueueContract : ContractClock
         Assert.Equal(job.Id, Assert.Single(leases).Job.Id);
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task ReceiveAsync_Cancelled_Throws()
     {
         var queue = await QueueAsync();
@@ -110,7 +113,7 @@ public abstract class JobQueueContract : ContractClock
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => Within(receive, "the receive to stop"));
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task ReceiveAsync_ConcurrentReceivers_DeliverEachJobOnce()
     {
         var queue = await QueueAsync();
@@ -143,7 +146,7 @@ public abstract class JobQueueContract : ContractClock
         Assert.Equal(new QueueDepth(0, 0), await queue.GetDepthAsync(default));
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task ReceiveAsync_LeaseExpired_RedeliversWithHigherCountAndReason()
     {
         var queue = await QueueAsync();
@@ -161,7 +164,7 @@ public abstract class JobQueueContract : ContractClock
         Assert.Equal(new QueueDepth(0, 1), await queue.GetDepthAsync(default));
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task CompleteAsync_StaleLease_DoesNotRemoveTheRedeliveredJob()
     {
         var queue = await QueueAsync();
@@ -182,7 +185,7 @@ public abstract class JobQueueContract : ContractClock
         Assert.Equal(new QueueDepth(0, 0), await queue.GetDepthAsync(default));
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task CompleteAsync_ThenOtherSettlements_AreIgnored()
     {
         var queue = await QueueAsync();
@@ -198,7 +201,7 @@ public abstract class JobQueueContract : ContractClock
         Assert.Empty(await ReadDeadLettersAsync(queue));
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task RenewAsync_BeforeExpiry_KeepsTheJobInvisible()
     {
         var queue = await QueueAsync();
@@ -218,7 +221,7 @@ public abstract class JobQueueContract : ContractClock
         Assert.Equal(2, again.DeliveryCount);
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task AbandonAsync_MakesJobVisibleAtOnceWithTheError()
     {
         var queue = await QueueAsync();
@@ -234,7 +237,7 @@ public abstract class JobQueueContract : ContractClock
         Assert.Equal("engine blew up", again.LastError);
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task AbandonAsync_WakesAWaitingReceiver()
     {
         var queue = await QueueAsync();
@@ -247,7 +250,7 @@ public abstract class JobQueueContract : ContractClock
         Assert.Equal(2, Assert.Single(await Within(receive, "the waiting receiver to wake")).DeliveryCount);
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task AbandonAsync_Repeatedly_CountsEveryDelivery()
     {
         var queue = await QueueAsync(maxDeliveries: 2);
@@ -267,7 +270,7 @@ public abstract class JobQueueContract : ContractClock
         Assert.Equal("failure 3", lease.LastError);
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task AbandonAsync_WithoutError_KeepsTheEarlierOne()
     {
         var queue = await QueueAsync();
@@ -281,7 +284,7 @@ public abstract class JobQueueContract : ContractClock
         Assert.Equal("first failure", Assert.Single(await queue.ReceiveAsync(1, TimeSpan.Zero, default)).LastError);
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task EnqueueAsync_AtCapacity_ThrowsQueueFullWithRetryAfter()
     {
         var queue = await QueueAsync(capacity: 2);
@@ -295,7 +298,7 @@ public abstract class JobQueueContract : ContractClock
         Assert.Contains("full", ex.Message);
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task EnqueueAsync_InFlightJobsCountTowardCapacity_UntilCompleted()
     {
         var queue = await QueueAsync(capacity: 2);
@@ -310,7 +313,7 @@ public abstract class JobQueueContract : ContractClock
         Assert.Equal(new QueueDepth(1, 1), await queue.GetDepthAsync(default));
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task DeadLetterAsync_RemovesJobAndKeepsReason()
     {
         var queue = await QueueAsync();
@@ -328,7 +331,7 @@ public abstract class JobQueueContract : ContractClock
         Assert.Empty(await queue.ReceiveAsync(1, TimeSpan.Zero, default));
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task GetDepthAsync_CountsQueuedAndInFlight()
     {
         var queue = await QueueAsync();
@@ -345,7 +348,7 @@ public abstract class JobQueueContract : ContractClock
         Assert.Equal(new QueueDepth(2, 0), await queue.GetDepthAsync(default));
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task MaxDeliveryCount_IsTheConfiguredOne()
     {
         Assert.Equal(4, (await QueueAsync(maxDeliveries: 4)).MaxDeliveryCount);
