@@ -4,6 +4,7 @@ using OpenTelemetry.Resources;
 using ServerlessInference.Azure;
 using ServerlessInference.DevHost.Services;
 using ServerlessInference.Hosting;
+using ServerlessInference.Kubernetes;
 using ServerlessInference.Onnx;
 using ServerlessInference.Redis;
 using ServerlessInference.Scaling;
@@ -12,8 +13,9 @@ using ServerlessInference.Telemetry;
 namespace ServerlessInference.DevHost;
 
 /// <summary>The DevHost's wiring: the whole platform in one process on embedded providers, or (profile
-/// <c>services</c>) a gateway and scaler over Redis (or Service Bus for the queue) and Blob storage with workers as
-/// child processes.</summary>
+/// <c>services</c>) a gateway and scaler over Redis (or Service Bus for the queue) and Blob storage whose workers run
+/// elsewhere: child processes by default, or a Kubernetes Deployment or an Azure Container App
+/// (<c>Inference:Orchestrator:Provider</c>).</summary>
 public static class DevHostSetup
 {
     public const string DefaultUrl = "http://127.0.0.1:7071";
@@ -27,6 +29,7 @@ public static class DevHostSetup
         [ProviderSettings.Results.Key] = ProviderSettings.Redis,
         [ProviderSettings.Registry.Key] = ProviderSettings.Redis,
         [ProviderSettings.ModelStore.Key] = ProviderSettings.Blob,
+        [ProviderSettings.Orchestrator.Key] = ProviderSettings.ChildProcess,
         ["Inference:Redis:ConnectionString"] = "127.0.0.1:6379",
         ["Inference:ModelStore:Blob:ConnectionString"] =
             "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;",
@@ -54,20 +57,7 @@ public static class DevHostSetup
             .AddRedisProviders(builder.Configuration)
             .AddServiceBusJobQueue(builder.Configuration)
             .AddBlobModelStore(builder.Configuration);
-        if (services)
-        {
-            builder.Services.AddOptions<ChildProcessOptions>().BindConfiguration("Inference:Workers")
-                .Validate(o => o.DrainTimeout > TimeSpan.Zero, "Inference:Workers:DrainTimeout must be positive")
-                .ValidateOnStart();
-            builder.Services.AddSingleton<ChildProcessWorkerOrchestrator>();
-            builder.Services.AddSingleton<IWorkerOrchestrator>(sp => sp.GetRequiredService<ChildProcessWorkerOrchestrator>());
-            builder.Services.AddScaler();
-        }
-        else
-        {
-            builder.Services.AddOnnxEngine(builder.Configuration).AddInProcessWorkers();
-        }
-
+        builder.Services.AddWorkers(builder.Configuration);
         builder.Services.AddOptions<DemoModelOptions>().BindConfiguration("Inference:DemoModels");
         builder.Services.AddHostedService<DemoModelSeeder>();
         builder.Services.AddOpenTelemetry()
@@ -76,5 +66,52 @@ public static class DevHostSetup
                 .AddMeter(InferenceMetrics.MeterName)
                 .AddPrometheusExporter());
         return builder;
+    }
+
+    /// <summary>The orchestrator <c>Inference:Orchestrator:Provider</c> names (default <c>InProcess</c>, or
+    /// <c>ChildProcess</c> in the services profile) and the scaler that drives it. Workers in other processes can only
+    /// share a queue, results and registry that live outside this one, so those orchestrators refuse the embedded
+    /// providers at start, naming the settings.</summary>
+    public static IServiceCollection AddWorkers(this IServiceCollection services, IConfiguration configuration)
+    {
+        var orchestrator = InferenceServiceCollectionExtensions.Provider(configuration, ProviderSettings.Orchestrator);
+        if (ProviderSettings.RunsWorkersOutOfProcess(orchestrator))
+        {
+            RequireSharedProviders(configuration, orchestrator);
+        }
+
+        switch (orchestrator)
+        {
+            case ProviderSettings.InProcess:
+                return services.AddOnnxEngine(configuration).AddInProcessWorkers();
+            case ProviderSettings.ChildProcess:
+                services.AddOptions<ChildProcessOptions>().BindConfiguration("Inference:Workers")
+                    .Validate(o => o.DrainTimeout > TimeSpan.Zero, "Inference:Workers:DrainTimeout must be positive")
+                    .ValidateOnStart();
+                services.AddSingleton<ChildProcessWorkerOrchestrator>();
+                services.AddSingleton<IWorkerOrchestrator>(sp => sp.GetRequiredService<ChildProcessWorkerOrchestrator>());
+                return services.AddScaler();
+            case ProviderSettings.ContainerApps:
+                return services.AddContainerAppsOrchestrator(configuration).AddScaler();
+            case ProviderSettings.Kubernetes:
+                return services.AddKubernetesOrchestrator(configuration).AddScaler();
+            default:
+                throw new InvalidOperationException($"{ProviderSettings.Orchestrator.Key} is '{orchestrator}', which the DevHost cannot run");
+        }
+    }
+
+    private static void RequireSharedProviders(IConfiguration configuration, string orchestrator)
+    {
+        var embedded = new[] { ProviderSettings.Queue, ProviderSettings.Results, ProviderSettings.Registry }
+            .Where(s => InferenceServiceCollectionExtensions.Provider(configuration, s) == ProviderSettings.Embedded)
+            .Select(s => s.Key)
+            .ToList();
+        if (embedded.Count > 0)
+        {
+            throw new InvalidOperationException(
+                $"{ProviderSettings.Orchestrator.Key} is {orchestrator}, whose workers run in other processes and cannot reach this host's " +
+                $"in-memory providers: set {string.Join(", ", embedded)} to Redis (or run with --profile services), " +
+                $"or set {ProviderSettings.Orchestrator.Key} to {ProviderSettings.InProcess}");
+        }
     }
 }

@@ -24,7 +24,13 @@ public sealed class DevHostFactory(string root, IReadOnlyDictionary<string, stri
         builder.ConfigureTestServices(services =>
         {
             // Fault injection: a request whose first input element is -999 makes the engine throw (a poison job).
-            var engine = services.Single(d => d.ServiceType == typeof(IInferenceEngine));
+            // A host whose workers run elsewhere (services profile) has no engine to wrap.
+            var engine = services.SingleOrDefault(d => d.ServiceType == typeof(IInferenceEngine));
+            if (engine is null)
+            {
+                return;
+            }
+
             services.Remove(engine);
             services.AddSingleton(sp => new PoisonEngine((IInferenceEngine)(engine.ImplementationFactory?.Invoke(sp)
                 ?? ActivatorUtilities.CreateInstance(sp, engine.ImplementationType!))));

@@ -184,6 +184,10 @@ public static class ProviderSettings
     public const string ServiceBus = "ServiceBus";
     public const string Folder = "Folder";
     public const string Blob = "Blob";
+    public const string InProcess = "InProcess";
+    public const string ChildProcess = "ChildProcess";
+    public const string ContainerApps = "ContainerApps";
+    public const string Kubernetes = "Kubernetes";
 
     public static ProviderSetting Queue { get; } = new("Inference:Queue:Provider", Embedded, [Embedded, Redis, ServiceBus]);
 
@@ -193,4 +197,13 @@ public static class ProviderSettings
     public static ProviderSetting Registry { get; } = new("Inference:Registry:Provider", Embedded, [Embedded, Redis]);
 
     public static ProviderSetting ModelStore { get; } = new("Inference:ModelStore:Provider", Folder, [Folder, Blob]);
+
+    /// <summary>What starts and stops workers: loops in this process, child processes, an Azure Container App or a
+    /// Kubernetes Deployment. The default here is <c>InProcess</c>; a host may put its own default in front
+    /// (the DevHost's services profile: <c>ChildProcess</c>).</summary>
+    public static ProviderSetting Orchestrator { get; } = new("Inference:Orchestrator:Provider", InProcess, [InProcess, ChildProcess, ContainerApps, Kubernetes]);
+
+    /// <summary>Whether workers of this orchestrator run outside the host's process, so they can only reach a shared
+    /// queue, result store and registry (not the embedded, in-memory ones).</summary>
+    public static bool RunsWorkersOutOfProcess(string orchestrator) => orchestrator != InProcess;
 }

@@ -1,10 +1,17 @@
 namespace ServerlessInference.Scaling;
 
 /// <summary>Starts and stops workers (in-process loops, child processes, a Deployment, a Container App).</summary>
-/// <remarks>Stopping drains: a stopped worker finishes its batch first. Implementations pick idle workers to stop.</remarks>
+/// <remarks>
+/// <para>Stopping drains: a stopped worker finishes its batch first. Implementations that can choose pick idle workers
+/// to stop (a Deployment or a Container App chooses for itself; its workers drain on SIGTERM).</para>
+/// <para>Failures throw; the <see cref="Scaler"/> logs them and tries again on its next tick.</para>
+/// </remarks>
 public interface IWorkerOrchestrator
 {
-    /// <summary>Workers running now, not counting those draining.</summary>
+    /// <summary>The number of workers this orchestrator keeps running, not counting those draining: for in-process
+    /// loops and child processes the ones started, for a platform that starts replicas itself (a Deployment, a Container
+    /// App) the replica count it was told to keep, like HPA's <c>spec.replicas</c>, not the replicas ready so far. So a
+    /// replica that is still pulling its image counts, and the scaler does not ask for it again on every tick.</summary>
     ValueTask<int> GetReplicasAsync(CancellationToken cancellationToken);
 
     /// <summary>Starts or stops workers until <paramref name="replicas"/> run.</summary>

@@ -1,0 +1,46 @@
+using System.Net;
+using Azure.Identity;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using ServerlessInference.Azure.Scaling;
+using ServerlessInference.Scaling;
+
+namespace ServerlessInference.Azure;
+
+/// <summary>Start-up wiring of the Container Apps orchestrator.</summary>
+public static class ContainerAppsServiceCollectionExtensions
+{
+    /// <summary><see cref="IWorkerOrchestrator"/> → <see cref="ContainerAppsWorkerOrchestrator"/>, with
+    /// <see cref="ContainerAppsOrchestratorOptions"/> bound from <c>Inference:Orchestrator:ContainerApps</c> and validated at
+    /// start. Call it when <c>Inference:Orchestrator:Provider</c> is <c>ContainerApps</c> (each host has its own default);
+    /// it replaces any orchestrator registered before. No ARM call is made until the scaler first ticks.</summary>
+    public static IServiceCollection AddContainerAppsOrchestrator(this IServiceCollection services, IConfiguration configuration)
+    {
+        services.AddOptions<ContainerAppsOrchestratorOptions>()
+            .Bind(configuration.GetSection(ContainerAppsOrchestratorOptions.Section))
+            .ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<ContainerAppsOrchestratorOptions>, ContainerAppsOrchestratorOptionsValidator>());
+        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton(sp =>
+        {
+            var options = sp.GetRequiredService<IOptions<ContainerAppsOrchestratorOptions>>().Value;
+            var credential = new DefaultAzureCredential(new DefaultAzureCredentialOptions
+            {
+                ManagedIdentityClientId = string.IsNullOrWhiteSpace(options.ManagedIdentityClientId) ? null : options.ManagedIdentityClientId.Trim(),
+            });
+            var handler = new SocketsHttpHandler
+            {
+                // ARM's front doors move; a pooled connection should not outlive a DNS change for long.
+                PooledConnectionLifetime = TimeSpan.FromMinutes(5),
+                AutomaticDecompression = DecompressionMethods.All,
+            };
+            return new ContainerAppsWorkerOrchestrator(
+                options, credential, handler, sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<ContainerAppsWorkerOrchestrator>>());
+        });
+        services.Replace(ServiceDescriptor.Singleton<IWorkerOrchestrator>(sp => sp.GetRequiredService<ContainerAppsWorkerOrchestrator>()));
+        return services;
+    }
+}
