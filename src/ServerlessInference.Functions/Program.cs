@@ -13,11 +13,8 @@ builder.Services
     .AddServerlessInference(builder.Configuration)
     .AddRedisProviders(builder.Configuration)
     .AddBlobModelStore(builder.Configuration)
-    // LEAD (after merging issue 4's branches): add the Service Bus queue and the orchestrators here, e.g.
-    //     .AddServiceBusJobQueue(builder.Configuration)
-    //     .AddContainerAppsOrchestrator(builder.Configuration)
-    //     .AddKubernetesOrchestrator(builder.Configuration)
-    // Until then no IJobQueue (ServiceBus) or IWorkerOrchestrator is registered under the Functions defaults.
+    .AddServiceBusJobQueue(builder.Configuration)
+    .AddWorkerOrchestrator(builder.Configuration)
     .AddGatewayFunctions();
 
 builder.Build().Run();

@@ -33,6 +33,33 @@ public sealed class FunctionsHostSetupTests
         Assert.True(TimeSpan.Parse(builder.Configuration["Inference:Gateway:MaxWait"]!, System.Globalization.CultureInfo.InvariantCulture) < TimeSpan.FromSeconds(230));
     }
 
+    [Theory]
+    [InlineData("ContainerApps", typeof(ServerlessInference.Azure.Scaling.ContainerAppsWorkerOrchestrator))]
+    [InlineData("kubernetes", typeof(ServerlessInference.Kubernetes.KubernetesWorkerOrchestrator))]
+    public void AddWorkerOrchestrator_CloudProvider_RegistersThatOrchestrator(string provider, Type expected)
+    {
+        var builder = Builder(new Dictionary<string, string?> { ["Inference:Orchestrator:Provider"] = provider });
+
+        builder.Services.AddWorkerOrchestrator(builder.Configuration);
+
+        var registered = Assert.Single(builder.Services, d => d.ServiceType == typeof(IWorkerOrchestrator));
+        Assert.Contains(builder.Services, d => d.ServiceType == expected);
+        Assert.NotNull(registered.ImplementationFactory);
+    }
+
+    [Theory]
+    [InlineData("InProcess")]
+    [InlineData("ChildProcess")]
+    public void AddWorkerOrchestrator_WorkersInsideTheApp_FailsNamingTheSetting(string provider)
+    {
+        var builder = Builder(new Dictionary<string, string?> { ["Inference:Orchestrator:Provider"] = provider });
+
+        var error = Assert.Throws<InvalidOperationException>(() => builder.Services.AddWorkerOrchestrator(builder.Configuration));
+
+        Assert.Contains("Inference:Orchestrator:Provider", error.Message);
+        Assert.Contains("Inference__Orchestrator__Provider", error.Message);
+    }
+
     [Fact]
     public void UseFunctionsDefaults_ExplicitSetting_Wins()
     {
