@@ -54,9 +54,9 @@ param queueName string = 'jobs'
 @maxValue(300)
 param queueLockDurationSeconds int = 30
 
-@description('Deliveries of a job before it is dead-lettered (Inference:Queue:MaxDeliveryCount).')
+@description('Deliveries of a job before the worker dead-letters it with the reason (Inference:Queue:MaxDeliveryCount). The queue itself allows one more, so the worker, which records why in the job status, always decides first.')
 @minValue(1)
-@maxValue(100)
+@maxValue(99)
 param queueMaxDeliveryCount int = 5
 
 @description('How long a queued job may wait before Service Bus dead-letters it (ISO 8601 duration).')
@@ -177,7 +177,7 @@ module serviceBus 'modules/servicebus.bicep' = {
     sku: serviceBusSku
     queueName: queueName
     lockDurationSeconds: queueLockDurationSeconds
-    maxDeliveryCount: queueMaxDeliveryCount
+    maxDeliveryCount: queueMaxDeliveryCount + 1
     messageTimeToLive: queueMessageTimeToLive
   }
 }

@@ -1,6 +1,7 @@
 // Service Bus namespace and the jobs queue. Local (SAS) auth is disabled: senders and receivers use Microsoft Entra ID.
-// The queue's lock duration and max delivery count are the platform's lease duration and delivery limit
-// (Inference:Queue:LeaseDuration / MaxDeliveryCount); main.bicep passes the same values to both apps.
+// The queue's lock duration is the platform's lease duration (Inference:Queue:LeaseDuration). Its max delivery count is
+// the platform's delivery limit (Inference:Queue:MaxDeliveryCount) plus one: the worker dead-letters a job on the delivery
+// after its limit and stores the reason in the job status; if Service Bus gave up first, the job would silently vanish.
 
 @description('Azure region of the resources.')
 param location string

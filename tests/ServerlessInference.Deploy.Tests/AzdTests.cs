@@ -48,6 +48,9 @@ public sealed class AzdTests(BicepFixture bicep)
         Assert.Equal("function", Scalar(functions, "host"));
         Assert.Equal("dotnet", Scalar(functions, "language"));
         Assert.Equal("./src/ServerlessInference.Functions", Scalar(functions, "project"));
+        var project = RepositoryPaths.Of(Scalar(functions, "project"));
+        Assert.True(File.Exists(Path.Combine(project, "ServerlessInference.Functions.csproj")));
+        Assert.True(File.Exists(Path.Combine(project, "host.json")));
     }
 
     [Fact]
@@ -63,6 +66,7 @@ public sealed class AzdTests(BicepFixture bicep)
         var docker = (YamlMappingNode)worker["docker"];
         Assert.Equal(RepositoryPaths.Of("src/ServerlessInference.Worker/Dockerfile"), Path.GetFullPath(Path.Combine(project, Scalar(docker, "path"))));
         Assert.Equal(RepositoryPaths.Root.TrimEnd('/'), Path.GetFullPath(Path.Combine(project, Scalar(docker, "context"))).TrimEnd('/'));
+        Assert.True(File.Exists(Path.Combine(project, Scalar(docker, "path"))));
     }
 
     [Fact]
