@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using Microsoft.Extensions.DependencyInjection;
 using ServerlessInference.Azure.Jobs;
 using ServerlessInference.Jobs;
+using ServerlessInference.Testing.Gateway;
 
 namespace ServerlessInference.DevHost.Tests;
 
@@ -28,11 +29,12 @@ public sealed class ServiceBusOutageTests(DevHostFixture fixture)
         Assert.IsType<ServiceBusJobQueue>(host.Services.GetRequiredService<IJobQueue>());
         var started = Stopwatch.GetTimestamp();
 
-        using var response = await client.PostAsync("/v2/models/mlp-bench/infer", Oip.Json(Oip.Request("input", [1, 512], Oip.Deterministic(512, 1))));
+        var response = await new HttpClientGatewayDriver(client).SendAsync(
+            GatewayRequest.Post("/v2/models/mlp-bench/infer", Oip.Json(Oip.Request("input", [1, 512], Oip.Deterministic(512, 1)))));
 
-        Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
-        Assert.Equal("7", response.Headers.GetValues("Retry-After").Single());
-        Assert.Contains("Service Bus cannot be reached", await Oip.ReadErrorAsync(response), StringComparison.Ordinal);
+        Assert.Equal((int)HttpStatusCode.ServiceUnavailable, response.Status);
+        Assert.Equal("7", response.Header("Retry-After"));
+        Assert.Contains("Service Bus cannot be reached", response.Error(), StringComparison.Ordinal);
         // A refused connection fails at once; only a hung one would wait out the 2 s try timeout.
         Assert.True(Stopwatch.GetElapsedTime(started) < TimeSpan.FromSeconds(30), "the outage was not reported promptly");
     }
