@@ -11,7 +11,7 @@ targetScope = 'subscription'
 param environmentName string
 
 @minLength(1)
-@description('Azure region of every resource. For GPU workers pick a region with serverless GPUs (see NOTES / README).')
+@description('Azure region of every resource. For GPU workers pick a region with serverless GPUs (see docs/azure.md).')
 @metadata({
   azd: {
     type: 'location'
@@ -235,7 +235,7 @@ module rbac 'modules/rbac.bicep' = {
   }
 }
 
-// The settings both the gateway/scaler and the worker read (settings.md keys, env-var form).
+// The settings both the gateway/scaler and the worker read (README configuration keys, env-var form).
 var redisConnectionString = '${redis.outputs.hostName}:${redis.outputs.port},ssl=true'
 var sharedSettings = {
   Inference__Queue__Provider: 'ServiceBus'
