@@ -1,51 +1,36 @@
-using System.Buffers;
 using System.Globalization;
 using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
 using Microsoft.ML.OnnxRuntime;
-using Microsoft.ML.OnnxRuntime.Tensors;
 using ServerlessInference.Onnx.Demo;
+using ServerlessInference.Testing.Gateway;
+using Shared = ServerlessInference.Testing.Gateway.Oip;
 
 namespace ServerlessInference.IntegrationTests;
 
-/// <summary>Request building, response reading and reference ONNX Runtime runs (after the DevHost tests' helpers).</summary>
+/// <summary>The shared gateway helpers (<see cref="Shared"/>) as <see cref="HttpContent"/>, plus what talking to real
+/// processes needs: job documents, mismatches collected from concurrent requests.</summary>
 internal static class Oip
 {
     public const string MlpInput = MlpBenchModel.InputName;
     public const string ResNetInput = ResNet18Model.InputName;
 
-    public static float[] Deterministic(int count, int seed)
+    public static float[] Deterministic(int count, int seed) => Shared.Deterministic(count, seed);
+
+    public static HttpContent Json(InferenceRequest request) => ToHttpContent(Shared.Json(request));
+
+    public static HttpContent Binary(InferenceRequest request) => ToHttpContent(Shared.Binary(request));
+
+    private static HttpContent ToHttpContent(GatewayContent gateway)
     {
-        var values = new float[count];
-        var state = (uint)(seed * 2654435761u + 12345);
-        for (var i = 0; i < count; i++)
+        var content = new ByteArrayContent(gateway.Body);
+        content.Headers.ContentType = new MediaTypeHeaderValue(gateway.ContentType!);
+        foreach (var (name, value) in gateway.Headers ?? new Dictionary<string, string>())
         {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            values[i] = (state % 2001) / 1000f - 1f;
+            content.Headers.Add(name, value);
         }
 
-        return values;
-    }
-
-    public static HttpContent Json(InferenceRequest request)
-    {
-        var buffer = new ArrayBufferWriter<byte>();
-        OipCodec.WriteRequest(buffer, request, binary: false);
-        var content = new ByteArrayContent(buffer.WrittenSpan.ToArray());
-        content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
-        return content;
-    }
-
-    public static HttpContent Binary(InferenceRequest request)
-    {
-        var buffer = new ArrayBufferWriter<byte>();
-        var headerLength = OipCodec.WriteRequest(buffer, request, binary: true)!.Value;
-        var content = new ByteArrayContent(buffer.WrittenSpan.ToArray());
-        content.Headers.ContentType = new MediaTypeHeaderValue("application/octet-stream");
-        content.Headers.Add(ParameterNames.InferenceHeaderContentLength, headerLength.ToString(CultureInfo.InvariantCulture));
         return content;
     }
 
@@ -100,11 +85,8 @@ internal static class Oip
         (await ReadJsonAsync(response)).GetProperty("error").GetString()!;
 
     /// <summary>Runs a model directly with ONNX Runtime (no platform) for reference outputs.</summary>
-    public static float[] RunDirect(InferenceSession session, string input, int[] shape, float[] values)
-    {
-        using var results = session.Run([NamedOnnxValue.CreateFromTensor(input, new DenseTensor<float>(values, shape))]);
-        return results.First().AsEnumerable<float>().ToArray();
-    }
+    public static float[] RunDirect(InferenceSession session, string input, int[] shape, float[] values) =>
+        Shared.RunDirect(session, input, shape, values);
 
     /// <summary>Null when <paramref name="actual"/> matches <paramref name="expected"/> within a relative tolerance; else
     /// what differs (for collecting mismatches from concurrent requests).</summary>
