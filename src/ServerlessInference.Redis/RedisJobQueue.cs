@@ -83,7 +83,7 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
 
     public async ValueTask EnqueueAsync(InferenceJob job, CancellationToken cancellationToken)
     {
-        var encoded = InferenceJobCodec.Encode(job);
+        var encoded = InferenceJobCodec.Encode(job, out var buffer);
         var inline = _redisOptions.InlineRequestMaxBytes == 0 || encoded.Request.Length < _redisOptions.InlineRequestMaxBytes;
         RedisKey bodyKey = inline ? default : BodyKey(job.Id);
         RedisValue[] args =
@@ -113,6 +113,10 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
             }
 
             result = await Database.ScriptEvaluateAsync(EnqueueScript, [_stream], args).ConfigureAwait(false);
+
+            // Both replies are in, so the request bytes have been written: the buffer may be reused. After a failure
+            // it is left to the collector, as the client may still hold the bytes for a retry.
+            buffer.Release();
             if ((long)result == 0 && !inline)
             {
                 await Database.KeyDeleteAsync(bodyKey).ConfigureAwait(false);

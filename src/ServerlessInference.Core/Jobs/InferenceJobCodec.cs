@@ -26,6 +26,15 @@ public static class InferenceJobCodec
         return new EncodedJob(job.Id, job.Model, job.Version, job.SubmittedAt.UtcTicks, job.Deadline.UtcTicks, headerLength, request.WrittenMemory);
     }
 
+    /// <summary>Encodes <paramref name="job"/> into a pooled buffer; the result's request is valid until
+    /// <paramref name="buffer"/> is released.</summary>
+    public static EncodedJob Encode(InferenceJob job, out PooledBufferWriter buffer)
+    {
+        buffer = new PooledBufferWriter(EncodedSizeHint(job.Request));
+        var headerLength = OipCodec.WriteRequest(buffer, job.Request, binary: true);
+        return new EncodedJob(job.Id, job.Model, job.Version, job.SubmittedAt.UtcTicks, job.Deadline.UtcTicks, headerLength, buffer.WrittenMemory);
+    }
+
     /// <summary>Decodes a job that <see cref="Encode"/> wrote.</summary>
     /// <remarks>The request's binary tensors are slices of <see cref="EncodedJob.Request"/>, which must not be reused.</remarks>
     /// <exception cref="FormatException">The metadata or the request is not a valid job (the message says which).</exception>
