@@ -104,9 +104,13 @@ public sealed partial class WorkerDockerfileTests
             }
 
             var folder = Path.GetDirectoryName(RepositoryFiles.Path(current))!;
-            foreach (var reference in XDocument.Load(RepositoryFiles.Path(current)).Descendants("ProjectReference"))
+            var document = XDocument.Load(RepositoryFiles.Path(current));
+            // Referenced projects, and files a project imports (restore reads those too).
+            var references = document.Descendants("ProjectReference").Select(r => r.Attribute("Include")!.Value)
+                .Concat(document.Descendants("Import").Select(i => i.Attribute("Project")!.Value));
+            foreach (var reference in references)
             {
-                var full = Path.GetFullPath(Path.Combine(folder, reference.Attribute("Include")!.Value.Replace('\\', '/')));
+                var full = Path.GetFullPath(Path.Combine(folder, reference.Replace('\\', '/')));
                 pending.Push(Path.GetRelativePath(RepositoryFiles.Root, full).Replace('\\', '/'));
             }
         }
