@@ -8,25 +8,8 @@ namespace ServerlessInference.Redis.Tests;
 
 // The Redis providers run every contract suite on real time: idle times and TTLs are the server's clock.
 
-[Collection(RedisCollection.Name)]
-public sealed class RedisJobQueueContractTests(RedisFixture redis) : JobQueueContract
-{
-    protected override TimeProvider Time => TimeProvider.System;
-
-    protected override TimeSpan LeaseDuration => TimeSpan.FromSeconds(2);
-
-    protected override async ValueTask AdvanceAsync(TimeSpan duration) => await Task.Delay(duration);
-
-    protected override ValueTask<IJobQueue> CreateQueueAsync(JobQueueOptions options) =>
-        ValueTask.FromResult<IJobQueue>(Track(new RedisJobQueue(redis.Redis, RedisFixture.Wrap(redis.Options()), RedisFixture.Wrap(options), TimeProvider.System)));
-
-    protected override async ValueTask<IReadOnlyList<DeadLetter>> ReadDeadLettersAsync(IJobQueue queue) =>
-        await ((RedisJobQueue)queue).ReadDeadLettersAsync(1000, default);
-}
-
-/// <summary>The same contract with every request kept beside its stream entry (as large requests are).</summary>
-[Collection(RedisCollection.Name)]
-public sealed class RedisJobQueueSideBodyContractTests(RedisFixture redis) : JobQueueContract
+/// <summary>The job queue contract on Redis; <paramref name="inlineRequestMaxBytes"/> picks where requests travel.</summary>
+public abstract class RedisJobQueueContractBase(RedisFixture redis, int inlineRequestMaxBytes) : JobQueueContract
 {
     protected override TimeProvider Time => TimeProvider.System;
 
@@ -37,13 +20,21 @@ public sealed class RedisJobQueueSideBodyContractTests(RedisFixture redis) : Job
     protected override ValueTask<IJobQueue> CreateQueueAsync(JobQueueOptions options)
     {
         var redisOptions = redis.Options();
-        redisOptions.InlineRequestMaxBytes = 1;
+        redisOptions.InlineRequestMaxBytes = inlineRequestMaxBytes;
         return ValueTask.FromResult<IJobQueue>(Track(new RedisJobQueue(redis.Redis, RedisFixture.Wrap(redisOptions), RedisFixture.Wrap(options), TimeProvider.System)));
     }
 
     protected override async ValueTask<IReadOnlyList<DeadLetter>> ReadDeadLettersAsync(IJobQueue queue) =>
         await ((RedisJobQueue)queue).ReadDeadLettersAsync(1000, default);
 }
+
+/// <summary>Requests inside the stream entries (the default for small ones).</summary>
+[Collection(RedisCollection.Name)]
+public sealed class RedisJobQueueContractTests(RedisFixture redis) : RedisJobQueueContractBase(redis, new RedisOptions().InlineRequestMaxBytes);
+
+/// <summary>Every request kept beside its stream entry (as large requests are).</summary>
+[Collection(RedisCollection.Name)]
+public sealed class RedisJobQueueSideBodyContractTests(RedisFixture redis) : RedisJobQueueContractBase(redis, 1);
 
 [Collection(RedisCollection.Name)]
 public sealed class RedisResultStoreContractTests(RedisFixture redis) : ResultStoreContract
