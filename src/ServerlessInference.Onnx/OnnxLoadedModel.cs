@@ -85,11 +85,11 @@ public sealed class OnnxLoadedModel : ILoadedModel
             }
             catch (InferenceException ex)
             {
-                results[i] = BatchItemResult.Failure(ex.Message);
+                results[i] = BatchItemResult.Failure(ex.Message, ex.Error);
             }
             catch (OverflowException)
             {
-                results[i] = BatchItemResult.Failure("an input is too large");
+                results[i] = BatchItemResult.Failure("an input is too large", InferenceError.BadRequest);
             }
         }
 

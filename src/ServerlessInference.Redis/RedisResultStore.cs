@@ -163,6 +163,12 @@ public sealed class RedisResultStore : IResultStore, IAsyncDisposable
             args.Add(result.Error);
         }
 
+        if (result.ErrorKind is { } kind)
+        {
+            args.Add("kind");
+            args.Add((int)kind);
+        }
+
         if (result.Response is not null)
         {
             var body = new ArrayBufferWriter<byte>();
@@ -362,6 +368,7 @@ public sealed class RedisResultStore : IResultStore, IAsyncDisposable
             StartedAt = Instant(map.GetValueOrDefault("started")),
             CompletedAt = Instant(map.GetValueOrDefault("completed")),
             Error = map.TryGetValue("error", out var error) ? error.ToString() : null,
+            ErrorKind = map.TryGetValue("kind", out var kind) && Enum.IsDefined((InferenceError)(int)kind) ? (InferenceError)(int)kind : null,
             Response = response,
         };
     }

@@ -39,10 +39,13 @@ public sealed class DevHostFactory(string root, IReadOnlyDictionary<string, stri
     }
 }
 
-/// <summary>Wraps the real engine; batches holding a request whose first element is -999 throw.</summary>
+/// <summary>Wraps the real engine: batches holding a request whose first element is <see cref="Poison"/> throw; a request
+/// whose first element is <see cref="Rejected"/> fails alone as the engine's rejection of the request.</summary>
 public sealed class PoisonEngine(IInferenceEngine inner) : IInferenceEngine
 {
     public const float Poison = -999f;
+
+    public const float Rejected = -998f;
 
     public string ExecutionProvider => inner.ExecutionProvider;
 
@@ -55,10 +58,27 @@ public sealed class PoisonEngine(IInferenceEngine inner) : IInferenceEngine
 
         public long SizeBytes => inner.SizeBytes;
 
-        public ValueTask<IReadOnlyList<BatchItemResult>> RunBatchAsync(IReadOnlyList<InferenceRequest> requests, CancellationToken cancellationToken) =>
-            requests.Any(r => r.Inputs[0].Datatype == TensorDatatype.Fp32 && r.Inputs[0].AsSpan<float>()[0] == Poison)
-                ? throw new InvalidOperationException("injected engine fault")
-                : inner.RunBatchAsync(requests, cancellationToken);
+        public async ValueTask<IReadOnlyList<BatchItemResult>> RunBatchAsync(IReadOnlyList<InferenceRequest> requests, CancellationToken cancellationToken)
+        {
+            if (requests.Any(r => First(r) == Poison))
+            {
+                throw new InvalidOperationException("injected engine fault");
+            }
+
+            var results = (await inner.RunBatchAsync(requests, cancellationToken)).ToArray();
+            for (var i = 0; i < requests.Count; i++)
+            {
+                if (First(requests[i]) == Rejected)
+                {
+                    results[i] = BatchItemResult.Failure("injected rejection: the engine cannot take this input", InferenceError.BadRequest);
+                }
+            }
+
+            return results;
+        }
+
+        private static float? First(InferenceRequest request) =>
+            request.Inputs[0].Datatype == TensorDatatype.Fp32 && request.Inputs[0].Data.Length >= sizeof(float) ? request.Inputs[0].AsSpan<float>()[0] : null;
 
         public void Dispose() => inner.Dispose();
     }

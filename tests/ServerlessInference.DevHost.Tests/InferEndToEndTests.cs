@@ -8,6 +8,22 @@ namespace ServerlessInference.DevHost.Tests;
 public sealed class InferEndToEndTests(DevHostFixture fixture)
 {
     [Fact]
+    public async Task Infer_RequestTheEngineRejects_Answers400WithTheEnginesReasonAndOthersSucceed()
+    {
+        var x = Oip.Deterministic(512, seed: 6);
+        x[0] = PoisonEngine.Rejected;
+        var good = Oip.Deterministic(512, seed: 7);
+
+        var rejected = fixture.ServingGateway.SendAsync(GatewayRequest.Post("/v2/models/mlp-bench/infer", Oip.Json(Oip.Request("input", [1, 512], x))));
+        var served = fixture.ServingGateway.SendAsync(GatewayRequest.Post("/v2/models/mlp-bench/infer", Oip.Json(Oip.Request("input", [1, 512], good))));
+
+        var response = await rejected;
+        Assert.Equal(400, response.Status);
+        Assert.Contains("injected rejection", response.Error());
+        Assert.Equal(200, (await served).Status);
+    }
+
+    [Fact]
     public async Task Infer_PoisonJob_IsDeadLetteredWithTheReasonVisibleOnTheJob()
     {
         var x = Oip.Deterministic(512, seed: 5);

@@ -53,6 +53,7 @@ public sealed class OnnxLoadedModelTests
             [Request("big", Floats("input", 5, 6, 0)), Request("ok", Floats("input", 2, 6, 0))], CancellationToken.None);
 
         Assert.Contains("5 rows", results[0].Error);
+        Assert.Equal(InferenceError.BadRequest, results[0].ErrorKind);
         Assert.Null(results[1].Error);
     }
 
@@ -88,6 +89,7 @@ public sealed class OnnxLoadedModelTests
 
         Assert.Equal([10f, 40f], FloatsOf(results[0]));
         Assert.StartsWith("model 'gather/1' failed:", results[1].Error);
+        Assert.Equal(InferenceError.ModelFailure, results[1].ErrorKind);
         Assert.Equal([20f], FloatsOf(results[2]));
     }
 
@@ -111,6 +113,7 @@ public sealed class OnnxLoadedModelTests
         Assert.Equal(["relu", "neg"], results[1].Response!.Outputs.Select(o => o.Name));
         Assert.Equal([0f, 2f, 0f, 4f], FloatsOf(results[1], "relu"));
         Assert.StartsWith("unknown output 'nope'", results[2].Error);
+        Assert.Equal(InferenceError.BadRequest, results[2].ErrorKind);
     }
 
     [Fact]

@@ -191,7 +191,8 @@ public static partial class GatewayHttp
             case JobStatus.Expired:
                 return WriteErrorAsync(context, StatusCodes.Status503ServiceUnavailable, record.Error ?? "the job expired before a worker started it", 5);
             default:
-                return WriteErrorAsync(context, StatusCodes.Status500InternalServerError, record.Error ?? "the job failed", null);
+                // A request the engine itself rejected is the client's fault (400), like one the validator rejects.
+                return WriteErrorAsync(context, StatusCodeOf(record.ErrorKind ?? InferenceError.ModelFailure), record.Error ?? "the job failed", null);
         }
     }
 

@@ -57,6 +57,11 @@ public sealed record JobRecord
     public InferenceResponse? Response { get; init; }
 
     public string? Error { get; init; }
+
+    /// <summary>Whose fault a <see cref="JobStatus.Failed"/> job is: <see cref="InferenceError.BadRequest"/> when the
+    /// engine rejected the request itself, <see cref="InferenceError.NotFound"/> when the model went away, otherwise
+    /// the model's or the platform's (null reads as <see cref="InferenceError.ModelFailure"/>).</summary>
+    public InferenceError? ErrorKind { get; init; }
 }
 
 /// <summary>Depth of a queue: jobs waiting for a worker and jobs a worker holds a lease on.</summary>

@@ -28,10 +28,11 @@ public interface ILoadedModel : IDisposable
     ValueTask<IReadOnlyList<BatchItemResult>> RunBatchAsync(IReadOnlyList<InferenceRequest> requests, CancellationToken cancellationToken);
 }
 
-/// <summary>The outcome of one request of a batch: a response or an error message.</summary>
-public readonly record struct BatchItemResult(InferenceResponse? Response, string? Error)
+/// <summary>The outcome of one request of a batch: a response, or an error message and whose fault it is
+/// (<see cref="InferenceError.BadRequest"/>: the request's, answered 400; otherwise the model's, answered 500).</summary>
+public readonly record struct BatchItemResult(InferenceResponse? Response, string? Error, InferenceError ErrorKind = InferenceError.ModelFailure)
 {
     public static BatchItemResult Success(InferenceResponse response) => new(response, null);
 
-    public static BatchItemResult Failure(string error) => new(null, error);
+    public static BatchItemResult Failure(string error, InferenceError kind = InferenceError.ModelFailure) => new(null, error, kind);
 }

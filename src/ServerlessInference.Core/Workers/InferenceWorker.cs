@@ -294,7 +294,7 @@ public sealed partial class InferenceWorker
         catch (InferenceException ex) when (ex.Error is InferenceError.NotFound or InferenceError.ModelFailure or InferenceError.BadRequest)
         {
             // Not transient: the model is gone or cannot load (e.g. its weights fail the sha256 check).
-            await FailAllAsync(leases, ex.Message, crash).ConfigureAwait(false);
+            await FailAllAsync(leases, ex.Message, ex.Error, crash).ConfigureAwait(false);
             return;
         }
         catch (Exception ex) when (ex is not OperationCanceledException || !crash.IsCancellationRequested)
@@ -341,7 +341,7 @@ public sealed partial class InferenceWorker
                 var outcome = outcomes[i];
                 settle[i] = outcome.Response is not null
                     ? FinishAsync(leases[i], JobStatus.Succeeded, outcome.Response, null, crash)
-                    : FinishAsync(leases[i], JobStatus.Failed, null, outcome.Error ?? "the model returned no result", crash);
+                    : FinishAsync(leases[i], JobStatus.Failed, null, outcome.Error ?? "the model returned no result", crash, outcome.ErrorKind);
             }
 
             await Task.WhenAll(settle).ConfigureAwait(false);
@@ -383,17 +383,19 @@ public sealed partial class InferenceWorker
         }
     }
 
-    private Task FailAllAsync(List<JobLease> leases, string error, CancellationToken cancellationToken) =>
-        Task.WhenAll(leases.Select(l => FinishAsync(l, JobStatus.Failed, null, error, cancellationToken)));
+    private Task FailAllAsync(List<JobLease> leases, string error, InferenceError kind, CancellationToken cancellationToken) =>
+        Task.WhenAll(leases.Select(l => FinishAsync(l, JobStatus.Failed, null, error, cancellationToken, kind)));
 
-    private async Task FinishAsync(JobLease lease, JobStatus status, InferenceResponse? response, string? error, CancellationToken cancellationToken)
+    private async Task FinishAsync(
+        JobLease lease, JobStatus status, InferenceResponse? response, string? error, CancellationToken cancellationToken, InferenceError? errorKind = null)
     {
-        await PublishAsync(lease.Job, status, response, error, cancellationToken).ConfigureAwait(false);
+        await PublishAsync(lease.Job, status, response, error, cancellationToken, errorKind).ConfigureAwait(false);
         await lease.CompleteAsync(cancellationToken).ConfigureAwait(false);
         Interlocked.Increment(ref _completed);
     }
 
-    private ValueTask PublishAsync(InferenceJob job, JobStatus status, InferenceResponse? response, string? error, CancellationToken cancellationToken)
+    private ValueTask PublishAsync(
+        InferenceJob job, JobStatus status, InferenceResponse? response, string? error, CancellationToken cancellationToken, InferenceError? errorKind = null)
     {
         _metrics.Request(job.Model, status.ToString().ToLowerInvariant());
         return _results.PublishAsync(new JobRecord
@@ -406,6 +408,7 @@ public sealed partial class InferenceWorker
             CompletedAt = _timeProvider.GetUtcNow(),
             Response = response,
             Error = error,
+            ErrorKind = status == JobStatus.Failed ? errorKind : null,
         }, cancellationToken);
     }
 

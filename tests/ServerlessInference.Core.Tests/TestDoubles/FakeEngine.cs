@@ -63,7 +63,7 @@ internal sealed class FakeModel(FakeEngine engine, ModelManifest manifest) : ILo
         var input = request.Inputs[0];
         if (input.AsSpan<float>().Length > 0 && float.IsNaN(input.AsSpan<float>()[0]))
         {
-            return BatchItemResult.Failure("NaN input");
+            return BatchItemResult.Failure("NaN input", InferenceError.BadRequest);
         }
 
         var doubled = input.AsSpan<float>().ToArray().Select(v => v * 2).ToArray();

@@ -166,6 +166,8 @@ public sealed class InferenceWorkerTests : IDisposable
 
         Assert.Equal([JobStatus.Succeeded, JobStatus.Failed, JobStatus.Succeeded], records.Select(r => r.Status));
         Assert.Equal("NaN input", records[1].Error);
+        Assert.Equal(InferenceError.BadRequest, records[1].ErrorKind);
+        Assert.All([records[0], records[2]], r => Assert.Null(r.ErrorKind));
         Assert.Equal(1, _rig.Engine.Models.Single().Batches);
     }
 

@@ -239,6 +239,23 @@ public abstract class ResultStoreContract : ContractClock
         Assert.Equal("not accepted: queue full", record.Error);
     }
 
+    [Theory]
+    [InlineData(InferenceError.BadRequest)]
+    [InlineData(InferenceError.ModelFailure)]
+    [InlineData(null)]
+    public async Task PublishAsync_Failed_KeepsWhoseFaultItIs(InferenceError? kind)
+    {
+        var store = await StoreAsync();
+        var job = NewJob();
+        await store.TrackAsync(job, default);
+
+        await store.PublishAsync(Done(job, JobStatus.Failed, "rejected by the engine") with { ErrorKind = kind }, default);
+
+        var record = await store.GetAsync(job.Id, default);
+        Assert.Equal(JobStatus.Failed, record!.Status);
+        Assert.Equal(kind, record.ErrorKind);
+    }
+
     [Fact]
     public async Task PublishAsync_NotTerminal_Throws()
     {
