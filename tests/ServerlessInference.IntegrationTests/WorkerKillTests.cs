@@ -88,7 +88,11 @@ public sealed class WorkerKillTests(PlatformFixture fixture, ITestOutputHelper o
         // Exactly one result each: one announcement per job, and no more arrive once the queue is empty.
         await WaitForAsync(async () => (await host.Queue.GetDepthAsync(CancellationToken.None)) is { Queued: 0, InFlight: 0 }, TimeSpan.FromSeconds(10), "the queue did not drain");
         await WaitForAsync(() => Task.FromResult(jobs.All(j => announced.ContainsKey(j.Id))), TimeSpan.FromSeconds(5), "a result was never announced");
-        await Task.Delay(500);
+        // With the queue empty no worker can publish again. Redis delivers a channel's messages to a subscriber in order,
+        // so once a marker published now arrives, every earlier announcement (a duplicate included) has arrived too.
+        var marker = "marker-" + Guid.NewGuid().ToString("N");
+        await redis.GetSubscriber().PublishAsync(RedisChannel.Literal(host.KeyPrefix + "results"), marker);
+        await WaitForAsync(() => Task.FromResult(announced.ContainsKey(marker)), TimeSpan.FromSeconds(10), "the marker was never announced");
         Assert.All(jobs, j => Assert.Equal(1, announced[j.Id]));
         Assert.Empty(await host.Queue.ReadDeadLettersAsync(10, CancellationToken.None));
         Assert.Equal(0, await db.StreamLengthAsync(host.Queue.DeadLetterKey));
