@@ -17,6 +17,13 @@ public sealed class WorkerHostOptions
     /// <summary>How long SIGTERM waits for the running batch to finish.</summary>
     public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(60);
 
+    /// <summary>When set, the worker drains and exits once this process is gone. The child-process orchestrator sets
+    /// it to its own pid, so a gateway killed with SIGKILL (which cannot pass the signal on) leaves no orphan workers.</summary>
+    public int? ParentProcessId { get; set; }
+
+    /// <summary>How often the parent process is looked for.</summary>
+    public TimeSpan ParentCheckInterval { get; set; } = TimeSpan.FromSeconds(1);
+
     public string ResolveId() => string.IsNullOrWhiteSpace(Id) ? $"{Environment.MachineName}-{Environment.ProcessId}" : Id;
 }
 
@@ -42,10 +49,13 @@ public static class WorkerHostSetup
             .AddWorkerRuntime();
         builder.Services.AddOptions<WorkerHostOptions>().BindConfiguration("Inference:WorkerHost")
             .Validate(o => o.DrainTimeout > TimeSpan.Zero, "Inference:WorkerHost:DrainTimeout must be positive")
+            .Validate(o => o.ParentProcessId is null or > 0, "Inference:WorkerHost:ParentProcessId must be a process id")
+            .Validate(o => o.ParentCheckInterval > TimeSpan.Zero, "Inference:WorkerHost:ParentCheckInterval must be positive")
             .ValidateOnStart();
         // Registered as itself too: /healthz reads it (AddHostedService alone hides it behind IHostedService).
         builder.Services.AddSingleton<WorkerService>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<WorkerService>());
+        builder.Services.AddHostedService<ParentWatch>();
         var drain = builder.Configuration.GetValue("Inference:WorkerHost:DrainTimeout", TimeSpan.FromSeconds(60));
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = drain + TimeSpan.FromSeconds(5));
         builder.Services.AddOpenTelemetry()

@@ -51,6 +51,45 @@ public sealed class WorkerHostTests : IDisposable
         await app.StopAsync();
     }
 
+    [Fact]
+    public async Task WorkerHost_ParentProcessDies_DrainsAndStops()
+    {
+        using var parent = Process.Start(new ProcessStartInfo("sleep", "300") { UseShellExecute = false })!;
+        try
+        {
+            var builder = WebApplication.CreateSlimBuilder();
+            builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+            {
+                ["Inference:Onnx:ExecutionProvider"] = "Cpu",
+                ["Inference:ModelStore:Root"] = Path.Combine(_root, "models"),
+                ["Inference:WarmPool:CacheDirectory"] = Path.Combine(_root, "weights"),
+                ["Inference:WorkerHost:Id"] = "orphan-to-be",
+                ["Inference:WorkerHost:ParentProcessId"] = parent.Id.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                ["Inference:WorkerHost:ParentCheckInterval"] = "00:00:00.050",
+            });
+            builder.AddWorkerHost();
+            await using var app = builder.Build();
+            var stopping = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            app.Lifetime.ApplicationStopping.Register(() => stopping.TrySetResult());
+            await app.StartAsync();
+            await WaitForHeartbeatAsync(app.Services.GetRequiredService<IWorkerRegistry>(), "orphan-to-be");
+            Assert.False(stopping.Task.IsCompleted, "the worker stopped while its parent was alive");
+
+            parent.Kill();
+            await parent.WaitForExitAsync();
+
+            await stopping.Task.WaitAsync(TimeSpan.FromSeconds(30));
+            await app.StopAsync();
+        }
+        finally
+        {
+            if (!parent.HasExited)
+            {
+                parent.Kill();
+            }
+        }
+    }
+
     private static async Task<WorkerStatus> WaitForHeartbeatAsync(IWorkerRegistry registry, string id)
     {
         var deadline = Stopwatch.GetTimestamp() + (30 * Stopwatch.Frequency);

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Options;
 using ServerlessInference.Scaling;
@@ -116,6 +117,8 @@ public sealed partial class ChildProcessWorkerOrchestrator(
         }
 
         start.Environment["Inference__WorkerHost__Id"] = id;
+        // The worker drains and exits if this process dies without stopping it (SIGKILL cannot be passed on).
+        start.Environment["Inference__WorkerHost__ParentProcessId"] = Environment.ProcessId.ToString(CultureInfo.InvariantCulture);
         start.Environment["Inference__WorkerHost__DrainTimeout"] = options.Value.DrainTimeout.ToString();
         start.Environment["ASPNETCORE_URLS"] = "http://127.0.0.1:0";
         start.Environment["Logging__LogLevel__Microsoft.AspNetCore"] = "Warning";
