@@ -22,16 +22,7 @@ public sealed class WorkerHostTests : IDisposable
     [Fact]
     public async Task WorkerHost_CpuEngine_ReportsTheExecutionProviderInHeartbeatsAndHealthz()
     {
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
-        {
-            ["Inference:Onnx:ExecutionProvider"] = "Cpu",
-            ["Inference:ModelStore:Root"] = Path.Combine(_root, "models"),
-            ["Inference:WarmPool:CacheDirectory"] = Path.Combine(_root, "weights"),
-            ["Inference:WorkerHost:Id"] = "worker-under-test",
-        });
-        builder.AddWorkerHost();
-        await using var app = builder.Build();
+        await using var app = Build("worker-under-test");
         app.MapWorkerEndpoints();
         await app.StartAsync();
 
@@ -57,18 +48,11 @@ public sealed class WorkerHostTests : IDisposable
         using var parent = Process.Start(new ProcessStartInfo("sleep", "300") { UseShellExecute = false })!;
         try
         {
-            var builder = WebApplication.CreateSlimBuilder();
-            builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+            await using var app = Build("orphan-to-be", new Dictionary<string, string?>
             {
-                ["Inference:Onnx:ExecutionProvider"] = "Cpu",
-                ["Inference:ModelStore:Root"] = Path.Combine(_root, "models"),
-                ["Inference:WarmPool:CacheDirectory"] = Path.Combine(_root, "weights"),
-                ["Inference:WorkerHost:Id"] = "orphan-to-be",
                 ["Inference:WorkerHost:ParentProcessId"] = parent.Id.ToString(System.Globalization.CultureInfo.InvariantCulture),
                 ["Inference:WorkerHost:ParentCheckInterval"] = "00:00:00.050",
             });
-            builder.AddWorkerHost();
-            await using var app = builder.Build();
             var stopping = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             app.Lifetime.ApplicationStopping.Register(() => stopping.TrySetResult());
             await app.StartAsync();
@@ -88,6 +72,21 @@ public sealed class WorkerHostTests : IDisposable
                 parent.Kill();
             }
         }
+    }
+
+    /// <summary>A worker host on the CPU over a temporary model folder and cache, with <paramref name="extra"/> settings.</summary>
+    private WebApplication Build(string id, IReadOnlyDictionary<string, string?>? extra = null)
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Inference:Onnx:ExecutionProvider"] = "Cpu",
+            ["Inference:ModelStore:Root"] = Path.Combine(_root, "models"),
+            ["Inference:WarmPool:CacheDirectory"] = Path.Combine(_root, "weights"),
+            ["Inference:WorkerHost:Id"] = id,
+        }.Concat(extra ?? new Dictionary<string, string?>()));
+        builder.AddWorkerHost();
+        return builder.Build();
     }
 
     private static async Task<WorkerStatus> WaitForHeartbeatAsync(IWorkerRegistry registry, string id)
