@@ -77,7 +77,9 @@ public static class DevHostSetup
         var orchestrator = InferenceServiceCollectionExtensions.Provider(configuration, ProviderSettings.Orchestrator);
         if (ProviderSettings.RunsWorkersOutOfProcess(orchestrator))
         {
-            RequireSharedProviders(configuration, orchestrator);
+            InferenceServiceCollectionExtensions.RequireSharedProviders(configuration,
+                $"{ProviderSettings.Orchestrator.Key} is {orchestrator}, whose workers run in other processes and cannot reach this host's in-memory providers",
+                $", run with --profile services, or set {ProviderSettings.Orchestrator.Key} to {ProviderSettings.InProcess}");
         }
 
         switch (orchestrator)
@@ -97,21 +99,6 @@ public static class DevHostSetup
                 return services.AddKubernetesOrchestrator(configuration).AddScaler();
             default:
                 throw new InvalidOperationException($"{ProviderSettings.Orchestrator.Key} is '{orchestrator}', which the DevHost cannot run");
-        }
-    }
-
-    private static void RequireSharedProviders(IConfiguration configuration, string orchestrator)
-    {
-        var embedded = new[] { ProviderSettings.Queue, ProviderSettings.Results, ProviderSettings.Registry }
-            .Where(s => InferenceServiceCollectionExtensions.Provider(configuration, s) == ProviderSettings.Embedded)
-            .Select(s => s.Key)
-            .ToList();
-        if (embedded.Count > 0)
-        {
-            throw new InvalidOperationException(
-                $"{ProviderSettings.Orchestrator.Key} is {orchestrator}, whose workers run in other processes and cannot reach this host's " +
-                $"in-memory providers: set {string.Join(", ", embedded)} to Redis (or run with --profile services), " +
-                $"or set {ProviderSettings.Orchestrator.Key} to {ProviderSettings.InProcess}");
         }
     }
 }

@@ -148,6 +148,25 @@ public static class InferenceServiceCollectionExtensions
     private static OptionsBuilder<T> Bind<T>(IServiceCollection services, string section) where T : class =>
         services.AddOptions<T>().BindConfiguration(section).ValidateOnStart();
 
+    /// <summary>Throws naming the settings when a contract that workers in other processes share (queue, results,
+    /// registry) is configured as in-process, where those workers would never see the jobs.</summary>
+    /// <param name="why">Why workers run elsewhere here, e.g. "workers do not run inside the Functions app".</param>
+    /// <param name="hint">Another way out, appended to the advice (e.g. ", or run with --profile services").</param>
+    public static void RequireSharedProviders(IConfiguration configuration, string why, string hint = "")
+    {
+        var embedded = new[] { ProviderSettings.Queue, ProviderSettings.Results, ProviderSettings.Registry }
+            .Where(s => Provider(configuration, s) == ProviderSettings.Embedded)
+            .Select(s => s.Key)
+            .ToList();
+        if (embedded.Count > 0)
+        {
+            throw new InvalidOperationException(
+                $"{string.Join(", ", embedded)} {(embedded.Count == 1 ? "is" : "are")} {ProviderSettings.Embedded}, but {why}: " +
+                $"choose {ProviderSettings.Redis} (the queue may also be {ProviderSettings.ServiceBus}){hint} " +
+                $"(app settings / environment: {string.Join(", ", embedded.Select(k => k.Replace(":", "__", StringComparison.Ordinal)))})");
+        }
+    }
+
     /// <summary>The configured provider of a contract, in its canonical spelling; throws naming the setting when unknown.</summary>
     public static string Provider(IConfiguration configuration, ProviderSetting setting)
     {

@@ -33,23 +33,8 @@ public static class FunctionsHostSetup
     public static TBuilder UseFunctionsDefaults<TBuilder>(this TBuilder builder) where TBuilder : IHostApplicationBuilder
     {
         builder.Configuration.Sources.Insert(0, new MemoryConfigurationSource { InitialData = Defaults });
-        RequireSharedProviders(builder.Configuration);
+        InferenceServiceCollectionExtensions.RequireSharedProviders(builder.Configuration, "workers do not run inside the Functions app");
         return builder;
-    }
-
-    /// <summary>Throws naming the setting when a contract that workers share is configured as in-process.</summary>
-    public static void RequireSharedProviders(IConfiguration configuration)
-    {
-        foreach (var setting in new[] { ProviderSettings.Queue, ProviderSettings.Results, ProviderSettings.Registry })
-        {
-            if (InferenceServiceCollectionExtensions.Provider(configuration, setting) == ProviderSettings.Embedded)
-            {
-                throw new InvalidOperationException(
-                    $"{setting.Key} is {ProviderSettings.Embedded}, but workers do not run inside the Functions app: choose one of " +
-                    string.Join(", ", setting.Known.Where(k => k != ProviderSettings.Embedded)) +
-                    $" (app setting {setting.Key.Replace(":", "__", StringComparison.Ordinal)})");
-            }
-        }
     }
 
     /// <summary>The orchestrator <c>Inference:Orchestrator:Provider</c> names: <c>ContainerApps</c> (the default) or
