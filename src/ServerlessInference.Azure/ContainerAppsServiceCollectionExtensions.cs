@@ -1,11 +1,11 @@
 using System.Net;
 using Azure.Identity;
-using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using ServerlessInference.Azure.Scaling;
+using ServerlessInference.Hosting;
 using ServerlessInference.Scaling;
 
 namespace ServerlessInference.Azure;
@@ -15,14 +15,10 @@ public static class ContainerAppsServiceCollectionExtensions
 {
     /// <summary><see cref="IWorkerOrchestrator"/> → <see cref="ContainerAppsWorkerOrchestrator"/>, with
     /// <see cref="ContainerAppsOrchestratorOptions"/> bound from <c>Inference:Orchestrator:ContainerApps</c> and validated at
-    /// start. Call it when <c>Inference:Orchestrator:Provider</c> is <c>ContainerApps</c> (each host has its own default);
-    /// it replaces any orchestrator registered before. No ARM call is made until the scaler first ticks.</summary>
-    public static IServiceCollection AddContainerAppsOrchestrator(this IServiceCollection services, IConfiguration configuration)
+    /// start. It replaces any orchestrator registered before. No ARM call is made until the scaler first ticks.</summary>
+    public static IServiceCollection AddContainerAppsOrchestrator(this IServiceCollection services)
     {
-        services.AddOptions<ContainerAppsOrchestratorOptions>()
-            .Bind(configuration.GetSection(ContainerAppsOrchestratorOptions.Section))
-            .ValidateOnStart();
-        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<ContainerAppsOrchestratorOptions>, ContainerAppsOrchestratorOptionsValidator>());
+        services.AddValidatedOptions<ContainerAppsOrchestratorOptions, ContainerAppsOrchestratorOptionsValidator>(ContainerAppsOrchestratorOptions.Section);
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton(sp =>
         {

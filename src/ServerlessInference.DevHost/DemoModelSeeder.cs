@@ -5,13 +5,6 @@ using ServerlessInference.Onnx.Demo;
 
 namespace ServerlessInference.DevHost;
 
-/// <summary>Settings of the demo models (section <c>Inference:DemoModels</c>).</summary>
-public sealed class DemoModelOptions
-{
-    /// <summary>Upload <c>resnet18</c> and <c>mlp-bench</c> to the model store on first run (default on).</summary>
-    public bool Seed { get; set; } = true;
-}
-
 /// <summary>Puts the demo models into the model store before the host reports ready.</summary>
 /// <remarks>Runs inside start-up, so the first request already finds them.</remarks>
 public sealed partial class DemoModelSeeder(IModelStore store, IOptions<DemoModelOptions> options, Readiness readiness, ILogger<DemoModelSeeder> logger) : IHostedService

@@ -1,3 +1,4 @@
+using System.ComponentModel.DataAnnotations;
 using k8s;
 using Microsoft.Extensions.Options;
 
@@ -5,7 +6,7 @@ namespace ServerlessInference.Kubernetes;
 
 /// <summary>Settings of the Kubernetes orchestrator (section <c>Inference:Orchestrator:Kubernetes</c>): which Deployment
 /// runs the workers, and how to reach the API server.</summary>
-public sealed class KubernetesOrchestratorOptions
+public sealed class KubernetesOrchestratorOptions : IValidatableObject
 {
     public const string Section = "Inference:Orchestrator:Kubernetes";
 
@@ -21,25 +22,17 @@ public sealed class KubernetesOrchestratorOptions
 
     /// <summary>A kubeconfig file (its current context is used); when empty, the in-cluster service account.</summary>
     public string? KubeConfigPath { get; set; }
+
+    /// <summary>The rules of <see cref="KubernetesOrchestratorOptionsValidator.Failures"/>, run at start-up by the source-generated validator.</summary>
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext) =>
+        KubernetesOrchestratorOptionsValidator.Failures(this, KubernetesClientConfiguration.IsInCluster()).Select(failure => new ValidationResult(failure));
 }
 
 /// <summary>Validates <see cref="KubernetesOrchestratorOptions"/> at start-up, naming the full setting in every message.</summary>
-/// <param name="isInCluster">Whether this process runs in a pod with a service account (default: the client's own check of
-/// <c>KUBERNETES_SERVICE_HOST</c> and the mounted token).</param>
-public sealed class KubernetesOrchestratorOptionsValidator(Func<bool>? isInCluster = null) : IValidateOptions<KubernetesOrchestratorOptions>
+[OptionsValidator]
+public sealed partial class KubernetesOrchestratorOptionsValidator : IValidateOptions<KubernetesOrchestratorOptions>
 {
     private const string Prefix = KubernetesOrchestratorOptions.Section + ":";
-
-    public KubernetesOrchestratorOptionsValidator()
-        : this(null)
-    {
-    }
-
-    public ValidateOptionsResult Validate(string? name, KubernetesOrchestratorOptions options)
-    {
-        var failures = Failures(options, (isInCluster ?? KubernetesClientConfiguration.IsInCluster)());
-        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
-    }
 
     /// <summary>What is wrong with <paramref name="options"/>; empty when nothing.</summary>
     public static IReadOnlyList<string> Failures(KubernetesOrchestratorOptions options, bool inCluster)

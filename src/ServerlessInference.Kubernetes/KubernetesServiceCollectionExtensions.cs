@@ -1,9 +1,9 @@
 using k8s;
-using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using ServerlessInference.Hosting;
 using ServerlessInference.Scaling;
 
 namespace ServerlessInference.Kubernetes;
@@ -13,14 +13,10 @@ public static class KubernetesServiceCollectionExtensions
 {
     /// <summary><see cref="IWorkerOrchestrator"/> → <see cref="KubernetesWorkerOrchestrator"/>, with
     /// <see cref="KubernetesOrchestratorOptions"/> bound from <c>Inference:Orchestrator:Kubernetes</c> and validated at start.
-    /// Call it when <c>Inference:Orchestrator:Provider</c> is <c>Kubernetes</c>; it replaces any orchestrator registered
-    /// before. The API server is first called when the scaler ticks.</summary>
-    public static IServiceCollection AddKubernetesOrchestrator(this IServiceCollection services, IConfiguration configuration)
+    /// It replaces any orchestrator registered before. The API server is first called when the scaler ticks.</summary>
+    public static IServiceCollection AddKubernetesOrchestrator(this IServiceCollection services)
     {
-        services.AddOptions<KubernetesOrchestratorOptions>()
-            .Bind(configuration.GetSection(KubernetesOrchestratorOptions.Section))
-            .ValidateOnStart();
-        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<KubernetesOrchestratorOptions>, KubernetesOrchestratorOptionsValidator>());
+        services.AddValidatedOptions<KubernetesOrchestratorOptions, KubernetesOrchestratorOptionsValidator>(KubernetesOrchestratorOptions.Section);
         services.TryAddSingleton(sp => Create(
             sp.GetRequiredService<IOptions<KubernetesOrchestratorOptions>>().Value,
             sp.GetRequiredService<ILogger<KubernetesWorkerOrchestrator>>()));

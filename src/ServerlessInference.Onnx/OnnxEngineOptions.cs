@@ -9,7 +9,7 @@ namespace ServerlessInference.Onnx;
 public sealed class OnnxEngineOptions
 {
     /// <summary>The configuration section the hosts bind.</summary>
-    public const string SectionName = "Inference:Onnx";
+    public const string Section = "Inference:Onnx";
 
     /// <summary>Threads of the shared intra-op pool (the calling thread included). More threads than cores makes
     /// every run slower, so the default is the core count.</summary>
@@ -45,4 +45,4 @@ public enum OnnxExecutionProvider
 }
 
 [OptionsValidator]
-internal sealed partial class OnnxEngineOptionsValidator : IValidateOptions<OnnxEngineOptions>;
+public sealed partial class OnnxEngineOptionsValidator : IValidateOptions<OnnxEngineOptions>;

@@ -115,7 +115,7 @@ public sealed class OnnxInferenceEngine : IInferenceEngine
     {
         if (_options.ExecutionProvider == OnnxExecutionProvider.Cpu)
         {
-            return (Cpu, $"{OnnxEngineOptions.SectionName}:ExecutionProvider is Cpu");
+            return (Cpu, $"{OnnxEngineOptions.Section}:ExecutionProvider is Cpu");
         }
 
         var probe = OnnxRuntimeEnvironment.ProbeCuda(_environment, _options.CudaDeviceId);

@@ -2,7 +2,6 @@ using System.Globalization;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
-using ServerlessInference.Embedded;
 using ServerlessInference.Jobs;
 using StackExchange.Redis;
 
@@ -36,18 +35,16 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
     private readonly RedisKey _stream;
     private readonly RedisKey _dead;
     private readonly RedisKey _cursor;
-    private readonly RedisChannel _channel;
     private readonly RedisValue _channelName;
     private readonly RedisValue _group;
     private readonly RedisValue _consumer;
-    private readonly Action<RedisChannel, RedisValue> _onNotified;
+    private readonly RedisSubscription _notifications;
+    private readonly RedisUnavailable _unavailable;
     private readonly Lock _readyLock = new();
     private Task? _groupReady;
-    private Task? _subscribed;
     private TaskCompletionSource _signal = NewSignal();
     private long _nextReclaim;
     private long _nextPrune;
-    private bool _disposed;
 
     public RedisJobQueue(
         IConnectionMultiplexer redis,
@@ -66,10 +63,10 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
         _dead = stream + ":dead";
         _cursor = stream + ":reclaim";
         _channelName = stream + ":new";
-        _channel = RedisChannel.Literal(stream + ":new");
         _group = _redisOptions.ConsumerGroup;
         _consumer = _redisOptions.ConsumerName;
-        _onNotified = (_, _) => Wake();
+        _notifications = new RedisSubscription(redis, RedisChannel.Literal(stream + ":new"), (_, _) => Wake(), EnsureGroupAsync);
+        _unavailable = new RedisUnavailable("the job queue", _redisOptions.UnavailableRetryAfterSeconds);
         _nextPrune = _time.GetTimestamp() + Ticks(TimeSpan.FromMinutes(1));
     }
 
@@ -124,7 +121,7 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
         }
         catch (Exception ex) when (RedisUnavailable.IsOutage(ex))
         {
-            throw RedisUnavailable.Wrap(ex, "the job queue", _redisOptions.UnavailableRetryAfterSeconds);
+            throw _unavailable.Wrap(ex);
         }
 
         if ((long)result == 0)
@@ -145,7 +142,7 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
         var started = _time.GetTimestamp();
         try
         {
-            await EnsureSubscribedAsync().WaitAsync(cancellationToken).ConfigureAwait(false);
+            await _notifications.EnsureAsync().WaitAsync(cancellationToken).ConfigureAwait(false);
             while (true)
             {
                 cancellationToken.ThrowIfCancellationRequested();
@@ -179,35 +176,20 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
         }
         catch (Exception ex) when (RedisUnavailable.IsOutage(ex))
         {
-            throw RedisUnavailable.Wrap(ex, "the job queue", _redisOptions.UnavailableRetryAfterSeconds);
+            throw _unavailable.Wrap(ex);
         }
     }
 
     public async ValueTask<QueueDepth> GetDepthAsync(CancellationToken cancellationToken)
     {
-        try
-        {
-            var result = (RedisResult[])(await Database.ScriptEvaluateAsync(DepthScript, [_stream], [_group]).ConfigureAwait(false))!;
-            return new QueueDepth((long)result[0], (long)result[1]);
-        }
-        catch (Exception ex) when (RedisUnavailable.IsOutage(ex))
-        {
-            throw RedisUnavailable.Wrap(ex, "the job queue", _redisOptions.UnavailableRetryAfterSeconds);
-        }
+        var result = (RedisResult[])(await _unavailable.RunAsync(() => Database.ScriptEvaluateAsync(DepthScript, [_stream], [_group])).ConfigureAwait(false))!;
+        return new QueueDepth((long)result[0], (long)result[1]);
     }
 
     /// <summary>Dead-lettered jobs, oldest first (up to <paramref name="count"/>).</summary>
     public async ValueTask<IReadOnlyList<DeadLetter>> ReadDeadLettersAsync(int count, CancellationToken cancellationToken)
     {
-        StreamEntry[] entries;
-        try
-        {
-            entries = await Database.StreamRangeAsync(_dead, count: count).ConfigureAwait(false);
-        }
-        catch (Exception ex) when (RedisUnavailable.IsOutage(ex))
-        {
-            throw RedisUnavailable.Wrap(ex, "the job queue", _redisOptions.UnavailableRetryAfterSeconds);
-        }
+        var entries = await _unavailable.RunAsync(() => Database.StreamRangeAsync(_dead, count: count)).ConfigureAwait(false);
 
         var letters = new List<DeadLetter>(entries.Length);
         foreach (var entry in entries)
@@ -223,27 +205,7 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
         return letters;
     }
 
-    public async ValueTask DisposeAsync()
-    {
-        Task? subscribed;
-        lock (_readyLock)
-        {
-            _disposed = true;
-            subscribed = _subscribed;
-        }
-
-        if (subscribed is { IsCompletedSuccessfully: true })
-        {
-            try
-            {
-                await _redis.GetSubscriber().UnsubscribeAsync(_channel, _onNotified).ConfigureAwait(false);
-            }
-            catch (Exception ex) when (RedisUnavailable.IsOutage(ex) || ex is ObjectDisposedException)
-            {
-                // The connection is gone; so is the subscription.
-            }
-        }
-    }
+    public ValueTask DisposeAsync() => _notifications.DisposeAsync();
 
     private IDatabase Database => _redis.GetDatabase();
 
@@ -382,26 +344,6 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
         }
     }
 
-    private Task EnsureSubscribedAsync()
-    {
-        lock (_readyLock)
-        {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            if (_subscribed is null || _subscribed.IsFaulted || _subscribed.IsCanceled)
-            {
-                _subscribed = SubscribeAsync();
-            }
-
-            return _subscribed;
-        }
-    }
-
-    private async Task SubscribeAsync()
-    {
-        await EnsureGroupAsync().ConfigureAwait(false);
-        await _redis.GetSubscriber().SubscribeAsync(_channel, _onNotified).ConfigureAwait(false);
-    }
-
     private Task EnsureGroupAsync()
     {
         lock (_readyLock)
@@ -440,7 +382,7 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
         }
         catch (Exception ex) when (RedisUnavailable.IsOutage(ex))
         {
-            throw RedisUnavailable.Wrap(ex, "the job queue", _redisOptions.UnavailableRetryAfterSeconds);
+            throw _unavailable.Wrap(ex);
         }
     }
 

@@ -1,7 +1,11 @@
+using System.ComponentModel.DataAnnotations;
+using Microsoft.Extensions.Options;
+using StackExchange.Redis;
+
 namespace ServerlessInference.Redis;
 
 /// <summary>Settings of the Redis providers (section <c>Inference:Redis</c>). One connection serves all of them.</summary>
-public sealed class RedisOptions
+public sealed class RedisOptions : IValidatableObject
 {
     public const string Section = "Inference:Redis";
 
@@ -55,7 +59,89 @@ public sealed class RedisOptions
     /// <summary>With <see cref="RedisAuthentication.EntraId"/>: the client id of a user-assigned managed identity;
     /// unset, <c>DefaultAzureCredential</c> reads <c>AZURE_CLIENT_ID</c> or uses the system-assigned identity.</summary>
     public string? ManagedIdentityClientId { get; set; }
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        var parsable = ConnectionString is not null && IsParsable(ConnectionString);
+        if (string.IsNullOrWhiteSpace(ConnectionString))
+        {
+            yield return Invalid(nameof(ConnectionString),
+                $"{Section}:ConnectionString is required when a provider is Redis (Inference:Queue:Provider, Inference:Results:Provider or Inference:Registry:Provider)");
+        }
+        else if (!parsable)
+        {
+            yield return Invalid(nameof(ConnectionString), $"{Section}:ConnectionString is not a valid StackExchange.Redis configuration string");
+        }
+
+        if (string.IsNullOrEmpty(QueueName) || string.IsNullOrEmpty(ConsumerGroup) || string.IsNullOrEmpty(ConsumerName))
+        {
+            yield return Invalid(nameof(QueueName), $"{Section}:QueueName, ConsumerGroup and ConsumerName must not be empty");
+        }
+
+        if (ReclaimInterval <= TimeSpan.Zero)
+        {
+            yield return Invalid(nameof(ReclaimInterval), $"{Section}:ReclaimInterval must be positive");
+        }
+
+        if (WorkerTtl <= TimeSpan.Zero)
+        {
+            yield return Invalid(nameof(WorkerTtl), $"{Section}:WorkerTtl must be positive");
+        }
+
+        if (DeadLetterMaxLength <= 0 || ScalingLogLength <= 0)
+        {
+            yield return Invalid(nameof(DeadLetterMaxLength), $"{Section}:DeadLetterMaxLength and ScalingLogLength must be positive");
+        }
+
+        if (InlineRequestMaxBytes < 0)
+        {
+            yield return Invalid(nameof(InlineRequestMaxBytes), $"{Section}:InlineRequestMaxBytes must not be negative");
+        }
+
+        if (!Enum.IsDefined(Authentication))
+        {
+            yield return Invalid(nameof(Authentication), $"{Section}:Authentication must be Password or EntraId");
+        }
+        else if (Authentication == RedisAuthentication.EntraId)
+        {
+            if (string.IsNullOrWhiteSpace(EntraPrincipalId))
+            {
+                yield return Invalid(nameof(EntraPrincipalId),
+                    $"{Section}:EntraPrincipalId is required when {Section}:Authentication is EntraId (the object id of the identity, which is its Redis user name)");
+            }
+
+            if (parsable && HoldsCredentials(ConnectionString!))
+            {
+                yield return Invalid(nameof(ConnectionString),
+                    $"{Section}:ConnectionString must hold no password or user when {Section}:Authentication is EntraId (only host:port,ssl=true)");
+            }
+        }
+    }
+
+    private static ValidationResult Invalid(string member, string message) => new(message, [member]);
+
+    private static bool HoldsCredentials(string connectionString)
+    {
+        var configuration = ConfigurationOptions.Parse(connectionString);
+        return !string.IsNullOrEmpty(configuration.Password) || !string.IsNullOrEmpty(configuration.User);
+    }
+
+    private static bool IsParsable(string connectionString)
+    {
+        try
+        {
+            ConfigurationOptions.Parse(connectionString);
+            return true;
+        }
+        catch (ArgumentException)
+        {
+            return false;
+        }
+    }
 }
+
+[OptionsValidator]
+public sealed partial class RedisOptionsValidator : IValidateOptions<RedisOptions>;
 
 /// <summary>How the Redis connection authenticates (<c>Inference:Redis:Authentication</c>).</summary>
 public enum RedisAuthentication

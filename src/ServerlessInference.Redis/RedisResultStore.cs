@@ -1,7 +1,6 @@
 using System.Buffers;
 using System.Globalization;
 using Microsoft.Extensions.Options;
-using ServerlessInference.Embedded;
 using ServerlessInference.Jobs;
 using StackExchange.Redis;
 
@@ -72,13 +71,11 @@ public sealed class RedisResultStore : IResultStore, IAsyncDisposable
     private readonly TimeSpan _ttl;
     private readonly TimeProvider _time;
     private readonly string _keyPrefix;
-    private readonly RedisChannel _channel;
     private readonly RedisValue _channelName;
-    private readonly Action<RedisChannel, RedisValue> _onCompleted;
+    private readonly RedisSubscription _completions;
+    private readonly RedisUnavailable _unavailable;
     private readonly Dictionary<string, Waiter> _waiters = new(StringComparer.Ordinal);
     private readonly Lock _lock = new();
-    private Task? _subscribed;
-    private bool _disposed;
 
     public RedisResultStore(IConnectionMultiplexer redis, IOptions<RedisOptions> redisOptions, IOptions<ResultStoreOptions> options, TimeProvider timeProvider)
     {
@@ -88,8 +85,8 @@ public sealed class RedisResultStore : IResultStore, IAsyncDisposable
         _time = timeProvider;
         _keyPrefix = _redisOptions.KeyPrefix + "job:";
         _channelName = _redisOptions.KeyPrefix + "results";
-        _channel = RedisChannel.Literal(_redisOptions.KeyPrefix + "results");
-        _onCompleted = (_, jobId) => OnCompleted(jobId);
+        _completions = new RedisSubscription(redis, RedisChannel.Literal(_redisOptions.KeyPrefix + "results"), (_, jobId) => OnCompleted(jobId));
+        _unavailable = new RedisUnavailable("the result store", _redisOptions.UnavailableRetryAfterSeconds);
     }
 
     /// <summary>The completion channel (one subscription per instance).</summary>
@@ -184,15 +181,7 @@ public sealed class RedisResultStore : IResultStore, IAsyncDisposable
 
     public async ValueTask<JobRecord?> GetAsync(string jobId, CancellationToken cancellationToken)
     {
-        HashEntry[] entries;
-        try
-        {
-            entries = await _redis.GetDatabase().HashGetAllAsync(Key(jobId)).ConfigureAwait(false);
-        }
-        catch (Exception ex) when (RedisUnavailable.IsOutage(ex))
-        {
-            throw RedisUnavailable.Wrap(ex, "the result store", _redisOptions.UnavailableRetryAfterSeconds);
-        }
+        var entries = await _unavailable.RunAsync(() => _redis.GetDatabase().HashGetAllAsync(Key(jobId))).ConfigureAwait(false);
 
         return entries.Length == 0 ? null : Parse(entries.Select(e => (e.Name.ToString(), e.Value)));
     }
@@ -210,11 +199,11 @@ public sealed class RedisResultStore : IResultStore, IAsyncDisposable
         {
             try
             {
-                await EnsureSubscribedAsync().WaitAsync(cancellationToken).ConfigureAwait(false);
+                await _completions.EnsureAsync().WaitAsync(cancellationToken).ConfigureAwait(false);
             }
             catch (Exception ex) when (RedisUnavailable.IsOutage(ex))
             {
-                throw RedisUnavailable.Wrap(ex, "the result store", _redisOptions.UnavailableRetryAfterSeconds);
+                throw _unavailable.Wrap(ex);
             }
 
             var record = await GetAsync(jobId, cancellationToken).ConfigureAwait(false);
@@ -248,54 +237,13 @@ public sealed class RedisResultStore : IResultStore, IAsyncDisposable
         }
     }
 
-    public async ValueTask DisposeAsync()
-    {
-        Task? subscribed;
-        lock (_lock)
-        {
-            _disposed = true;
-            subscribed = _subscribed;
-        }
-
-        if (subscribed is { IsCompletedSuccessfully: true })
-        {
-            try
-            {
-                await _redis.GetSubscriber().UnsubscribeAsync(_channel, _onCompleted).ConfigureAwait(false);
-            }
-            catch (Exception ex) when (RedisUnavailable.IsOutage(ex) || ex is ObjectDisposedException)
-            {
-                // The connection is gone; so is the subscription.
-            }
-        }
-    }
+    public ValueTask DisposeAsync() => _completions.DisposeAsync();
 
     private RedisKey Key(string jobId) => _keyPrefix + jobId;
 
     private async ValueTask<RedisResult> EvaluateAsync(string script, RedisKey key, RedisValue[] args)
     {
-        try
-        {
-            return await _redis.GetDatabase().ScriptEvaluateAsync(script, [key], args).ConfigureAwait(false);
-        }
-        catch (Exception ex) when (RedisUnavailable.IsOutage(ex))
-        {
-            throw RedisUnavailable.Wrap(ex, "the result store", _redisOptions.UnavailableRetryAfterSeconds);
-        }
-    }
-
-    private Task EnsureSubscribedAsync()
-    {
-        lock (_lock)
-        {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            if (_subscribed is null || _subscribed.IsFaulted || _subscribed.IsCanceled)
-            {
-                _subscribed = _redis.GetSubscriber().SubscribeAsync(_channel, _onCompleted);
-            }
-
-            return _subscribed;
-        }
+        return await _unavailable.RunAsync(() => _redis.GetDatabase().ScriptEvaluateAsync(script, [key], args)).ConfigureAwait(false);
     }
 
     private void OnCompleted(RedisValue jobId)

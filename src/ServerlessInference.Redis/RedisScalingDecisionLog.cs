@@ -26,6 +26,7 @@ public sealed class RedisScalingDecisionLog(IConnectionMultiplexer redis, IOptio
         """;
 
     private readonly RedisKey _stream = options.Value.KeyPrefix + "scaling";
+    private readonly RedisUnavailable _unavailable = new("the scaling log", options.Value.UnavailableRetryAfterSeconds);
 
     /// <summary>The stream key.</summary>
     public string StreamKey => _stream.ToString();
@@ -35,15 +36,8 @@ public sealed class RedisScalingDecisionLog(IConnectionMultiplexer redis, IOptio
         // The same rule as InMemoryScalingDecisionLog.IsSteadyRepeat, checked against the stream's last entry.
         var steady = decision.DesiredReplicas == decision.CurrentReplicas;
         var json = JsonSerializer.Serialize(decision, RedisJson.Default.ScalingDecision);
-        try
-        {
-            await redis.GetDatabase().ScriptEvaluateAsync(AppendScript, [_stream],
-                [json, options.Value.ScalingLogLength, steady ? 1 : 0, decision.CurrentReplicas, decision.DesiredReplicas]).ConfigureAwait(false);
-        }
-        catch (Exception ex) when (RedisUnavailable.IsOutage(ex))
-        {
-            throw RedisUnavailable.Wrap(ex, "the scaling log", options.Value.UnavailableRetryAfterSeconds);
-        }
+        await _unavailable.RunAsync(() => redis.GetDatabase().ScriptEvaluateAsync(AppendScript, [_stream],
+            [json, options.Value.ScalingLogLength, steady ? 1 : 0, decision.CurrentReplicas, decision.DesiredReplicas])).ConfigureAwait(false);
     }
 
     public async ValueTask<IReadOnlyList<ScalingDecision>> ReadRecentAsync(int count, CancellationToken cancellationToken)
@@ -53,15 +47,7 @@ public sealed class RedisScalingDecisionLog(IConnectionMultiplexer redis, IOptio
             return [];
         }
 
-        StreamEntry[] entries;
-        try
-        {
-            entries = await redis.GetDatabase().StreamRangeAsync(_stream, "-", "+", count, Order.Descending).ConfigureAwait(false);
-        }
-        catch (Exception ex) when (RedisUnavailable.IsOutage(ex))
-        {
-            throw RedisUnavailable.Wrap(ex, "the scaling log", options.Value.UnavailableRetryAfterSeconds);
-        }
+        var entries = await _unavailable.RunAsync(() => redis.GetDatabase().StreamRangeAsync(_stream, "-", "+", count, Order.Descending)).ConfigureAwait(false);
 
         var decisions = new List<ScalingDecision>(entries.Length);
         foreach (var entry in entries)

@@ -73,6 +73,7 @@ public sealed class RedisWorkerRegistry : IWorkerRegistry
 
     private readonly IConnectionMultiplexer _redis;
     private readonly RedisOptions _options;
+    private readonly RedisUnavailable _unavailable;
     private readonly string _root;
     private readonly RedisKey _index;
 
@@ -80,6 +81,7 @@ public sealed class RedisWorkerRegistry : IWorkerRegistry
     {
         _redis = redis;
         _options = options.Value;
+        _unavailable = new RedisUnavailable("the worker registry", _options.UnavailableRetryAfterSeconds);
         _root = _options.KeyPrefix + "{workers}";
         _index = _root;
     }
@@ -137,13 +139,6 @@ public sealed class RedisWorkerRegistry : IWorkerRegistry
 
     private async ValueTask<RedisResult> EvaluateAsync(string script, RedisKey[] keys, RedisValue[] args)
     {
-        try
-        {
-            return await _redis.GetDatabase().ScriptEvaluateAsync(script, keys, args).ConfigureAwait(false);
-        }
-        catch (Exception ex) when (RedisUnavailable.IsOutage(ex))
-        {
-            throw RedisUnavailable.Wrap(ex, "the worker registry", _options.UnavailableRetryAfterSeconds);
-        }
+        return await _unavailable.RunAsync(() => _redis.GetDatabase().ScriptEvaluateAsync(script, keys, args)).ConfigureAwait(false);
     }
 }

@@ -2,7 +2,7 @@ using System.Net;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 using ServerlessInference.Azure.Scaling;
-using ServerlessInference.DevHost.Services;
+using ServerlessInference.Hosting.Orchestration;
 using ServerlessInference.Embedded;
 using ServerlessInference.Kubernetes;
 using ServerlessInference.Scaling;

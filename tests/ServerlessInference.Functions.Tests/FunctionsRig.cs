@@ -2,6 +2,7 @@ using Microsoft.Azure.Functions.Worker;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using ServerlessInference.Hosting.Providers;
 using ServerlessInference.Azure;
 using ServerlessInference.Functions.Hosting;
 using ServerlessInference.Functions.Scaling;
@@ -43,15 +44,11 @@ public sealed class FunctionsRig : IAsyncDisposable
         });
         builder.Configuration.AddInMemoryCollection(settings);
 
-        // As Program.cs (the Service Bus queue and the orchestrators are not chosen by this configuration).
-        builder.Services
-            .AddServerlessInference(builder.Configuration)
-            .AddRedisProviders(builder.Configuration)
-            .AddBlobModelStore(builder.Configuration)
-            .AddGatewayFunctions();
-
-        // Workers in this process, ticked only by the timer function.
-        builder.Services.AddOnnxEngine(builder.Configuration).AddInProcessWorkers(ScalerTicks.External);
+        // As Program.cs composes it, but with the providers these settings name and workers in this process (which the
+        // app refuses), ticked only by the timer function.
+        builder.Services.AddServerlessInference().AddProviders(ProviderChoice.Read(builder.Configuration));
+        builder.Services.AddOrchestrator(ProviderSettings.InProcess, ScalerTicks.External);
+        builder.Services.AddHostedService<ReadyOnStart>();
 
         var host = builder.Build();
         if (seed)

@@ -6,7 +6,7 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
-using ServerlessInference.DevHost.Services;
+using ServerlessInference.Hosting.Orchestration;
 using ServerlessInference.Redis;
 
 namespace ServerlessInference.IntegrationTests;

@@ -107,7 +107,7 @@ public sealed class KubernetesOrchestratorOptionsTests : IDisposable
     private static ServiceProvider Provider(Dictionary<string, string?> settings)
     {
         var configuration = new ConfigurationBuilder().AddInMemoryCollection(settings).Build();
-        return new ServiceCollection().AddLogging().AddKubernetesOrchestrator(configuration).BuildServiceProvider();
+        return new ServiceCollection().AddLogging().AddSingleton<IConfiguration>(configuration).AddKubernetesOrchestrator().BuildServiceProvider();
     }
 
     private string KubeConfig(string? contextNamespace)

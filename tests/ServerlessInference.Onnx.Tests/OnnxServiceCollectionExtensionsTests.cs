@@ -48,8 +48,8 @@ public sealed class OnnxServiceCollectionExtensionsTests
     private static ServiceProvider Build(Dictionary<string, string?> settings)
     {
         var configuration = new ConfigurationBuilder().AddInMemoryCollection(settings).Build();
-        var services = new ServiceCollection().AddLogging();
-        services.AddOnnxEngine(configuration);
+        var services = new ServiceCollection().AddLogging().AddSingleton<IConfiguration>(configuration);
+        services.AddOnnxEngine();
         return services.BuildServiceProvider();
     }
 }

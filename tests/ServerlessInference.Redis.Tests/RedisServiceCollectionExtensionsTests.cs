@@ -5,6 +5,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 using ServerlessInference.Embedded;
 using ServerlessInference.Hosting;
+using ServerlessInference.Hosting.Providers;
 using ServerlessInference.Jobs;
 using ServerlessInference.Scaling;
 using ServerlessInference.Testing.Contracts;
@@ -24,8 +25,7 @@ public sealed class RedisServiceCollectionExtensionsTests(RedisFixture redis)
         var services = new ServiceCollection();
         services.AddLogging();
         services.AddSingleton(configuration);
-        services.AddServerlessInference(configuration);
-        services.AddRedisProviders(configuration);
+        services.AddServerlessInference().AddProviders(ProviderChoice.Read(configuration));
         return services.BuildServiceProvider();
     }
 
@@ -77,7 +77,7 @@ public sealed class RedisServiceCollectionExtensionsTests(RedisFixture redis)
     {
         var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
         builder.Configuration.AddInMemoryCollection([new("Inference:Results:Provider", "Redis")]);
-        builder.Services.AddRedisProviders(builder.Configuration);
+        builder.Services.AddProviders(ProviderChoice.Read(builder.Configuration));
         using var host = builder.Build();
 
         var ex = await Assert.ThrowsAsync<OptionsValidationException>(() => host.StartAsync());
@@ -96,7 +96,7 @@ public sealed class RedisServiceCollectionExtensionsTests(RedisFixture redis)
             new("Inference:Redis:ConnectionString", connectionString),
             new("Inference:Redis:Authentication", "entraid"),
             new("Inference:Redis:EntraPrincipalId", principalId)]);
-        builder.Services.AddRedisProviders(builder.Configuration);
+        builder.Services.AddProviders(ProviderChoice.Read(builder.Configuration));
         using var host = builder.Build();
 
         var ex = await Assert.ThrowsAsync<OptionsValidationException>(() => host.StartAsync());

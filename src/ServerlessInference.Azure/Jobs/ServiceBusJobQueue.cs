@@ -7,7 +7,6 @@ using Azure.Messaging.ServiceBus;
 using Azure.Messaging.ServiceBus.Administration;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
-using ServerlessInference.Embedded;
 using ServerlessInference.Jobs;
 
 namespace ServerlessInference.Azure.Jobs;

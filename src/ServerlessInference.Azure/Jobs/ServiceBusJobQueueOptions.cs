@@ -1,3 +1,4 @@
+using System.ComponentModel.DataAnnotations;
 using Azure.Messaging.ServiceBus;
 using Microsoft.Extensions.Options;
 
@@ -8,7 +9,7 @@ namespace ServerlessInference.Azure.Jobs;
 /// <see cref="FullyQualifiedNamespace"/> (Azure, signed in with <c>DefaultAzureCredential</c>). The queue itself must
 /// exist; its <c>MaxDeliveryCount</c> must be greater than <c>Inference:Queue:MaxDeliveryCount</c> (see
 /// <see cref="ServiceBusJobQueue"/>).</remarks>
-public sealed class ServiceBusJobQueueOptions
+public sealed class ServiceBusJobQueueOptions : IValidatableObject
 {
     public const string Section = "Inference:ServiceBus";
 
@@ -61,18 +62,17 @@ public sealed class ServiceBusJobQueueOptions
 
     /// <summary>Seconds a client is told to wait (Retry-After) while Service Bus cannot be reached.</summary>
     public int UnavailableRetryAfterSeconds { get; set; } = 1;
+
+    /// <summary>The rules of <see cref="ServiceBusJobQueueOptionsValidator.Failures"/>, run at start-up by the source-generated validator.</summary>
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext) =>
+        ServiceBusJobQueueOptionsValidator.Failures(this).Select(failure => new ValidationResult(failure));
 }
 
 /// <summary>Validates <see cref="ServiceBusJobQueueOptions"/> at start-up, naming the settings in every message.</summary>
-public sealed class ServiceBusJobQueueOptionsValidator : IValidateOptions<ServiceBusJobQueueOptions>
+[OptionsValidator]
+public sealed partial class ServiceBusJobQueueOptionsValidator : IValidateOptions<ServiceBusJobQueueOptions>
 {
     private const string Prefix = ServiceBusJobQueueOptions.Section + ":";
-
-    public ValidateOptionsResult Validate(string? name, ServiceBusJobQueueOptions options)
-    {
-        var failures = Failures(options);
-        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
-    }
 
     /// <summary>What is wrong with <paramref name="options"/>; empty when nothing. Never echoes a connection string.</summary>
     public static IReadOnlyList<string> Failures(ServiceBusJobQueueOptions options)

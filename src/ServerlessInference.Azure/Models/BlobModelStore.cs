@@ -125,7 +125,7 @@ public sealed partial class BlobModelStore : IModelStore
 
     public async ValueTask<ModelManifest?> GetManifestAsync(string name, string? version, CancellationToken cancellationToken)
     {
-        if (!IsSafeSegment(name) || (version is not null && !IsSafeSegment(version)))
+        if (!ModelVersions.IsSafeSegment(name) || (version is not null && !ModelVersions.IsSafeSegment(version)))
         {
             return null;
         }
@@ -158,7 +158,7 @@ public sealed partial class BlobModelStore : IModelStore
         }
 
         // Newest first; a version whose manifest is not written yet (an upload in progress) is skipped.
-        foreach (var candidate in ModelVersions.Order(versions.Where(IsSafeSegment)).Reverse())
+        foreach (var candidate in ModelVersions.Order(versions.Where(ModelVersions.IsSafeSegment)).Reverse())
         {
             var manifest = await ReadManifestAsync($"{prefix}{candidate}/{ManifestBlobName}", cancellationToken).ConfigureAwait(false);
             if (manifest is not null)
@@ -172,7 +172,7 @@ public sealed partial class BlobModelStore : IModelStore
 
     public async ValueTask<Stream> OpenWeightsAsync(ModelManifest manifest, CancellationToken cancellationToken)
     {
-        if (!IsSafeSegment(manifest.Name) || !IsSafeSegment(manifest.Version) || !IsSafeSegment(manifest.File))
+        if (!ModelVersions.IsSafeSegment(manifest.Name) || !ModelVersions.IsSafeSegment(manifest.Version) || !ModelVersions.IsSafeSegment(manifest.File))
         {
             throw new InferenceException(InferenceError.ModelFailure, $"model '{manifest.Key}' with file '{manifest.File}' has no valid place in the model store");
         }
@@ -207,7 +207,7 @@ public sealed partial class BlobModelStore : IModelStore
 
     public async ValueTask<ModelManifest> UploadAsync(ModelManifest manifest, Stream weights, CancellationToken cancellationToken)
     {
-        if (!IsSafeSegment(manifest.Name) || !IsSafeSegment(manifest.Version) || !IsSafeSegment(manifest.File) || manifest.File == ManifestBlobName)
+        if (!ModelVersions.IsSafeSegment(manifest.Name) || !ModelVersions.IsSafeSegment(manifest.Version) || !ModelVersions.IsSafeSegment(manifest.File) || manifest.File == ManifestBlobName)
         {
             throw new InferenceException(
                 InferenceError.BadRequest,
@@ -374,10 +374,6 @@ public sealed partial class BlobModelStore : IModelStore
 
     private static bool IsEmulator(Uri uri, string? accountName) =>
         uri.IsLoopback || string.Equals(accountName, EmulatorAccountName, StringComparison.Ordinal);
-
-    // The same rule as FolderModelStore, so a model that one store accepts the other accepts too.
-    private static bool IsSafeSegment(string segment) =>
-        segment.Length > 0 && segment != "." && segment != ".." && segment.IndexOfAny(['/', '\\', '\0']) < 0;
 
     private static partial class Log
     {

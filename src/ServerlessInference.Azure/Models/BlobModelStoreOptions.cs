@@ -1,3 +1,4 @@
+using System.ComponentModel.DataAnnotations;
 using Azure.Storage.Blobs;
 using Microsoft.Extensions.Options;
 
@@ -6,7 +7,7 @@ namespace ServerlessInference.Azure.Models;
 /// <summary>Settings of the Blob model store (section <c>Inference:ModelStore:Blob</c>).</summary>
 /// <remarks>Set exactly one of <see cref="ConnectionString"/> (Azurite, or an account key / SAS) and
 /// <see cref="ServiceUri"/> (Azure, authenticated with <c>DefaultAzureCredential</c>).</remarks>
-public sealed class BlobModelStoreOptions
+public sealed class BlobModelStoreOptions : IValidatableObject
 {
     public const string Section = "Inference:ModelStore:Blob";
 
@@ -31,18 +32,17 @@ public sealed class BlobModelStoreOptions
 
     /// <summary>Longest wait for one network operation (a block of an upload or download).</summary>
     public TimeSpan NetworkTimeout { get; set; } = TimeSpan.FromSeconds(100);
+
+    /// <summary>The rules of <see cref="BlobModelStoreOptionsValidator.Failures"/>, run at start-up by the source-generated validator.</summary>
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext) =>
+        BlobModelStoreOptionsValidator.Failures(this).Select(failure => new ValidationResult(failure));
 }
 
 /// <summary>Validates <see cref="BlobModelStoreOptions"/> at start-up, naming the settings in every message.</summary>
-public sealed class BlobModelStoreOptionsValidator : IValidateOptions<BlobModelStoreOptions>
+[OptionsValidator]
+public sealed partial class BlobModelStoreOptionsValidator : IValidateOptions<BlobModelStoreOptions>
 {
     private const string Prefix = BlobModelStoreOptions.Section + ":";
-
-    public ValidateOptionsResult Validate(string? name, BlobModelStoreOptions options)
-    {
-        var failures = Failures(options);
-        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
-    }
 
     /// <summary>What is wrong with <paramref name="options"/>; empty when nothing. Never echoes a secret.</summary>
     public static IReadOnlyList<string> Failures(BlobModelStoreOptions options)

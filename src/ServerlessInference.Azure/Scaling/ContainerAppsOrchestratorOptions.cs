@@ -1,10 +1,11 @@
+using System.ComponentModel.DataAnnotations;
 using Microsoft.Extensions.Options;
 
 namespace ServerlessInference.Azure.Scaling;
 
 /// <summary>Settings of the Container Apps orchestrator (section <c>Inference:Orchestrator:ContainerApps</c>): which
 /// container app runs the workers, and how to reach Azure Resource Manager.</summary>
-public sealed class ContainerAppsOrchestratorOptions
+public sealed class ContainerAppsOrchestratorOptions : IValidatableObject
 {
     public const string Section = "Inference:Orchestrator:ContainerApps";
 
@@ -45,18 +46,17 @@ public sealed class ContainerAppsOrchestratorOptions
 
     /// <summary>The token scope for ARM: <c>{ManagementEndpoint}/.default</c>.</summary>
     public string Scope() => $"{ManagementEndpoint.Trim().TrimEnd('/')}/.default";
+
+    /// <summary>The rules of <see cref="ContainerAppsOrchestratorOptionsValidator.Failures"/>, run at start-up by the source-generated validator.</summary>
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext) =>
+        ContainerAppsOrchestratorOptionsValidator.Failures(this).Select(failure => new ValidationResult(failure));
 }
 
 /// <summary>Validates <see cref="ContainerAppsOrchestratorOptions"/> at start-up, naming the full setting in every message.</summary>
-public sealed class ContainerAppsOrchestratorOptionsValidator : IValidateOptions<ContainerAppsOrchestratorOptions>
+[OptionsValidator]
+public sealed partial class ContainerAppsOrchestratorOptionsValidator : IValidateOptions<ContainerAppsOrchestratorOptions>
 {
     private const string Prefix = ContainerAppsOrchestratorOptions.Section + ":";
-
-    public ValidateOptionsResult Validate(string? name, ContainerAppsOrchestratorOptions options)
-    {
-        var failures = Failures(options);
-        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
-    }
 
     /// <summary>What is wrong with <paramref name="options"/>; empty when nothing.</summary>
     public static IReadOnlyList<string> Failures(ContainerAppsOrchestratorOptions options)

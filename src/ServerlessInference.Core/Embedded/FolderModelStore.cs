@@ -36,7 +36,7 @@ public sealed class FolderModelStore(string root) : IModelStore
 
     public async ValueTask<ModelManifest?> GetManifestAsync(string name, string? version, CancellationToken cancellationToken)
     {
-        if (!IsSafeSegment(name) || (version is not null && !IsSafeSegment(version)))
+        if (!ModelVersions.IsSafeSegment(name) || (version is not null && !ModelVersions.IsSafeSegment(version)))
         {
             return null;
         }
@@ -75,7 +75,7 @@ public sealed class FolderModelStore(string root) : IModelStore
 
     public async ValueTask<ModelManifest> UploadAsync(ModelManifest manifest, Stream weights, CancellationToken cancellationToken)
     {
-        if (!IsSafeSegment(manifest.Name) || !IsSafeSegment(manifest.Version) || !IsSafeSegment(manifest.File))
+        if (!ModelVersions.IsSafeSegment(manifest.Name) || !ModelVersions.IsSafeSegment(manifest.Version) || !ModelVersions.IsSafeSegment(manifest.File))
         {
             throw new InferenceException(InferenceError.BadRequest, $"model name, version and file must be plain path segments: '{manifest.Key}/{manifest.File}'");
         }
@@ -116,7 +116,4 @@ public sealed class FolderModelStore(string root) : IModelStore
         var bytes = await File.ReadAllBytesAsync(path, cancellationToken).ConfigureAwait(false);
         return ModelManifestJson.Deserialize(bytes);
     }
-
-    private static bool IsSafeSegment(string segment) =>
-        segment.Length > 0 && segment != "." && segment != ".." && segment.IndexOfAny(['/', '\\', '\0']) < 0;
 }

@@ -3,25 +3,6 @@ using ServerlessInference.Jobs;
 
 namespace ServerlessInference.Embedded;
 
-/// <summary>Settings of the embedded queue (section <c>Inference:Queue</c>).</summary>
-public sealed class JobQueueOptions
-{
-    /// <summary><c>Embedded</c> (in-process). Other providers come with their own projects.</summary>
-    public string Provider { get; set; } = "Embedded";
-
-    /// <summary>Most jobs queued or in flight; beyond it enqueue answers 429.</summary>
-    public int Capacity { get; set; } = 10_000;
-
-    /// <summary>How long a received job stays invisible before it is delivered again.</summary>
-    public TimeSpan LeaseDuration { get; set; } = TimeSpan.FromSeconds(30);
-
-    /// <summary>Deliveries after which a worker dead-letters the job instead of running it again.</summary>
-    public int MaxDeliveryCount { get; set; } = 5;
-
-    /// <summary>Seconds a client is told to wait (Retry-After) when the queue is full.</summary>
-    public int RetryAfterSeconds { get; set; } = 1;
-}
-
 /// <summary>An in-process <see cref="IJobQueue"/>: FIFO, leases with a visibility timeout, redelivery of
 /// expired leases, a capacity bound and a dead-letter list.</summary>
 /// <remarks>Thread-safe. Nothing survives the process; use a Redis or Service Bus queue for that.</remarks>
@@ -277,6 +258,3 @@ public sealed class InMemoryJobQueue : IJobQueue
         }
     }
 }
-
-/// <summary>A job that was given up on, with why.</summary>
-public sealed record DeadLetter(InferenceJob Job, string Reason, int DeliveryCount, DateTimeOffset At);

@@ -3,13 +3,6 @@ using ServerlessInference.Jobs;
 
 namespace ServerlessInference.Embedded;
 
-/// <summary>Settings of result storage (section <c>Inference:Results</c>).</summary>
-public sealed class ResultStoreOptions
-{
-    /// <summary>How long a job's record is kept after it ends (and after it was submitted, while it waits).</summary>
-    public TimeSpan Ttl { get; set; } = TimeSpan.FromHours(1);
-}
-
 /// <summary>An in-process <see cref="IResultStore"/> with a TTL per record.</summary>
 /// <remarks>Thread-safe. Expired records are swept lazily as new jobs arrive.</remarks>
 public sealed class InMemoryResultStore(IOptions<ResultStoreOptions> options, TimeProvider timeProvider) : IResultStore

@@ -13,7 +13,7 @@ using ServerlessInference.Models;
 
 namespace ServerlessInference.Gateway;
 
-/// <summary>The HTTP surface (ARCHITECTURE §7) as handlers over <see cref="HttpContext"/>, so the DevHost's endpoints
+/// <summary>The HTTP surface (the README's "HTTP surface" and docs/architecture.md) as handlers over <see cref="HttpContext"/>, so the DevHost's endpoints
 /// and the Functions app's HTTP triggers run exactly the same code.</summary>
 public static partial class GatewayHttp
 {

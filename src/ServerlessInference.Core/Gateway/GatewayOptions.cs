@@ -1,8 +1,13 @@
+using System.ComponentModel.DataAnnotations;
+using Microsoft.Extensions.Options;
+
 namespace ServerlessInference.Gateway;
 
 /// <summary>Settings of the HTTP gateway (section <c>Inference:Gateway</c>).</summary>
-public sealed class GatewayOptions
+public sealed class GatewayOptions : IValidatableObject
 {
+    public const string Section = "Inference:Gateway";
+
     /// <summary>Largest request body accepted; larger bodies get 413 (default 16 MiB).</summary>
     public long MaxBodyBytes { get; set; } = 16L << 20;
 
@@ -17,4 +22,25 @@ public sealed class GatewayOptions
 
     /// <summary>Retry-After seconds on 503 when a backing service is down.</summary>
     public int UnavailableRetryAfterSeconds { get; set; } = 5;
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        if (MaxBodyBytes is < 1 or > int.MaxValue)
+        {
+            yield return new ValidationResult($"{Section}:MaxBodyBytes must be between 1 and 2147483647", [nameof(MaxBodyBytes)]);
+        }
+
+        if (DefaultWait < TimeSpan.Zero || DefaultWait > MaxWait)
+        {
+            yield return new ValidationResult($"{Section}:DefaultWait must be between 0 and {Section}:MaxWait", [nameof(DefaultWait)]);
+        }
+
+        if (JobDeadline <= TimeSpan.Zero)
+        {
+            yield return new ValidationResult($"{Section}:JobDeadline must be positive", [nameof(JobDeadline)]);
+        }
+    }
 }
+
+[OptionsValidator]
+public sealed partial class GatewayOptionsValidator : IValidateOptions<GatewayOptions>;

@@ -1,6 +1,7 @@
 namespace ServerlessInference.Models;
 
-/// <summary>Version ordering shared by model stores and metadata: numeric versions by value, others after them by name.</summary>
+/// <summary>Rules shared by model stores and metadata: version order (numeric versions by value, others after them by
+/// name) and which names are safe as path segments.</summary>
 public static class ModelVersions
 {
     public static IEnumerable<string> Order(IEnumerable<string> versions) =>
@@ -10,4 +11,10 @@ public static class ModelVersions
             .ThenBy(v => v, StringComparer.Ordinal);
 
     public static string? Latest(IEnumerable<string> versions) => Order(versions).LastOrDefault();
+
+    /// <summary>Whether a model name, version or file name is safe as one path segment of a store (a folder, a blob
+    /// name): not empty, not <c>.</c> or <c>..</c>, no separator, no NUL. Every store uses this one rule, so a model that
+    /// one store accepts the others accept too.</summary>
+    public static bool IsSafeSegment(string segment) =>
+        segment.Length > 0 && segment != "." && segment != ".." && segment.IndexOfAny(['/', '\\', '\0']) < 0;
 }

@@ -4,16 +4,6 @@ using Microsoft.Extensions.Options;
 
 namespace ServerlessInference.Models;
 
-/// <summary>Settings of the <see cref="WarmPool"/> (section <c>Inference:WarmPool</c>).</summary>
-public sealed class WarmPoolOptions
-{
-    /// <summary>Bytes of loaded models the pool may hold (default 4 GiB).</summary>
-    public long BudgetBytes { get; set; } = 4L << 30;
-
-    /// <summary>Folder of the local weights cache (keyed by sha256).</summary>
-    public string CacheDirectory { get; set; } = Path.Combine(Path.GetTempPath(), "serverless-inference", "weights");
-}
-
 /// <summary>Loaded models kept warm under a byte budget.</summary>
 /// <remarks>
 /// <para>One load per model at a time: concurrent callers await the same load. Idle models (no lease out) are evicted

@@ -2,29 +2,6 @@ using System.Collections.Immutable;
 
 namespace ServerlessInference.Scaling;
 
-/// <summary>Settings of the scaler (section <c>Inference:Scaling</c>).</summary>
-public sealed class ScalingOptions
-{
-    public int MinReplicas { get; set; }
-
-    public int MaxReplicas { get; set; } = 4;
-
-    /// <summary>Queued plus in-flight jobs one worker is expected to carry (KEDA's <c>queueLength</c> target).</summary>
-    public int TargetJobsPerWorker { get; set; } = 32;
-
-    /// <summary>From zero workers, scale only when at least this many jobs wait (KEDA's <c>activationQueueLength</c>).</summary>
-    public int ActivationThreshold { get; set; } = 1;
-
-    /// <summary>A scale-down happens only after every recommendation in this window was lower (HPA's stabilization window).</summary>
-    public TimeSpan ScaleDownStabilization { get; set; } = TimeSpan.FromSeconds(30);
-
-    /// <summary>To zero only after the queue has been empty this long (KEDA's <c>cooldownPeriod</c>).</summary>
-    public TimeSpan IdleToZero { get; set; } = TimeSpan.FromSeconds(60);
-
-    /// <summary>How often the scaler ticks in hosts that run it on a timer of their own.</summary>
-    public TimeSpan TickInterval { get; set; } = TimeSpan.FromSeconds(1);
-}
-
 /// <summary>What the policy sees on one tick.</summary>
 /// <param name="Queued">Jobs waiting for a worker.</param>
 /// <param name="InFlight">Jobs held by workers.</param>

@@ -6,28 +6,6 @@ using ServerlessInference.Telemetry;
 
 namespace ServerlessInference.Workers;
 
-/// <summary>Settings of a worker loop (section <c>Inference:Worker</c>).</summary>
-public sealed class WorkerOptions
-{
-    /// <summary>Most jobs taken from the queue at once (Triton's <c>max_batch_size</c>).</summary>
-    public int MaxBatchSize { get; set; } = 32;
-
-    /// <summary>How long to wait for more jobs once one has arrived. Zero (the default, like Triton's default
-    /// dynamic batcher) takes what is already queued and adds no wait; a positive value trades latency for fuller batches.</summary>
-    public TimeSpan MaxBatchDelay { get; set; } = TimeSpan.Zero;
-
-    /// <summary>How long one receive blocks when the queue is empty.</summary>
-    public TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(1);
-
-    public TimeSpan HeartbeatInterval { get; set; } = TimeSpan.FromSeconds(5);
-
-    /// <summary>How often leases are renewed while a batch runs; keep it well under the queue's lease duration.</summary>
-    public TimeSpan LeaseRenewInterval { get; set; } = TimeSpan.FromSeconds(10);
-
-    /// <summary>Back-off after the queue could not be reached.</summary>
-    public TimeSpan RetryDelay { get; set; } = TimeSpan.FromSeconds(1);
-}
-
 /// <summary>One worker loop: receive a micro-batch, group it by model, run it warm, publish results, complete leases.</summary>
 /// <remarks>
 /// <para>Nothing is lost: a lease is completed only after its result is stored. A failure that may pass (the engine

@@ -5,7 +5,7 @@ using ServerlessInference.Gateway;
 
 namespace ServerlessInference.Functions.Gateway;
 
-/// <summary>The gateway's HTTP surface (ARCHITECTURE §7, all but <c>/metrics</c>) as HTTP-triggered functions. Each one
+/// <summary>The gateway's HTTP surface (every route of <see cref="GatewayHttp"/> but <c>/metrics</c>) as HTTP-triggered functions. Each one
 /// hands <see cref="HttpRequest.HttpContext"/> to the <see cref="GatewayHttp"/> handler the DevHost maps, so both hosts
 /// run the same request handling; host.json sets <c>routePrefix</c> to <c>""</c>, so the paths are the OIP paths.</summary>
 /// <remarks>

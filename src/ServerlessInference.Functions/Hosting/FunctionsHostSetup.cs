@@ -1,15 +1,12 @@
-using Microsoft.Extensions.Configuration;
-using Microsoft.Extensions.Configuration.Memory;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
-using ServerlessInference.Azure;
 using ServerlessInference.Hosting;
-using ServerlessInference.Kubernetes;
-using ServerlessInference.Scaling;
+using ServerlessInference.Hosting.Providers;
 
 namespace ServerlessInference.Functions.Hosting;
 
-/// <summary>The Functions app's wiring beyond the shared providers: its defaults, and the scaler ticked by the timer.</summary>
+/// <summary>The Functions app's wiring: the shared composition (<see cref="InferencePlatform"/>) with this host's
+/// defaults, and readiness once the host has started.</summary>
 public static class FunctionsHostSetup
 {
     /// <summary>What the Functions app assumes unless an app setting says otherwise: the queue, results and worker
@@ -26,36 +23,28 @@ public static class FunctionsHostSetup
         ["Inference:Gateway:MaxWait"] = "00:03:30",
     };
 
-    /// <summary>Puts <see cref="Defaults"/> under every other configuration source (app settings, environment, command
-    /// line still win) and refuses providers that cannot work here.</summary>
-    /// <exception cref="InvalidOperationException">The queue, results or registry provider is <c>Embedded</c>: workers run in
-    /// other processes and would never see the jobs, so the host must not start.</exception>
-    public static TBuilder UseFunctionsDefaults<TBuilder>(this TBuilder builder) where TBuilder : IHostApplicationBuilder
+    /// <summary>The Functions app as the composition sees it: a gateway whose workers never run here (so the queue,
+    /// results and registry must be shared), driving a Container App or a Kubernetes Deployment, with the scaler ticked
+    /// by the timer trigger (<see cref="Scaling.ScalerFunction"/>). Its metrics leave over OTLP when
+    /// <c>OTEL_EXPORTER_OTLP_ENDPOINT</c> is set; there is no <c>/metrics</c> route.</summary>
+    public static InferenceHost Host { get; } = new()
     {
-        builder.Configuration.Sources.Insert(0, new MemoryConfigurationSource { InitialData = Defaults });
-        InferenceServiceCollectionExtensions.RequireSharedProviders(builder.Configuration, "workers do not run inside the Functions app");
+        ServiceName = "serverless-inference-functions",
+        Role = InferenceHostRole.Gateway,
+        Orchestrators = [ProviderSettings.ContainerApps, ProviderSettings.Kubernetes],
+        WorkersNeverHere = "workers do not run inside the Functions app",
+        ScalerTicks = ScalerTicks.External,
+        PrometheusEndpoint = false,
+        Defaults = Defaults,
+    };
+
+    /// <summary>Composes the Functions app.</summary>
+    /// <exception cref="InvalidOperationException">The queue, results or registry provider is <c>Embedded</c>, or the
+    /// orchestrator is one whose workers run in this process: the host must not start. The message names the setting.</exception>
+    public static TBuilder AddFunctionsHost<TBuilder>(this TBuilder builder) where TBuilder : IHostApplicationBuilder
+    {
+        builder.AddInferencePlatform(Host);
+        builder.Services.AddHostedService<ReadyOnStart>();
         return builder;
-    }
-
-    /// <summary>The orchestrator <c>Inference:Orchestrator:Provider</c> names: <c>ContainerApps</c> (the default) or
-    /// <c>Kubernetes</c>. In-process and child-process workers cannot run inside a Functions app.</summary>
-    /// <exception cref="InvalidOperationException">Any other provider; the message names the setting.</exception>
-    public static IServiceCollection AddWorkerOrchestrator(this IServiceCollection services, IConfiguration configuration) =>
-        InferenceServiceCollectionExtensions.Provider(configuration, ProviderSettings.Orchestrator) switch
-        {
-            ProviderSettings.ContainerApps => services.AddContainerAppsOrchestrator(configuration),
-            ProviderSettings.Kubernetes => services.AddKubernetesOrchestrator(configuration),
-            var other => throw new InvalidOperationException(
-                $"{ProviderSettings.Orchestrator.Key} is {other}, but workers do not run inside the Functions app: choose " +
-                $"{ProviderSettings.ContainerApps} or {ProviderSettings.Kubernetes} (app setting {ProviderSettings.Orchestrator.Key.Replace(":", "__", StringComparison.Ordinal)})"),
-        };
-
-    /// <summary>The scaler without a background timer (the <see cref="Scaling.ScalerFunction"/> ticks it) and readiness
-    /// once the host has started. Needs an <see cref="IWorkerOrchestrator"/>.</summary>
-    public static IServiceCollection AddGatewayFunctions(this IServiceCollection services)
-    {
-        services.AddScaler(ScalerTicks.External);
-        services.AddHostedService<ReadyOnStart>();
-        return services;
     }
 }

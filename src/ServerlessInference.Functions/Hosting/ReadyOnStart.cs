@@ -6,7 +6,7 @@ namespace ServerlessInference.Functions.Hosting;
 /// <summary>Marks the gateway ready once the host has started: options are validated by then, and
 /// <c>/v2/health/ready</c> still asks the model store on every call. Nothing is seeded here; models are uploaded to the
 /// store beforehand (the DevHost's services profile seeds the demo models into Azurite).</summary>
-internal sealed class ReadyOnStart(Readiness readiness) : IHostedService
+public sealed class ReadyOnStart(Readiness readiness) : IHostedService
 {
     public Task StartAsync(CancellationToken cancellationToken)
     {

@@ -2,6 +2,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
+using ServerlessInference.Hosting.Providers;
 using ServerlessInference.Azure.Jobs;
 using ServerlessInference.Embedded;
 using ServerlessInference.Hosting;
@@ -180,8 +181,8 @@ public sealed class ServiceBusJobQueueOptionsTests
         var builder = Microsoft.Extensions.Hosting.Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
         builder.Configuration.AddInMemoryCollection(settings);
         builder.Services.AddLogging();
-        builder.Services.AddServiceBusJobQueue(builder.Configuration);
-        builder.Services.AddServerlessInference(builder.Configuration);
+        // As every host composes it: the provider the settings name.
+        builder.Services.AddServerlessInference().AddProviders(ProviderChoice.Read(builder.Configuration));
         return builder.Build();
     }
 }

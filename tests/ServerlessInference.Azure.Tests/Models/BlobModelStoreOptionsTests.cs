@@ -2,6 +2,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
+using ServerlessInference.Hosting.Providers;
 using ServerlessInference.Azure.Models;
 using ServerlessInference.Hosting;
 using ServerlessInference.Models;
@@ -137,8 +138,8 @@ public sealed class BlobModelStoreOptionsTests
         var builder = Microsoft.Extensions.Hosting.Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
         builder.Configuration.AddInMemoryCollection(settings);
         builder.Services.AddLogging();
-        builder.Services.AddServerlessInference(builder.Configuration);
-        builder.Services.AddBlobModelStore(builder.Configuration);
+        // As every host composes it: the provider the settings name.
+        builder.Services.AddServerlessInference().AddProviders(ProviderChoice.Read(builder.Configuration));
         return builder.Build();
     }
 }

@@ -95,7 +95,7 @@ public sealed class ContainerAppsOrchestratorOptionsTests
     private static ServiceProvider Provider(Dictionary<string, string?> settings)
     {
         var configuration = new ConfigurationBuilder().AddInMemoryCollection(settings).Build();
-        return new ServiceCollection().AddLogging().AddContainerAppsOrchestrator(configuration).BuildServiceProvider();
+        return new ServiceCollection().AddLogging().AddSingleton<IConfiguration>(configuration).AddContainerAppsOrchestrator().BuildServiceProvider();
     }
 
     private static ContainerAppsOrchestratorOptions Valid() => new()

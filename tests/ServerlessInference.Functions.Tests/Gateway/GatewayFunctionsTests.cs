@@ -11,7 +11,7 @@ namespace ServerlessInference.Functions.Tests.Gateway;
 
 public sealed class GatewayFunctionsTests
 {
-    /// <summary>ARCHITECTURE §7 without <c>/metrics</c>, and who may call each route: a function key where the route
+    /// <summary>The DevHost's routes without <c>/metrics</c>, and who may call each route: a function key where the route
     /// spends compute or shows jobs, models or workers; anonymous for probes and server metadata.</summary>
     public static TheoryData<string, string, AuthorizationLevel> Routes { get; } = new()
     {

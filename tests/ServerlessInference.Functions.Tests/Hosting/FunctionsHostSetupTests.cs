@@ -2,11 +2,11 @@ using System.Text.Json;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
-using ServerlessInference.Azure;
 using ServerlessInference.Functions.Hosting;
 using ServerlessInference.Functions.Scaling;
+using OpenTelemetry.Metrics;
 using ServerlessInference.Hosting;
-using ServerlessInference.Redis;
+using ServerlessInference.Hosting.Providers;
 using ServerlessInference.Scaling;
 
 namespace ServerlessInference.Functions.Tests.Hosting;
@@ -21,9 +21,12 @@ public sealed class FunctionsHostSetupTests
     }
 
     [Fact]
-    public void UseFunctionsDefaults_NothingSet_SharedProvidersContainerAppsAndAWaitUnder230Seconds()
+    public void AddFunctionsHost_NothingSet_SharedProvidersContainerAppsAndAWaitUnder230Seconds()
     {
-        var builder = Builder(new Dictionary<string, string?>()).UseFunctionsDefaults();
+        var builder = Builder(new Dictionary<string, string?>
+        {
+            ["Inference:Orchestrator:ContainerApps:SubscriptionId"] = "00000000-1111-2222-3333-444444444444",
+        }).AddFunctionsHost();
 
         Assert.Equal("ServiceBus", builder.Configuration["Inference:Queue:Provider"]);
         Assert.Equal("Redis", builder.Configuration["Inference:Results:Provider"]);
@@ -31,16 +34,23 @@ public sealed class FunctionsHostSetupTests
         Assert.Equal("Blob", builder.Configuration["Inference:ModelStore:Provider"]);
         Assert.Equal("ContainerApps", builder.Configuration["Inference:Orchestrator:Provider"]);
         Assert.True(TimeSpan.Parse(builder.Configuration["Inference:Gateway:MaxWait"]!, System.Globalization.CultureInfo.InvariantCulture) < TimeSpan.FromSeconds(230));
+
+        // The composition registered exactly those providers, the scaler without a background service, and metrics.
+        Assert.Equal(new ProviderChoice("ServiceBus", "Redis", "Redis", "Blob", "ContainerApps"), Single<ProviderChoice>(builder));
+        Assert.Contains(builder.Services, d => d.ServiceType == typeof(ServerlessInference.Azure.Jobs.ServiceBusJobQueue));
+        Assert.Contains(builder.Services, d => d.ServiceType == typeof(ServerlessInference.Redis.RedisResultStore));
+        Assert.Contains(builder.Services, d => d.ServiceType == typeof(ServerlessInference.Redis.RedisWorkerRegistry));
+        Assert.Contains(builder.Services, d => d.ServiceType == typeof(Scaler));
+        Assert.DoesNotContain(builder.Services, d => d.ServiceType == typeof(ScalerService));
+        Assert.Contains(builder.Services, d => d.ServiceType == typeof(MeterProvider));
     }
 
     [Theory]
     [InlineData("ContainerApps", typeof(ServerlessInference.Azure.Scaling.ContainerAppsWorkerOrchestrator))]
     [InlineData("kubernetes", typeof(ServerlessInference.Kubernetes.KubernetesWorkerOrchestrator))]
-    public void AddWorkerOrchestrator_CloudProvider_RegistersThatOrchestrator(string provider, Type expected)
+    public void AddFunctionsHost_CloudOrchestrator_RegistersThatOrchestrator(string provider, Type expected)
     {
-        var builder = Builder(new Dictionary<string, string?> { ["Inference:Orchestrator:Provider"] = provider });
-
-        builder.Services.AddWorkerOrchestrator(builder.Configuration);
+        var builder = Builder(new Dictionary<string, string?> { ["Inference:Orchestrator:Provider"] = provider }).AddFunctionsHost();
 
         var registered = Assert.Single(builder.Services, d => d.ServiceType == typeof(IWorkerOrchestrator));
         Assert.Contains(builder.Services, d => d.ServiceType == expected);
@@ -50,38 +60,40 @@ public sealed class FunctionsHostSetupTests
     [Theory]
     [InlineData("InProcess")]
     [InlineData("ChildProcess")]
-    public void AddWorkerOrchestrator_WorkersInsideTheApp_FailsNamingTheSetting(string provider)
+    public void AddFunctionsHost_WorkersInsideTheApp_FailsNamingTheSetting(string provider)
     {
         var builder = Builder(new Dictionary<string, string?> { ["Inference:Orchestrator:Provider"] = provider });
 
-        var error = Assert.Throws<InvalidOperationException>(() => builder.Services.AddWorkerOrchestrator(builder.Configuration));
+        var error = Assert.Throws<InvalidOperationException>(() => builder.AddFunctionsHost());
 
         Assert.Contains("Inference:Orchestrator:Provider", error.Message);
         Assert.Contains("Inference__Orchestrator__Provider", error.Message);
+        Assert.Contains("ContainerApps or Kubernetes", error.Message);
     }
 
     [Fact]
-    public void UseFunctionsDefaults_ExplicitSetting_Wins()
+    public void AddFunctionsHost_ExplicitSetting_Wins()
     {
         var builder = Builder(new Dictionary<string, string?>
         {
             ["Inference:Queue:Provider"] = "Redis",
             ["Inference:Orchestrator:Provider"] = "Kubernetes",
-        }).UseFunctionsDefaults();
+        }).AddFunctionsHost();
 
         Assert.Equal("Redis", builder.Configuration["Inference:Queue:Provider"]);
         Assert.Equal("Kubernetes", builder.Configuration["Inference:Orchestrator:Provider"]);
+        Assert.Equal("Redis", Single<ProviderChoice>(builder).Queue);
     }
 
     [Theory]
     [InlineData("Inference:Queue:Provider")]
     [InlineData("Inference:Results:Provider")]
     [InlineData("Inference:Registry:Provider")]
-    public void UseFunctionsDefaults_EmbeddedSharedContract_FailsNamingTheSetting(string setting)
+    public void AddFunctionsHost_EmbeddedSharedContract_FailsNamingTheSetting(string setting)
     {
         var builder = Builder(new Dictionary<string, string?> { [setting] = "Embedded" });
 
-        var ex = Assert.Throws<InvalidOperationException>(() => builder.UseFunctionsDefaults());
+        var ex = Assert.Throws<InvalidOperationException>(() => builder.AddFunctionsHost());
 
         Assert.Contains(setting, ex.Message);
         Assert.Contains(setting.Replace(":", "__", StringComparison.Ordinal), ex.Message);
@@ -104,30 +116,31 @@ public sealed class FunctionsHostSetupTests
     {
         // The Functions host hands app settings to the worker as environment variables: '__' stands for ':'.
         var settings = SampleValues().ToDictionary(v => v.Key.Replace("__", ":", StringComparison.Ordinal), v => (string?)v.Value);
-        var builder = Builder(settings).UseFunctionsDefaults();
-        builder.Services
-            .AddServerlessInference(builder.Configuration)
-            .AddRedisProviders(builder.Configuration)
-            .AddBlobModelStore(builder.Configuration)
-            .AddGatewayFunctions();
-        builder.Services.AddSingleton<IWorkerOrchestrator>(new NoWorkers());
+
+        // The one setting docs/azure.md asks a local run to add: func start runs outside the cluster.
+        var kubeConfig = Path.GetTempFileName();
+        settings["Inference:Orchestrator:Kubernetes:KubeConfigPath"] = kubeConfig;
+        var builder = Builder(settings).AddFunctionsHost();
         using var host = builder.Build();
 
-        await host.StartAsync(); // runs ValidateOnStart for every options class registered above
-        await host.StopAsync();
+        try
+        {
+            await host.StartAsync(); // runs ValidateOnStart for every options class the composition registered
+            await host.StopAsync();
+        }
+        finally
+        {
+            File.Delete(kubeConfig);
+        }
     }
+
+    private static T Single<T>(HostApplicationBuilder builder) =>
+        Assert.IsType<T>(Assert.Single(builder.Services, d => d.ServiceType == typeof(T)).ImplementationInstance);
 
     private static Dictionary<string, string> SampleValues()
     {
         using var json = JsonDocument.Parse(File.ReadAllText(RepoFiles.Path("local.settings.sample.json")));
         Assert.False(json.RootElement.GetProperty("IsEncrypted").GetBoolean());
         return json.RootElement.GetProperty("Values").EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetString()!);
-    }
-
-    private sealed class NoWorkers : IWorkerOrchestrator
-    {
-        public ValueTask<int> GetReplicasAsync(CancellationToken cancellationToken) => ValueTask.FromResult(0);
-
-        public ValueTask SetReplicasAsync(int replicas, CancellationToken cancellationToken) => ValueTask.CompletedTask;
     }
 }

@@ -5,6 +5,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Time.Testing;
+using ServerlessInference.Hosting.Providers;
 using ServerlessInference.Functions.Hosting;
 using ServerlessInference.Functions.Scaling;
 using ServerlessInference.Hosting;
@@ -28,9 +29,9 @@ public sealed class ScalerFunctionTests : IAsyncDisposable
         var services = new ServiceCollection()
             .AddSingleton<IConfiguration>(configuration)
             .AddSingleton<TimeProvider>(_time)
-            .AddSingleton<IWorkerOrchestrator>(_orchestrator)
             .AddLogging(logging => logging.AddProvider(_logs));
-        services.AddServerlessInference(configuration).AddGatewayFunctions();
+        services.AddServerlessInference().AddProviders(ProviderChoice.Read(configuration)).AddScaler(ScalerTicks.External);
+        services.AddSingleton<IWorkerOrchestrator>(_orchestrator);
         _services = services.BuildServiceProvider(new ServiceProviderOptions { ValidateOnBuild = true, ValidateScopes = true });
     }
 

@@ -4,7 +4,7 @@ using ServerlessInference.Onnx.Demo;
 
 namespace ServerlessInference.Testing.Gateway;
 
-/// <summary>What every host's gateway must do over its routes (ARCHITECTURE §7), end to end with real inference on the
+/// <summary>What every host's gateway must do over its routes (docs/architecture.md, "HTTP surface"), end to end with real inference on the
 /// demo models. Derive once per host (DevHost over HTTP, the Functions app through its function classes).</summary>
 /// <remarks>A derived class provides two hosts over one model store holding the demo models: <see cref="Serving"/>
 /// configured with <see cref="ServingSettings"/> (at least one worker running), and <see cref="Stalled"/> configured with

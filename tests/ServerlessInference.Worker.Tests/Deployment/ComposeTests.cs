@@ -1,6 +1,6 @@
 using System.Text.Json;
 using System.Xml;
-using ServerlessInference.Embedded;
+using ServerlessInference.Jobs;
 using ServerlessInference.Gateway;
 using ServerlessInference.Workers;
 

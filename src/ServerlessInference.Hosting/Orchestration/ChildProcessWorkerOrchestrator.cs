@@ -1,29 +1,13 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using ServerlessInference.Scaling;
 using ServerlessInference.Workers;
 
-namespace ServerlessInference.DevHost.Services;
-
-/// <summary>Settings of worker processes (section <c>Inference:Workers</c>).</summary>
-public sealed class ChildProcessOptions
-{
-    /// <summary>The worker's dll (run with <c>dotnet</c>) or executable; default: <c>ServerlessInference.Worker.dll</c> beside this host.</summary>
-    public string? Path { get; set; }
-
-    /// <summary>How long a stopped worker may drain after SIGTERM before it is killed.</summary>
-    public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(60);
-
-    public string ResolvePath()
-    {
-        var path = string.IsNullOrWhiteSpace(Path) ? System.IO.Path.Combine(AppContext.BaseDirectory, "ServerlessInference.Worker.dll") : Path;
-        return File.Exists(path)
-            ? System.IO.Path.GetFullPath(path)
-            : throw new InvalidOperationException($"the worker is not at '{path}' (Inference:Workers:Path)");
-    }
-}
+namespace ServerlessInference.Hosting.Orchestration;
 
 /// <summary>An <see cref="IWorkerOrchestrator"/> whose workers are child processes of this host, as pods are in a cluster.</summary>
 /// <remarks>

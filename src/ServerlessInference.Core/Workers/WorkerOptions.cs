@@ -1,0 +1,54 @@
+using System.ComponentModel.DataAnnotations;
+using Microsoft.Extensions.Options;
+
+namespace ServerlessInference.Workers;
+
+/// <summary>Settings of a worker loop (section <c>Inference:Worker</c>).</summary>
+public sealed class WorkerOptions : IValidatableObject
+{
+    public const string Section = "Inference:Worker";
+
+    /// <summary>Most jobs taken from the queue at once (Triton's <c>max_batch_size</c>).</summary>
+    public int MaxBatchSize { get; set; } = 32;
+
+    /// <summary>How long to wait for more jobs once one has arrived. Zero (the default, like Triton's default
+    /// dynamic batcher) takes what is already queued and adds no wait; a positive value trades latency for fuller batches.</summary>
+    public TimeSpan MaxBatchDelay { get; set; } = TimeSpan.Zero;
+
+    /// <summary>How long one receive blocks when the queue is empty.</summary>
+    public TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    public TimeSpan HeartbeatInterval { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>How often leases are renewed while a batch runs; keep it well under the queue's lease duration.</summary>
+    public TimeSpan LeaseRenewInterval { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Back-off after the queue could not be reached.</summary>
+    public TimeSpan RetryDelay { get; set; } = TimeSpan.FromSeconds(1);
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        if (MaxBatchSize is < 1 or > 4096)
+        {
+            yield return new ValidationResult($"{Section}:MaxBatchSize must be between 1 and 4096", [nameof(MaxBatchSize)]);
+        }
+
+        if (MaxBatchDelay < TimeSpan.Zero)
+        {
+            yield return new ValidationResult($"{Section}:MaxBatchDelay must not be negative", [nameof(MaxBatchDelay)]);
+        }
+
+        if (PollInterval <= TimeSpan.Zero)
+        {
+            yield return new ValidationResult($"{Section}:PollInterval must be positive", [nameof(PollInterval)]);
+        }
+
+        if (LeaseRenewInterval <= TimeSpan.Zero)
+        {
+            yield return new ValidationResult($"{Section}:LeaseRenewInterval must be positive", [nameof(LeaseRenewInterval)]);
+        }
+    }
+}
+
+[OptionsValidator]
+public sealed partial class WorkerOptionsValidator : IValidateOptions<WorkerOptions>;

@@ -1,0 +1,65 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using OpenTelemetry;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
+using ServerlessInference.Telemetry;
+
+namespace ServerlessInference.Hosting;
+
+/// <summary>What every host process gets, whatever its role: metrics through OpenTelemetry, log scopes that carry the
+/// trace, and its listening address when none is configured.</summary>
+public static class ServiceDefaults
+{
+    /// <summary>The setting (or environment variable) that, when set, sends metrics over OTLP as well, e.g. to an
+    /// OpenTelemetry collector or Azure Monitor's OTLP ingestion. Read by the OpenTelemetry SDK itself.</summary>
+    public const string OtlpEndpointSetting = "OTEL_EXPORTER_OTLP_ENDPOINT";
+
+    /// <summary>OpenTelemetry metrics of the platform's meter (<see cref="InferenceMetrics.MeterName"/>) under the
+    /// host's service name: Prometheus text when <see cref="InferenceHost.PrometheusEndpoint"/> (map it with
+    /// <see cref="MapInferenceMetrics"/>), OTLP when <see cref="OtlpEndpointSetting"/> is set; and log scopes with the
+    /// trace and span ids, so a log line can be found from a trace.</summary>
+    public static TBuilder AddServiceDefaults<TBuilder>(this TBuilder builder, InferenceHost host) where TBuilder : IHostApplicationBuilder
+    {
+        builder.Logging.Configure(o => o.ActivityTrackingOptions = ActivityTrackingOptions.TraceId | ActivityTrackingOptions.SpanId);
+        var telemetry = builder.Services.AddOpenTelemetry()
+            .ConfigureResource(resource => resource.AddService(host.ServiceName))
+            .WithMetrics(metrics =>
+            {
+                metrics.AddMeter(InferenceMetrics.MeterName);
+                if (host.PrometheusEndpoint)
+                {
+                    metrics.AddPrometheusExporter();
+                }
+            });
+        if (!string.IsNullOrWhiteSpace(builder.Configuration[OtlpEndpointSetting]))
+        {
+            telemetry.UseOtlpExporter();
+        }
+
+        return builder;
+    }
+
+    /// <summary>Prometheus text of the platform's metrics on <c>/metrics</c>.</summary>
+    public static IEndpointRouteBuilder MapInferenceMetrics(this IEndpointRouteBuilder endpoints)
+    {
+        endpoints.MapPrometheusScrapingEndpoint("/metrics");
+        return endpoints;
+    }
+
+    /// <summary>Listens on <paramref name="url"/> unless <c>urls</c> or <c>ASPNETCORE_URLS</c> says otherwise.</summary>
+    public static WebApplicationBuilder UseDefaultUrl(this WebApplicationBuilder builder, string url)
+    {
+        if (string.IsNullOrEmpty(builder.Configuration["urls"]) && string.IsNullOrEmpty(builder.Configuration["ASPNETCORE_URLS"]))
+        {
+            builder.WebHost.UseUrls(url);
+        }
+
+        return builder;
+    }
+}
