@@ -59,6 +59,11 @@ public sealed partial class ChildProcessWorkerOrchestrator(
 
     public ValueTask<int> GetReplicasAsync(CancellationToken cancellationToken)
     {
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return ValueTask.FromCanceled<int>(cancellationToken);
+        }
+
         lock (_lock)
         {
             PruneExitedLocked();
@@ -69,6 +74,7 @@ public sealed partial class ChildProcessWorkerOrchestrator(
     public async ValueTask SetReplicasAsync(int replicas, CancellationToken cancellationToken)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(replicas);
+        cancellationToken.ThrowIfCancellationRequested();
         int surplus;
         lock (_lock)
         {

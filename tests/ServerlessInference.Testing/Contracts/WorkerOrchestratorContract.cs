@@ -17,8 +17,9 @@ public abstract class WorkerOrchestratorContract : ContractClock
     /// <summary>The orchestrator under test over a fresh platform with no workers; tracked so it is disposed after the test.</summary>
     protected abstract ValueTask<IWorkerOrchestrator> CreateOrchestratorAsync();
 
-    /// <summary>The workers the platform runs and has not been told to stop, seen from the platform: live worker loops
-    /// or processes not stopping, or the replica count a Deployment or a Container App is told to keep.</summary>
+    /// <summary>The workers the platform runs, seen from the platform: worker loops not told to stop, live worker
+    /// processes (a stopped one counts until it has drained and exited), or the replica count a Deployment or a
+    /// Container App is told to keep.</summary>
     protected abstract ValueTask<int> PlatformReplicasAsync();
 
     /// <summary>How many workers the platform has started so far (a Container App starts every replica of a new
