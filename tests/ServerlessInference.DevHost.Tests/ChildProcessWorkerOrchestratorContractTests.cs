@@ -7,6 +7,7 @@ using ServerlessInference.DevHost.Services;
 using ServerlessInference.Embedded;
 using ServerlessInference.Scaling;
 using ServerlessInference.Testing.Contracts;
+using ServerlessInference.Workers;
 
 namespace ServerlessInference.DevHost.Tests;
 
@@ -24,6 +25,7 @@ public sealed class ChildProcessWorkerOrchestratorContractTests : WorkerOrchestr
     private readonly Lock _lock = new();
     private readonly HashSet<int> _seen = [];
     private readonly List<ChildProcessWorkerOrchestrator> _orchestrators = [];
+    private readonly InMemoryWorkerRegistry _registry = new(TimeProvider.System, TimeSpan.FromHours(1));
     private string _worker = "";
 
     protected override TimeProvider Time => TimeProvider.System;
@@ -82,20 +84,86 @@ public sealed class ChildProcessWorkerOrchestratorContractTests : WorkerOrchestr
         }
     }
 
-    protected override ValueTask<IWorkerOrchestrator> CreateOrchestratorAsync()
+    protected override ValueTask<IWorkerOrchestrator> CreateOrchestratorAsync() =>
+        ValueTask.FromResult<IWorkerOrchestrator>(new Observed(Create(_registry), Observe));
+
+    // What only this orchestrator does.
+
+    [Fact]
+    public async Task SetReplicasAsync_Down_StopsTheIdlestWorkersAsTheRegistryTells()
+    {
+        var orchestrator = new Observed(Create(_registry), Observe);
+        await orchestrator.SetReplicasAsync(3, default);
+        var workers = _orchestrators.Single().Workers;
+        await _registry.HeartbeatAsync(Status(workers[0].Id, inFlight: 2), default);
+        await _registry.HeartbeatAsync(Status(workers[1].Id, inFlight: 7), default);
+        await _registry.HeartbeatAsync(Status(workers[2].Id, inFlight: 0), default);
+
+        await orchestrator.SetReplicasAsync(1, default);
+
+        Assert.Equal(workers[1], Assert.Single(_orchestrators.Single().Workers));
+    }
+
+    [Fact]
+    public async Task GetReplicasAsync_AWorkerDiedOnItsOwn_StopsCountingItAndForgetsIt()
+    {
+        var orchestrator = Create(_registry);
+        await new Observed(orchestrator, Observe).SetReplicasAsync(2, default);
+        var (id, pid) = orchestrator.Workers[0];
+        await _registry.HeartbeatAsync(Status(id, inFlight: 0), default);
+
+        using (var process = Process.GetProcessById(pid))
+        {
+            process.Kill();
+        }
+
+        // The next scaler tick sees one worker and starts another.
+        await EventuallyAsync(() => orchestrator.GetReplicasAsync(default).AsTask(), n => n == 1, "the dead worker to stop counting");
+        await EventuallyAsync(() => _registry.ListAsync(default).AsTask(), l => l.Count == 0, "the dead worker to leave the registry");
+    }
+
+    [Fact]
+    public async Task SetReplicasAsync_ConcurrentScaleDowns_StopOnlyWhatIsOverTheCount()
+    {
+        // Both calls read the registry before either stops a worker.
+        var orchestrator = new Observed(Create(new RendezvousRegistry(_registry, callers: 2)), Observe);
+        await orchestrator.SetReplicasAsync(3, default);
+
+        await Task.WhenAll(orchestrator.SetReplicasAsync(1, default).AsTask(), orchestrator.SetReplicasAsync(1, default).AsTask());
+
+        Assert.Equal(1, await orchestrator.GetReplicasAsync(default));
+        await EventuallyAsync(() => PlatformReplicasAsync().AsTask(), n => n == 1, "two workers to exit");
+    }
+
+    private ChildProcessWorkerOrchestrator Create(IWorkerRegistry registry)
     {
         var orchestrator = Track(new ChildProcessWorkerOrchestrator(
             Options.Create(_options),
             new ConfigurationBuilder().Build(),
-            new InMemoryWorkerRegistry(TimeProvider.System),
+            registry,
             NullLogger<ChildProcessWorkerOrchestrator>.Instance));
         lock (_lock)
         {
             _orchestrators.Add(orchestrator);
         }
 
-        return ValueTask.FromResult<IWorkerOrchestrator>(new Observed(orchestrator, Observe));
+        return orchestrator;
     }
+
+    private static WorkerStatus Status(string id, int inFlight) => new()
+    {
+        Id = id,
+        Host = "test",
+        ExecutionProvider = "CPU",
+        State = WorkerState.Running,
+        InFlight = inFlight,
+        WarmModels = [],
+        MemoryUsedBytes = 0,
+        MemoryBudgetBytes = 1L << 30,
+        JobsCompleted = 0,
+        StartedAt = TimeProvider.System.GetUtcNow(),
+        LastHeartbeat = TimeProvider.System.GetUtcNow(),
+    };
 
     /// <summary>Children alive as the OS sees them (a stopped one counts until it has drained and exited).</summary>
     protected override ValueTask<int> PlatformReplicasAsync()
@@ -140,6 +208,29 @@ public sealed class ChildProcessWorkerOrchestratorContractTests : WorkerOrchestr
             {
                 observe();
             }
+        }
+    }
+
+    /// <summary>A registry whose <see cref="ListAsync"/> answers only once <paramref name="callers"/> calls wait on it
+    /// (the real-time bound only stops a hung test).</summary>
+    private sealed class RendezvousRegistry(IWorkerRegistry inner, int callers) : IWorkerRegistry
+    {
+        private readonly TaskCompletionSource _all = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private int _waiting;
+
+        public ValueTask HeartbeatAsync(WorkerStatus status, CancellationToken cancellationToken) => inner.HeartbeatAsync(status, cancellationToken);
+
+        public ValueTask RemoveAsync(string workerId, CancellationToken cancellationToken) => inner.RemoveAsync(workerId, cancellationToken);
+
+        public async ValueTask<IReadOnlyList<WorkerStatus>> ListAsync(CancellationToken cancellationToken)
+        {
+            if (Interlocked.Increment(ref _waiting) >= callers)
+            {
+                _all.TrySetResult();
+            }
+
+            await _all.Task.WaitAsync(TimeSpan.FromSeconds(30), cancellationToken);
+            return await inner.ListAsync(cancellationToken);
         }
     }
 

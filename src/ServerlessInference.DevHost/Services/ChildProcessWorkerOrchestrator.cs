@@ -96,7 +96,8 @@ public sealed partial class ChildProcessWorkerOrchestrator(
         var inFlight = (await registry.ListAsync(cancellationToken).ConfigureAwait(false)).ToDictionary(w => w.Id, w => w.InFlight);
         lock (_lock)
         {
-            foreach (var child in _running.OrderBy(c => inFlight.GetValueOrDefault(c.Id)).Take(surplus).ToList())
+            // Recounted: a concurrent call may have stopped some while the registry answered.
+            foreach (var child in _running.OrderBy(c => inFlight.GetValueOrDefault(c.Id)).Take(_running.Count - replicas).ToList())
             {
                 _running.Remove(child);
                 _draining.Add(DrainAsync(child));
