@@ -11,7 +11,8 @@ using ServerlessInference.Workers;
 
 namespace ServerlessInference.DevHost.Tests;
 
-/// <summary>The orchestrator contract over real child processes of this test host (Linux: SIGTERM and <c>/proc</c>).</summary>
+/// <summary>The orchestrator contract, and what only this orchestrator does, over real child processes of this test
+/// host (Linux: SIGTERM and <c>/proc</c>).</summary>
 /// <remarks>The children are a shell script standing in for the worker: what the contract checks is the process
 /// lifecycle, and a real worker (Redis, a model store, ONNX Runtime) would take seconds to start for nothing more;
 /// the integration tests run the real one under this orchestrator. Like the worker, the stand-in exits on SIGTERM and
@@ -75,8 +76,15 @@ public sealed class ChildProcessWorkerOrchestratorContractTests : WorkerOrchestr
 
             foreach (var pid in alive)
             {
-                using var process = Process.GetProcessById(pid);
-                process.Kill();
+                try
+                {
+                    using var process = Process.GetProcessById(pid);
+                    process.Kill();
+                }
+                catch (ArgumentException)
+                {
+                    // Gone between the look and the kill.
+                }
             }
 
             Directory.Delete(_root, recursive: true);
