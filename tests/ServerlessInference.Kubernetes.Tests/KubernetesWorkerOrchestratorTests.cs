@@ -96,10 +96,6 @@ public sealed class KubernetesWorkerOrchestratorTests : IDisposable
         await Assert.ThrowsAsync<HttpRequestException>(() => _orchestrator.GetReplicasAsync(default).AsTask());
     }
 
-    [Fact]
-    public async Task SetReplicasAsync_Negative_Throws() =>
-        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => _orchestrator.SetReplicasAsync(-1, default).AsTask());
-
     private static string Scale(int specReplicas, int statusReplicas) => $$"""
         {"kind":"Scale","apiVersion":"autoscaling/v1",
          "metadata":{"name":"serverless-inference-worker","namespace":"inference"},

@@ -29,6 +29,11 @@ public sealed partial class InProcessWorkerOrchestrator(Func<string, InferenceWo
 
     public ValueTask<int> GetReplicasAsync(CancellationToken cancellationToken)
     {
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return ValueTask.FromCanceled<int>(cancellationToken);
+        }
+
         lock (_lock)
         {
             PruneEndedLocked();
@@ -49,6 +54,11 @@ public sealed partial class InProcessWorkerOrchestrator(Func<string, InferenceWo
     public ValueTask SetReplicasAsync(int replicas, CancellationToken cancellationToken)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(replicas);
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return ValueTask.FromCanceled(cancellationToken);
+        }
+
         lock (_lock)
         {
             _draining.RemoveAll(t => t.IsCompleted);

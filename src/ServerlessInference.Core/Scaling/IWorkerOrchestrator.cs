@@ -4,7 +4,8 @@ namespace ServerlessInference.Scaling;
 /// <remarks>
 /// <para>Stopping drains: a stopped worker finishes its batch first. Implementations that can choose pick idle workers
 /// to stop (a Deployment or a Container App chooses for itself; its workers drain on SIGTERM).</para>
-/// <para>Failures throw; the <see cref="Scaler"/> logs them and tries again on its next tick.</para>
+/// <para>Failures throw; the <see cref="Scaler"/> logs them and tries again on its next tick. A call whose token is
+/// already cancelled throws <see cref="OperationCanceledException"/> and changes nothing.</para>
 /// </remarks>
 public interface IWorkerOrchestrator
 {
@@ -14,6 +15,8 @@ public interface IWorkerOrchestrator
     /// replica that is still pulling its image counts, and the scaler does not ask for it again on every tick.</summary>
     ValueTask<int> GetReplicasAsync(CancellationToken cancellationToken);
 
-    /// <summary>Starts or stops workers until <paramref name="replicas"/> run.</summary>
+    /// <summary>Starts or stops workers until <paramref name="replicas"/> run; asking for the count already kept starts
+    /// and stops nothing.</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="replicas"/> is negative.</exception>
     ValueTask SetReplicasAsync(int replicas, CancellationToken cancellationToken);
 }

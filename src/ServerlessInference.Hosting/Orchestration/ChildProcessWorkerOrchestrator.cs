@@ -43,6 +43,11 @@ public sealed partial class ChildProcessWorkerOrchestrator(
 
     public ValueTask<int> GetReplicasAsync(CancellationToken cancellationToken)
     {
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return ValueTask.FromCanceled<int>(cancellationToken);
+        }
+
         lock (_lock)
         {
             PruneExitedLocked();
@@ -53,6 +58,7 @@ public sealed partial class ChildProcessWorkerOrchestrator(
     public async ValueTask SetReplicasAsync(int replicas, CancellationToken cancellationToken)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(replicas);
+        cancellationToken.ThrowIfCancellationRequested();
         int surplus;
         lock (_lock)
         {
@@ -74,7 +80,8 @@ public sealed partial class ChildProcessWorkerOrchestrator(
         var inFlight = (await registry.ListAsync(cancellationToken).ConfigureAwait(false)).ToDictionary(w => w.Id, w => w.InFlight);
         lock (_lock)
         {
-            foreach (var child in _running.OrderBy(c => inFlight.GetValueOrDefault(c.Id)).Take(surplus).ToList())
+            // Recounted: a concurrent call may have stopped some while the registry answered.
+            foreach (var child in _running.OrderBy(c => inFlight.GetValueOrDefault(c.Id)).Take(_running.Count - replicas).ToList())
             {
                 _running.Remove(child);
                 _draining.Add(DrainAsync(child));

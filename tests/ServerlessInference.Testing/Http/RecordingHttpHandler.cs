@@ -5,14 +5,17 @@ namespace ServerlessInference.Testing.Http;
 
 /// <summary>An <see cref="HttpMessageHandler"/> that records every request (method, URL, headers, body, and the fake
 /// clock's time) and answers from a script, for asserting the exact calls a REST client makes.</summary>
-/// <remarks>Answers are taken in order; a request beyond the script fails the test with the request in the message.
-/// Derives from <see cref="DelegatingHandler"/> so clients that only take delegating handlers (the Kubernetes client)
-/// can use it: it never calls an inner handler. Thread-safe.</remarks>
+/// <remarks>Answers are taken in order; a request beyond the script goes to the <see cref="Otherwise"/> answer (a
+/// stateful fake server) when there is one, else fails the test with the request in the message. A request whose
+/// token is already cancelled is neither recorded nor answered, as a real transport never sends it. Derives from
+/// <see cref="DelegatingHandler"/> so clients that only take delegating handlers (the Kubernetes client) can use it:
+/// it never calls an inner handler. Thread-safe.</remarks>
 public sealed class RecordingHttpHandler(TimeProvider? clock = null) : DelegatingHandler
 {
     private readonly Lock _lock = new();
     private readonly Queue<Func<RecordedRequest, HttpResponseMessage>> _script = new();
     private readonly List<RecordedRequest> _requests = [];
+    private Func<RecordedRequest, HttpResponseMessage>? _otherwise;
 
     public IReadOnlyList<RecordedRequest> Requests
     {
@@ -54,8 +57,20 @@ public sealed class RecordingHttpHandler(TimeProvider? clock = null) : Delegatin
         return this;
     }
 
+    /// <summary>Answers every request the script does not with <paramref name="answer"/>.</summary>
+    public RecordingHttpHandler Otherwise(Func<RecordedRequest, HttpResponseMessage> answer)
+    {
+        lock (_lock)
+        {
+            _otherwise = answer;
+        }
+
+        return this;
+    }
+
     protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
+        cancellationToken.ThrowIfCancellationRequested();
         var body = request.Content is null ? null : await request.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false);
         var headers = request.Headers.Concat(request.Content?.Headers ?? Enumerable.Empty<KeyValuePair<string, IEnumerable<string>>>())
             .ToDictionary(h => h.Key, h => string.Join(", ", h.Value), StringComparer.OrdinalIgnoreCase);
@@ -64,10 +79,8 @@ public sealed class RecordingHttpHandler(TimeProvider? clock = null) : Delegatin
         lock (_lock)
         {
             _requests.Add(recorded);
-            if (!_script.TryDequeue(out answer!))
-            {
-                throw new InvalidOperationException($"unscripted request #{_requests.Count}: {recorded}");
-            }
+            answer = _script.TryDequeue(out var scripted) ? scripted
+                : _otherwise ?? throw new InvalidOperationException($"unscripted request #{_requests.Count}: {recorded}");
         }
 
         var response = answer(recorded);
