@@ -3,7 +3,7 @@ using System.Runtime.Versioning;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
-using ServerlessInference.DevHost.Services;
+using ServerlessInference.Hosting.Orchestration;
 using ServerlessInference.Embedded;
 using ServerlessInference.Scaling;
 using ServerlessInference.Testing.Contracts;

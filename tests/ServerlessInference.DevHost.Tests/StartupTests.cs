@@ -26,6 +26,17 @@ public sealed class StartupTests
     }
 
     [Fact]
+    public void Start_DemoModelsSeedNotABoolean_FailsAtStartNamingTheSetting()
+    {
+        var root = Path.Combine(Path.GetTempPath(), "si-startup-tests", Guid.NewGuid().ToString("N"));
+        using var host = new DevHostFactory(root, new Dictionary<string, string?> { ["Inference:DemoModels:Seed"] = "sometimes" });
+
+        var ex = Assert.ThrowsAny<Exception>(() => host.Server);
+
+        Assert.Contains("Inference:DemoModels:Seed", ex.ToString());
+    }
+
+    [Fact]
     public void Start_UnknownQueueProvider_FailsNamingTheSetting()
     {
         var root = Path.Combine(Path.GetTempPath(), "si-startup-tests", Guid.NewGuid().ToString("N"));
