@@ -19,7 +19,6 @@ public sealed class KubernetesWorkerOrchestratorContractTests : WorkerOrchestrat
     private readonly Lock _lock = new();
     private int _specReplicas;
     private int _started;
-    private bool _broken;
 
     protected override TimeProvider Time => _time;
 
@@ -56,22 +55,6 @@ public sealed class KubernetesWorkerOrchestratorContractTests : WorkerOrchestrat
         }
     }
 
-    protected override void BreakPlatform()
-    {
-        lock (_lock)
-        {
-            _broken = true;
-        }
-    }
-
-    protected override void HealPlatform()
-    {
-        lock (_lock)
-        {
-            _broken = false;
-        }
-    }
-
     /// <summary>The API server's side: GET and merge-PATCH of the scale subresource; the Deployment starts a pod for
     /// every replica <c>spec.replicas</c> grows by.</summary>
     private HttpResponseMessage Answer(RecordedRequest request)
@@ -81,7 +64,7 @@ public sealed class KubernetesWorkerOrchestratorContractTests : WorkerOrchestrat
         {
             if (request.Method == HttpMethod.Patch)
             {
-                if (_broken)
+                if (PlatformBroken)
                 {
                     return Json(HttpStatusCode.Forbidden, """{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Forbidden","code":403}""");
                 }

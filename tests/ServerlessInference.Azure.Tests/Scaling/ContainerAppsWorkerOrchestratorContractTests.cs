@@ -21,7 +21,6 @@ public sealed class ContainerAppsWorkerOrchestratorContractTests : WorkerOrchest
     private readonly Lock _lock = new();
     private string _scale = """{"minReplicas":0,"maxReplicas":1,"rules":[]}""";
     private int _started;
-    private bool _broken;
 
     protected override TimeProvider Time => _time;
 
@@ -64,22 +63,6 @@ public sealed class ContainerAppsWorkerOrchestratorContractTests : WorkerOrchest
         }
     }
 
-    protected override void BreakPlatform()
-    {
-        lock (_lock)
-        {
-            _broken = true;
-        }
-    }
-
-    protected override void HealPlatform()
-    {
-        lock (_lock)
-        {
-            _broken = false;
-        }
-    }
-
     /// <summary>ARM's side: GET the app, merge-PATCH its scale block. A PATCH makes a new revision, whose replicas all
     /// start afresh. Broken, ARM refuses the write with a 403 (not retried, so no clock to move).</summary>
     private HttpResponseMessage Answer(RecordedRequest request)
@@ -89,7 +72,7 @@ public sealed class ContainerAppsWorkerOrchestratorContractTests : WorkerOrchest
         {
             if (request.Method == HttpMethod.Patch)
             {
-                if (_broken)
+                if (PlatformBroken)
                 {
                     return Json(HttpStatusCode.Forbidden, """{"error":{"code":"AuthorizationFailed","message":"no write on Microsoft.App/containerApps"}}""");
                 }

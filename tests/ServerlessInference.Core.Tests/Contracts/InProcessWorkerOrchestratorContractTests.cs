@@ -13,7 +13,6 @@ public sealed class InProcessWorkerOrchestratorContractTests : WorkerOrchestrato
     private readonly WorkerRig _rig = new();
     private readonly Lock _lock = new();
     private readonly List<InferenceWorker> _created = [];
-    private bool _broken;
 
     protected override TimeProvider Time => _rig.Time;
 
@@ -46,22 +45,6 @@ public sealed class InProcessWorkerOrchestratorContractTests : WorkerOrchestrato
         }
     }
 
-    protected override void BreakPlatform()
-    {
-        lock (_lock)
-        {
-            _broken = true;
-        }
-    }
-
-    protected override void HealPlatform()
-    {
-        lock (_lock)
-        {
-            _broken = false;
-        }
-    }
-
     public override async Task DisposeAsync()
     {
         // The orchestrators drain their workers first; the rig's pool and model folder go after.
@@ -73,7 +56,7 @@ public sealed class InProcessWorkerOrchestratorContractTests : WorkerOrchestrato
     {
         lock (_lock)
         {
-            if (_broken)
+            if (PlatformBroken)
             {
                 throw new InvalidOperationException("the worker cannot be built (a broken model store, say)");
             }

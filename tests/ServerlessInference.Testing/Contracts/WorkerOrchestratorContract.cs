@@ -28,9 +28,15 @@ public abstract class WorkerOrchestratorContract : ContractClock
 
     /// <summary>From now on the platform refuses to start workers: the API refuses the write, the worker cannot be
     /// started. <see cref="HealPlatform"/> undoes it.</summary>
-    protected abstract void BreakPlatform();
+    protected virtual void BreakPlatform() => Volatile.Write(ref _platformBroken, true);
 
-    protected abstract void HealPlatform();
+    protected virtual void HealPlatform() => Volatile.Write(ref _platformBroken, false);
+
+    /// <summary>Whether <see cref="BreakPlatform"/> was called without <see cref="HealPlatform"/> since: a fake platform
+    /// that keeps the default break and heal refuses to start workers while this is true.</summary>
+    protected bool PlatformBroken => Volatile.Read(ref _platformBroken);
+
+    private bool _platformBroken;
 
     [Fact]
     public async Task GetReplicasAsync_NewPlatform_Zero()
