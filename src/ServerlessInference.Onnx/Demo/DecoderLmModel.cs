@@ -214,7 +214,8 @@ public static class DecoderLmModel
             }
 
             LayerNorm("lnf", x, "final");
-            Weights("lm_head", 4 * Math.Sqrt(3.0 / d), d, v);
+            // The end token's column is scaled down so greedy text runs for a while; sampling still reaches it.
+            Weights("lm_head", 4 * Math.Sqrt(3.0 / d), d, v, column: (v - 1, 0.25));
             Node("MatMul", ["final", "lm_head"], ["logits"]);
             return _graph;
         }
@@ -234,8 +235,11 @@ public static class DecoderLmModel
             Node("LayerNormalization", [input, prefix + ".g", prefix + ".b"], [output], ("axis", -1L), ("epsilon", 1e-5f));
         }
 
-        private void Weights(string name, double scale, params int[] dims)
+        private void Weights(string name, double scale, params int[] dims) => Weights(name, scale, dims[0], dims.Length > 1 ? dims[1] : -1, null);
+
+        private void Weights(string name, double scale, int rows, int columns, (int Index, double Scale)? column)
         {
+            int[] dims = columns < 0 ? [rows] : [rows, columns];
             var count = 1;
             foreach (var dim in dims)
             {
@@ -245,7 +249,8 @@ public static class DecoderLmModel
             var values = new float[count];
             for (var j = 0; j < values.Length; j++)
             {
-                values[j] = (float)(_random.NextSigned() * scale);
+                var factor = column is { } c && j % columns == c.Index ? c.Scale : 1.0;
+                values[j] = (float)(_random.NextSigned() * scale * factor);
             }
 
             _graph.Initializer.Add(OnnxModelProtos.FloatTensor(name, values, Array.ConvertAll(dims, dim => (long)dim)));
