@@ -155,12 +155,27 @@ public static class DemoTokenizer
 
     private static List<(string Left, string Right)> Train(Dictionary<string, int> wordCounts, int mergeCount)
     {
+        // Symbols are ids into `strings`; a pair is one long key, so counting stays cheap.
+        var strings = new List<string>();
+        var ids = new Dictionary<string, int>(StringComparer.Ordinal);
+        int Id(string symbol)
+        {
+            if (!ids.TryGetValue(symbol, out var id))
+            {
+                id = strings.Count;
+                strings.Add(symbol);
+                ids.Add(symbol, id);
+            }
+
+            return id;
+        }
+
         var words = wordCounts.OrderBy(pair => pair.Key, StringComparer.Ordinal)
-            .Select(pair => (Symbols: pair.Key.Select(c => c.ToString()).ToList(), Count: pair.Value))
+            .Select(pair => (Symbols: pair.Key.Select(c => Id(c.ToString())).ToList(), Count: pair.Value))
             .ToList();
         var merges = new List<(string, string)>(mergeCount);
         var known = new HashSet<string>(StringComparer.Ordinal);
-        var pairs = new Dictionary<(string, string), int>();
+        var pairs = new Dictionary<long, int>();
         while (merges.Count < mergeCount)
         {
             pairs.Clear();
@@ -168,7 +183,7 @@ public static class DemoTokenizer
             {
                 for (var i = 0; i + 1 < symbols.Count; i++)
                 {
-                    var pair = (symbols[i], symbols[i + 1]);
+                    var pair = ((long)symbols[i] << 32) | (uint)symbols[i + 1];
                     pairs[pair] = pairs.GetValueOrDefault(pair) + count;
                 }
             }
@@ -178,16 +193,17 @@ public static class DemoTokenizer
                 break;
             }
 
-            var best = pairs.First();
-            foreach (var candidate in pairs)
+            long best = 0;
+            var bestCount = -1;
+            foreach (var (pair, count) in pairs)
             {
-                if (candidate.Value > best.Value || (candidate.Value == best.Value && Compare(candidate.Key, best.Key) < 0))
+                if (count > bestCount || (count == bestCount && Compare(Strings(pair), Strings(best)) < 0))
                 {
-                    best = candidate;
+                    (best, bestCount) = (pair, count);
                 }
             }
 
-            var (left, right) = best.Key;
+            var (left, right) = Strings(best);
             var merged = left + right;
             if (known.Add(merged))
             {
@@ -195,13 +211,14 @@ public static class DemoTokenizer
                 merges.Add((left, right));
             }
 
+            int leftId = (int)(best >> 32), rightId = (int)(uint)best, mergedId = Id(merged);
             foreach (var (symbols, _) in words)
             {
                 for (var i = 0; i + 1 < symbols.Count; i++)
                 {
-                    if (symbols[i] == left && symbols[i + 1] == right)
+                    if (symbols[i] == leftId && symbols[i + 1] == rightId)
                     {
-                        symbols[i] = merged;
+                        symbols[i] = mergedId;
                         symbols.RemoveAt(i + 1);
                     }
                 }
@@ -209,6 +226,8 @@ public static class DemoTokenizer
         }
 
         return merges;
+
+        (string Left, string Right) Strings(long pair) => (strings[(int)(pair >> 32)], strings[(int)(uint)pair]);
     }
 
     private static int Compare((string Left, string Right) a, (string Left, string Right) b)
