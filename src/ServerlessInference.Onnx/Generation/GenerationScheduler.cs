@@ -531,8 +531,8 @@ internal sealed class GenerationScheduler : IDisposable
     private void Finish(Sequence sequence, GeneratedToken last)
     {
         sequence.Finished = true;
+        Counters.AddCompleted(); // before the caller can see the end
         sequence.Complete(last);
-        Counters.AddCompleted();
     }
 
     private void ReleasePast()
