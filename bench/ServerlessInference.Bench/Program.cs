@@ -9,6 +9,11 @@ if (args.Length > 0 && args[0] == RawChild.ChildFlag)
     return RawChild.RunChild(args);
 }
 
+if (args.Length > 0 && args[0] == GenerationEngineBench.Command)
+{
+    return await GenerationEngineBench.RunAsync(args[1..]);
+}
+
 BenchOptions options;
 try
 {

@@ -23,4 +23,10 @@ internal static partial class Log
 
     [LoggerMessage(7, LogLevel.Warning, "A stacked run of {Count} requests of model {Model} failed; running them one by one")]
     public static partial void StackedRunFailed(ILogger logger, string model, int count, Exception exception);
+
+    [LoggerMessage(8, LogLevel.Error, "A generation step of model {Model} failed; its {Count} running sequences fail")]
+    public static partial void GenerationStepFailed(ILogger logger, string model, int count, Exception exception);
+
+    [LoggerMessage(9, LogLevel.Information, "Loaded text-generation model {Model}: {Layers} layers, {Heads} heads of {HeadDim}, vocabulary {Vocabulary}, {KvBytesPerToken} KV bytes per token")]
+    public static partial void GenerationModelLoaded(ILogger logger, string model, int layers, int heads, int headDim, int vocabulary, long kvBytesPerToken);
 }

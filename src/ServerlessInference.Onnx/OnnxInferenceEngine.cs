@@ -2,7 +2,9 @@ using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Microsoft.ML.OnnxRuntime;
+using ServerlessInference.Generation;
 using ServerlessInference.Models;
+using ServerlessInference.Onnx.Generation;
 
 namespace ServerlessInference.Onnx;
 
@@ -25,15 +27,27 @@ public sealed class OnnxInferenceEngine : IInferenceEngine
     private readonly OnnxEngineOptions _options;
     private readonly ILogger<OnnxInferenceEngine> _logger;
     private readonly EnvironmentState _environment;
+    private readonly TextGenerationOptions _generationOptions;
+    private readonly TimeProvider _timeProvider;
+    private readonly IGenerationObserver? _generationObserver;
 
+    /// <param name="options">Engine settings.</param>
+    /// <param name="logger">The engine's logger.</param>
+    /// <param name="generationOptions">Scheduler limits of <c>text-generation</c> models (defaults when null).</param>
+    /// <param name="timeProvider">The clock of generation deadlines and latencies (the system clock when null).</param>
+    /// <param name="generationObserver">Latency hooks of <c>text-generation</c> models (none when null).</param>
     /// <exception cref="InvalidOperationException"><see cref="OnnxEngineOptions.ExecutionProvider"/> is
     /// <see cref="OnnxExecutionProvider.Cuda"/> and CUDA cannot run here.</exception>
-    public OnnxInferenceEngine(IOptions<OnnxEngineOptions> options, ILogger<OnnxInferenceEngine> logger)
+    public OnnxInferenceEngine(IOptions<OnnxEngineOptions> options, ILogger<OnnxInferenceEngine> logger,
+        IOptions<TextGenerationOptions>? generationOptions = null, TimeProvider? timeProvider = null, IGenerationObserver? generationObserver = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(logger);
         _options = options.Value;
         _logger = logger;
+        _generationOptions = generationOptions?.Value ?? new TextGenerationOptions();
+        _timeProvider = timeProvider ?? TimeProvider.System;
+        _generationObserver = generationObserver;
 
         _environment = OnnxRuntimeEnvironment.GetOrCreate(_options);
         if (_environment.Preexisting)
@@ -62,7 +76,9 @@ public sealed class OnnxInferenceEngine : IInferenceEngine
     public string ExecutionProviderDetail { get; }
 
     /// <summary>Creates a session from <paramref name="weightsPath"/> on a pool thread and checks the model's inputs
-    /// and outputs (names, element types, ranks, fixed dims) against <paramref name="manifest"/>.</summary>
+    /// and outputs (names, element types, ranks, fixed dims) against <paramref name="manifest"/>. A
+    /// <c>text-generation</c> manifest gives an <see cref="OnnxTextGenerationModel"/> (an <see cref="ITextGenerationModel"/>)
+    /// whose KV-cache geometry is read from the model and checked against the manifest's generation spec.</summary>
     /// <exception cref="InferenceException"><see cref="InferenceError.ModelFailure"/>: the file is missing, ONNX
     /// Runtime cannot load it, or it does not match the manifest.</exception>
     public async ValueTask<ILoadedModel> LoadAsync(ModelManifest manifest, string weightsPath, CancellationToken cancellationToken)
@@ -73,8 +89,22 @@ public sealed class OnnxInferenceEngine : IInferenceEngine
         return await Task.Run(() => Load(manifest, weightsPath), cancellationToken).ConfigureAwait(false);
     }
 
-    private OnnxLoadedModel Load(ModelManifest manifest, string weightsPath)
+    private ILoadedModel Load(ModelManifest manifest, string weightsPath)
     {
+        if (manifest.Task is not null && !manifest.IsTextGeneration)
+        {
+            throw new InferenceException(InferenceError.ModelFailure, $"model '{manifest.Key}' has task '{manifest.Task}'; only '{ModelTasks.TextGeneration}' is known");
+        }
+
+        if (manifest.IsTextGeneration)
+        {
+            var problems = manifest.Generation?.Validate() ?? ["generation is missing: a text-generation model needs it"];
+            if (problems.Count > 0)
+            {
+                throw new InferenceException(InferenceError.ModelFailure, $"model '{manifest.Key}' has an invalid manifest: {string.Join("; ", problems)}");
+            }
+        }
+
         var file = new FileInfo(weightsPath);
         if (!file.Exists)
         {
@@ -98,6 +128,11 @@ public sealed class OnnxInferenceEngine : IInferenceEngine
             throw new InferenceException(InferenceError.ModelFailure, $"ONNX Runtime cannot load model '{manifest.Key}': {ex.Message}", ex);
         }
 
+        if (manifest.IsTextGeneration)
+        {
+            return LoadTextGeneration(manifest, session, file);
+        }
+
         try
         {
             var signature = ModelSignature.Create(manifest, session);
@@ -107,6 +142,50 @@ public sealed class OnnxInferenceEngine : IInferenceEngine
         catch
         {
             session.Dispose();
+            throw;
+        }
+    }
+
+    private OnnxTextGenerationModel LoadTextGeneration(ModelManifest manifest, InferenceSession session, FileInfo file)
+    {
+        DecoderSession? decoder = null;
+        try
+        {
+            var stopwatch = Stopwatch.StartNew();
+            var spec = manifest.Generation!;
+            decoder = DecoderSession.Create(session, spec, manifest.Key);
+            TextTokenizer tokenizer;
+            try
+            {
+                tokenizer = TextTokenizer.Load(spec.Tokenizer, OnnxTextGenerationModel.TokenizerFiles(file.FullName, session));
+            }
+            catch (InvalidDataException e)
+            {
+                throw new InferenceException(InferenceError.ModelFailure, $"model '{manifest.Key}': {e.Message}", e);
+            }
+
+            if (tokenizer.VocabularySize > decoder.VocabularySize)
+            {
+                throw new InferenceException(InferenceError.ModelFailure,
+                    $"model '{manifest.Key}': generation.tokenizer has {tokenizer.VocabularySize} ids but the model's logits have {decoder.VocabularySize}");
+            }
+
+            var scheduler = new GenerationScheduler(decoder, tokenizer, spec, _generationOptions, _timeProvider, _generationObserver, manifest.Key, _logger);
+            Log.GenerationModelLoaded(_logger, manifest.Key, decoder.Layers, decoder.Heads, decoder.HeadDim, decoder.VocabularySize, decoder.KvBytesPerToken);
+            Log.ModelLoaded(_logger, manifest.Key, ExecutionProvider, stopwatch.ElapsedMilliseconds, file.Length);
+            return new OnnxTextGenerationModel(manifest, scheduler, tokenizer, file.Length, ExecutionProvider);
+        }
+        catch
+        {
+            if (decoder is null)
+            {
+                session.Dispose();
+            }
+            else
+            {
+                decoder.Dispose();
+            }
+
             throw;
         }
     }

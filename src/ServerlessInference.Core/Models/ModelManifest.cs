@@ -1,3 +1,4 @@
+using ServerlessInference.Generation;
 using ServerlessInference.Protocol;
 
 namespace ServerlessInference.Models;
@@ -29,6 +30,15 @@ public sealed record ModelManifest
 
     /// <summary>True when dim 0 of every input and output is a batch dim that may be stacked.</summary>
     public bool DynamicBatch { get; init; }
+
+    /// <summary>What the model does: null for a tensor model (the default), <see cref="ModelTasks.TextGeneration"/>
+    /// for a decoder-only language model, which then needs <see cref="Generation"/>.</summary>
+    public string? Task { get; init; }
+
+    /// <summary>Tokenizer, end tokens, context length and chat template of a <c>text-generation</c> model.</summary>
+    public GenerationSpec? Generation { get; init; }
+
+    public bool IsTextGeneration => Task == ModelTasks.TextGeneration;
 
     public string Key => $"{Name}/{Version}";
 }

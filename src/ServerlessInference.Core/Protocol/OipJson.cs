@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using ServerlessInference.Generation;
 using ServerlessInference.Models;
 
 namespace ServerlessInference.Protocol;
@@ -101,7 +102,8 @@ public sealed partial class OipJsonContext : JsonSerializerContext;
 /// Snake_case, like OIP: <c>{"name","version","file","sha256","size_bytes","platform","inputs":[{"name","datatype":"FP32",
 /// "shape":[-1,512]}],"outputs":[...],"max_batch_size","dynamic_batch"}</c>. Required: name, sha256, size_bytes, inputs,
 /// outputs; the others default as <see cref="ModelManifest"/> does. Comments and trailing commas are allowed;
-/// unknown properties are ignored.
+/// unknown properties are ignored. A <c>"task": "text-generation"</c> manifest needs <c>"generation"</c>
+/// (<see cref="GenerationSpec"/>) and may omit inputs and outputs (the engine reads them from the model).
 /// </remarks>
 public static class ModelManifestJson
 {
@@ -121,6 +123,8 @@ public static class ModelManifestJson
             Outputs = [.. manifest.Outputs.Select(ToDocument)],
             MaxBatchSize = manifest.MaxBatchSize,
             DynamicBatch = manifest.DynamicBatch,
+            Task = manifest.Task,
+            Generation = manifest.Generation is null ? null : GenerationDocument.From(manifest.Generation),
         };
         var buffer = new System.Buffers.ArrayBufferWriter<byte>(1024);
         using (var writer = new Utf8JsonWriter(buffer, s_indented))
@@ -177,9 +181,26 @@ public static class ModelManifestJson
         }
 
         var dynamicBatch = document.DynamicBatch ?? false;
-        var inputs = ToSpecs(Required(document.Inputs, "inputs"), "inputs", dynamicBatch);
-        var outputs = ToSpecs(Required(document.Outputs, "outputs"), "outputs", dynamicBatch);
-        if (inputs.Count == 0 || outputs.Count == 0)
+        GenerationSpec? generation = null;
+        if (document.Task is not null && document.Task != ModelTasks.TextGeneration)
+        {
+            throw Invalid($"'task' must be '{ModelTasks.TextGeneration}' or absent, got '{document.Task}'");
+        }
+
+        var textGeneration = document.Task == ModelTasks.TextGeneration;
+        if (textGeneration)
+        {
+            var (spec, problem) = Required(document.Generation, "generation").ToSpec();
+            generation = spec ?? throw Invalid(problem!);
+        }
+        else if (document.Generation is not null)
+        {
+            throw Invalid($"'generation' needs \"task\": \"{ModelTasks.TextGeneration}\"");
+        }
+
+        var inputs = ToSpecs(textGeneration ? document.Inputs ?? [] : Required(document.Inputs, "inputs"), "inputs", dynamicBatch);
+        var outputs = ToSpecs(textGeneration ? document.Outputs ?? [] : Required(document.Outputs, "outputs"), "outputs", dynamicBatch);
+        if (!textGeneration && (inputs.Count == 0 || outputs.Count == 0))
         {
             throw Invalid("a model needs at least one input and one output");
         }
@@ -193,6 +214,8 @@ public static class ModelManifestJson
             Sha256 = sha256.ToLowerInvariant(),
             MaxBatchSize = maxBatchSize,
             DynamicBatch = dynamicBatch,
+            Task = document.Task,
+            Generation = generation,
         };
     }
 
@@ -264,6 +287,10 @@ internal sealed class ManifestDocument
     public int? MaxBatchSize { get; set; }
 
     public bool? DynamicBatch { get; set; }
+
+    public string? Task { get; set; }
+
+    public GenerationDocument? Generation { get; set; }
 }
 
 internal sealed class TensorSpecDocument

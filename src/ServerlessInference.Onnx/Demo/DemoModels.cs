@@ -2,7 +2,8 @@ using ServerlessInference.Models;
 
 namespace ServerlessInference.Onnx.Demo;
 
-/// <summary>The models a fresh platform starts with: <see cref="MlpBenchModel"/> and <see cref="ResNet18Model"/>.</summary>
+/// <summary>The models a fresh platform starts with: <see cref="MlpBenchModel"/>, <see cref="ResNet18Model"/>, and the
+/// text-generation models <see cref="DecoderLmModel.TinyLm"/> and <see cref="DecoderLmModel.LmBench"/>.</summary>
 public static class DemoModels
 {
     /// <summary>Uploads each demo model whose version is not in <paramref name="store"/> yet; the store computes
@@ -21,6 +22,15 @@ public static class DemoModels
         {
             await using var weights = new FileStream(ResNet18Model.FindFile(), FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, useAsync: true);
             await store.UploadAsync(ResNet18Model.Manifest(), weights, cancellationToken).ConfigureAwait(false);
+        }
+
+        foreach (var config in new[] { DecoderLmModel.TinyLm, DecoderLmModel.LmBench })
+        {
+            if (await store.GetManifestAsync(config.Name, DecoderLmModel.Version, cancellationToken).ConfigureAwait(false) is null)
+            {
+                using var weights = new MemoryStream(DecoderLmModel.Build(config), writable: false);
+                await store.UploadAsync(DecoderLmModel.Manifest(config), weights, cancellationToken).ConfigureAwait(false);
+            }
         }
     }
 }

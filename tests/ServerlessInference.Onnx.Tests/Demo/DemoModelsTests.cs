@@ -6,15 +6,18 @@ namespace ServerlessInference.Onnx.Tests.Demo;
 public sealed class DemoModelsTests
 {
     [Fact]
-    public async Task SeedAsync_EmptyStore_UploadsBothModels()
+    public async Task SeedAsync_EmptyStore_UploadsEveryDemoModel()
     {
         var store = new RecordingStore();
 
         await DemoModels.SeedAsync(store, CancellationToken.None);
 
-        Assert.Equal(["mlp-bench/1", "resnet18/1"], store.Uploads.Select(u => u.Manifest.Key));
+        Assert.Equal(["mlp-bench/1", "resnet18/1", "tiny-lm/1", "lm-bench/1"], store.Uploads.Select(u => u.Manifest.Key));
         Assert.Equal(new FileInfo(ResNet18Model.FindFile()).Length, store.Uploads[1].Bytes);
         Assert.True(store.Uploads[0].Bytes > 30_000_000);
+        Assert.InRange(store.Uploads[2].Bytes, 100_000, 2_000_000);
+        Assert.True(store.Uploads[3].Bytes > 50_000_000);
+        Assert.All(store.Uploads.Skip(2), u => Assert.True(u.Manifest.IsTextGeneration));
     }
 
     [Fact]
@@ -23,6 +26,8 @@ public sealed class DemoModelsTests
         var store = new RecordingStore();
         store.Present.Add(MlpBenchModel.Manifest());
         store.Present.Add(ResNet18Model.Manifest());
+        store.Present.Add(DecoderLmModel.Manifest(DecoderLmModel.TinyLm));
+        store.Present.Add(DecoderLmModel.Manifest(DecoderLmModel.LmBench));
 
         await DemoModels.SeedAsync(store, CancellationToken.None);
 

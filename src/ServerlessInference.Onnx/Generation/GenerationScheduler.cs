@@ -1,0 +1,630 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using Microsoft.ML.OnnxRuntime;
+using ServerlessInference.Generation;
+
+namespace ServerlessInference.Onnx.Generation;
+
+/// <summary>Iteration-level scheduling (continuous batching) over one <see cref="DecoderSession"/>.</summary>
+/// <remarks>
+/// <para>One dedicated thread runs the loop; between two decode steps it drops sequences that ended (cancelled,
+/// abandoned, past their deadline, finished), admits waiting ones in arrival order while the concurrency limit and the
+/// KV byte budget allow, prefills each newcomer alone (B=1, empty past) and samples its first token. When the batch's
+/// membership changed it repacks the KV cache once: every row's live columns are copied, right-aligned (left
+/// padding), into pooled arrays whose length is the longest live sequence, so all-pad columns go. Otherwise the
+/// step's <c>present</c> outputs become the next <c>past</c> without a copy.</para>
+/// <para>Padding regroups floating-point sums, so a batched row's logits differ from a lone run's by ~1e-6: greedy
+/// tokens agree except at near-ties of the top two logits.</para>
+/// </remarks>
+internal sealed class GenerationScheduler : IDisposable
+{
+    private readonly DecoderSession _decoder;
+    private readonly ITextTokenizer _tokenizer;
+    private readonly GenerationSpec _spec;
+    private readonly TextGenerationOptions _options;
+    private readonly TimeProvider _time;
+    private readonly IGenerationObserver? _observer;
+    private readonly ILogger _logger;
+    private readonly string _modelKey;
+    private readonly HashSet<int> _eos;
+    private readonly ConcurrentQueue<Sequence> _incoming = new();
+    private readonly List<Sequence> _waiting = [];
+    private readonly List<Sequence> _running = [];
+    private readonly ManualResetEventSlim _signal = new(false);
+    private readonly Thread _thread;
+    private readonly float[] _scratch;
+    private volatile bool _stopping;
+
+    // The batch's KV cache: 2 × layers values [B,H,P,Dh], owned either by the last run's outputs or by pooled arrays.
+    private OrtValue[] _past = [];
+    private IDisposable? _pastOwner;
+    private float[][]? _pastArrays;
+    private int _pastLength;
+    private long _reserved;
+
+    public GenerationScheduler(DecoderSession decoder, ITextTokenizer tokenizer, GenerationSpec spec, TextGenerationOptions options,
+        TimeProvider time, IGenerationObserver? observer, string modelKey, ILogger logger)
+    {
+        _decoder = decoder;
+        _tokenizer = tokenizer;
+        _spec = spec;
+        _options = options;
+        _time = time;
+        _observer = observer;
+        _modelKey = modelKey;
+        _logger = logger;
+        _eos = [.. spec.EosTokenIds];
+        _scratch = new float[decoder.VocabularySize];
+        Counters = new GenerationCounters { KvBytesBudget = options.KvCacheBudgetBytes };
+        _thread = new Thread(Loop) { IsBackground = true, Name = $"generation {modelKey}" };
+        _thread.Start();
+    }
+
+    public GenerationCounters Counters { get; }
+
+    public DecoderSession Decoder => _decoder;
+
+    /// <summary>Checks and queues a sequence; its events arrive on <see cref="Sequence.Output"/>.</summary>
+    /// <exception cref="InferenceException"><see cref="InferenceError.BadRequest"/>: the request is invalid or does not fit.</exception>
+    public Sequence Submit(GenerationRequest request, IReadOnlyList<int> resumeTokens, CancellationToken cancellationToken)
+    {
+        ObjectDisposedException.ThrowIf(_stopping, this);
+        if (request.Validate() is { } problem)
+        {
+            throw new InferenceException(InferenceError.BadRequest, problem);
+        }
+
+        var prompt = request.PromptTokenIds ?? _tokenizer.Encode(request.Prompt!);
+        if (prompt.Count == 0)
+        {
+            throw new InferenceException(InferenceError.BadRequest, "the prompt encodes to no tokens");
+        }
+
+        foreach (var token in prompt.Concat(resumeTokens))
+        {
+            if ((uint)token >= (uint)_decoder.VocabularySize)
+            {
+                throw new InferenceException(InferenceError.BadRequest, $"token id {token} is outside the vocabulary (0 to {_decoder.VocabularySize - 1})");
+            }
+        }
+
+        if (prompt.Count + resumeTokens.Count >= _spec.ContextLength)
+        {
+            throw new InferenceException(InferenceError.BadRequest,
+                $"the prompt ({prompt.Count} tokens{(resumeTokens.Count > 0 ? $" + {resumeTokens.Count} resumed" : "")}) leaves no room in the context of {_spec.ContextLength} tokens");
+        }
+
+        var maxGenerated = Math.Min(request.MaxTokens, _spec.ContextLength - prompt.Count);
+        var reservation = _decoder.KvBytesPerToken * (prompt.Count + maxGenerated);
+        if (reservation > _options.KvCacheBudgetBytes)
+        {
+            throw new InferenceException(InferenceError.BadRequest,
+                $"the prompt and max_tokens need {reservation} bytes of KV cache; this worker's budget is {_options.KvCacheBudgetBytes}");
+        }
+
+        var sequence = new Sequence(request, prompt, maxGenerated, reservation, request.Sampling.Seed ?? (ulong)Random.Shared.NextInt64(),
+            _tokenizer, cancellationToken, _time.GetTimestamp());
+        foreach (var token in resumeTokens)
+        {
+            // Rebuild the text and stop-string state the first attempt had; nothing is emitted again.
+            if (Advance(sequence, token) is { } finish)
+            {
+                sequence.Complete(new GeneratedToken(sequence.Generated, -1, "", finish.Reason, _time.GetTimestamp()));
+                return sequence;
+            }
+        }
+
+        _incoming.Enqueue(sequence);
+        _signal.Set();
+        return sequence;
+    }
+
+    public void Dispose()
+    {
+        if (_stopping)
+        {
+            return;
+        }
+
+        _stopping = true;
+        _signal.Set();
+        _thread.Join();
+        var disposed = new ObjectDisposedException(nameof(GenerationScheduler), $"model '{_modelKey}' was unloaded");
+        while (_incoming.TryDequeue(out var sequence))
+        {
+            _waiting.Add(sequence);
+        }
+
+        foreach (var sequence in _running.Concat(_waiting))
+        {
+            sequence.Fail(disposed);
+        }
+
+        _running.Clear();
+        _waiting.Clear();
+        ReleasePast();
+        _signal.Dispose();
+    }
+
+    private void Loop()
+    {
+        while (!_stopping)
+        {
+            _signal.Reset();
+            while (_incoming.TryDequeue(out var sequence))
+            {
+                _waiting.Add(sequence);
+            }
+
+            try
+            {
+                var changed = DropEnded();
+                var joiners = Admit();
+                if (changed || joiners.Count > 0)
+                {
+                    Repack(joiners);
+                }
+
+                if (_running.Count > 0)
+                {
+                    DecodeStep();
+                }
+            }
+            catch (Exception e)
+            {
+                Log.GenerationStepFailed(_logger, _modelKey, _running.Count, e);
+                var failure = new InferenceException(InferenceError.ModelFailure, $"model '{_modelKey}' failed a generation step: {e.Message}", e);
+                foreach (var sequence in _running)
+                {
+                    sequence.Fail(failure);
+                }
+
+                _running.Clear();
+                _reserved = 0;
+                ReleasePast();
+            }
+
+            Counters.SetRunning(_running.Count, _waiting.Count + _incoming.Count);
+            Counters.SetKvBytes(_running.Count * (long)_pastLength * _decoder.KvBytesPerToken, _reserved);
+            if (_running.Count == 0 && _incoming.IsEmpty)
+            {
+                _signal.Wait();
+            }
+        }
+    }
+
+    /// <summary>Removes finished, cancelled, abandoned and expired sequences; true when the batch lost a row.</summary>
+    private bool DropEnded()
+    {
+        var now = _time.GetUtcNow();
+        var changed = false;
+        for (var i = _running.Count - 1; i >= 0; i--)
+        {
+            var sequence = _running[i];
+            if (sequence.Finished || End(sequence, now))
+            {
+                _running.RemoveAt(i);
+                _reserved -= sequence.Reservation;
+                changed = true;
+            }
+        }
+
+        for (var i = _waiting.Count - 1; i >= 0; i--)
+        {
+            if (End(_waiting[i], now))
+            {
+                _waiting.RemoveAt(i);
+            }
+        }
+
+        return changed;
+    }
+
+    private bool End(Sequence sequence, DateTimeOffset now)
+    {
+        FinishReason reason;
+        if (sequence.Abandoned || sequence.CancellationToken.IsCancellationRequested)
+        {
+            reason = FinishReason.Cancelled;
+        }
+        else if (sequence.Request.Deadline is { } deadline && now >= deadline)
+        {
+            reason = FinishReason.Deadline;
+        }
+        else
+        {
+            return false;
+        }
+
+        var text = FinishText(sequence, out _);
+        Finish(sequence, new GeneratedToken(sequence.Generated, -1, text, reason, _time.GetTimestamp()));
+        return true;
+    }
+
+    /// <summary>Admits waiting sequences in arrival order and prefills each; returns those that joined the batch with
+    /// their prefill KV (a sequence finished by its first token does not join).</summary>
+    private List<(Sequence Sequence, IDisposableReadOnlyCollection<OrtValue> Presents)> Admit()
+    {
+        var joiners = new List<(Sequence, IDisposableReadOnlyCollection<OrtValue>)>();
+        while (_waiting.Count > 0 && _running.Count + joiners.Count < _options.MaxConcurrentSequences
+            && _reserved + _waiting[0].Reservation <= _options.KvCacheBudgetBytes)
+        {
+            var sequence = _waiting[0];
+            _waiting.RemoveAt(0);
+            _reserved += sequence.Reservation;
+            IDisposableReadOnlyCollection<OrtValue>? outputs = null;
+            try
+            {
+                outputs = Prefill(sequence);
+                var logits = outputs[0].GetTensorDataAsSpan<float>();
+                var last = logits.Slice((sequence.Tokens.Count - 1) * _decoder.VocabularySize, _decoder.VocabularySize);
+                Accept(sequence, Sample(sequence, last));
+            }
+            catch (Exception e)
+            {
+                // A failed prefill fails its own sequence only; the running batch is untouched.
+                outputs?.Dispose();
+                outputs = null;
+                Log.GenerationStepFailed(_logger, _modelKey, 1, e);
+                sequence.Finished = true;
+                sequence.Fail(new InferenceException(InferenceError.ModelFailure, $"model '{_modelKey}' failed to prefill a prompt: {e.Message}", e));
+            }
+
+            if (sequence.Finished)
+            {
+                _reserved -= sequence.Reservation;
+                outputs?.Dispose();
+            }
+            else
+            {
+                joiners.Add((sequence, outputs!));
+            }
+        }
+
+        return joiners;
+    }
+
+    private IDisposableReadOnlyCollection<OrtValue> Prefill(Sequence sequence)
+    {
+        var length = sequence.Tokens.Count;
+        var ids = new long[length];
+        var mask = new long[length];
+        var positions = new long[length];
+        for (var i = 0; i < length; i++)
+        {
+            ids[i] = sequence.Tokens[i];
+            mask[i] = 1;
+            positions[i] = i;
+        }
+
+        using var idsValue = OrtValue.CreateTensorValueFromMemory(ids, [1, length]);
+        using var maskValue = OrtValue.CreateTensorValueFromMemory(mask, [1, length]);
+        using var positionsValue = OrtValue.CreateTensorValueFromMemory(positions, [1, length]);
+        var past = new OrtValue[2 * _decoder.Layers];
+        try
+        {
+            for (var i = 0; i < past.Length; i++)
+            {
+                past[i] = OrtValue.CreateTensorValueFromMemory(Array.Empty<float>(), [1, _decoder.Heads, 0, _decoder.HeadDim]);
+            }
+
+            var outputs = _decoder.Run(idsValue, maskValue, positionsValue, past);
+            Counters.AddStep();
+            Counters.AddPromptTokens(length);
+            sequence.KvLength = length;
+            return outputs;
+        }
+        finally
+        {
+            foreach (var value in past)
+            {
+                value?.Dispose();
+            }
+        }
+    }
+
+    /// <summary>Copies every running row's live KV columns, and each joiner's prefill KV, into a new batch cache
+    /// right-aligned to the longest live sequence.</summary>
+    private void Repack(List<(Sequence Sequence, IDisposableReadOnlyCollection<OrtValue> Presents)> joiners)
+    {
+        try
+        {
+            var members = new List<Sequence>(_running.Count + joiners.Count);
+            members.AddRange(_running);
+            members.AddRange(joiners.Select(j => j.Sequence));
+            if (members.Count == 0)
+            {
+                ReleasePast();
+                return;
+            }
+
+            int heads = _decoder.Heads, headDim = _decoder.HeadDim, batch = members.Count;
+            var length = members.Max(s => s.KvLength);
+            var size = checked(batch * heads * length * headDim);
+            var arrays = new float[2 * _decoder.Layers][];
+            var values = new OrtValue[arrays.Length];
+            for (var j = 0; j < arrays.Length; j++)
+            {
+                var target = arrays[j] = ArrayPool<float>.Shared.Rent(size);
+                for (var row = 0; row < batch; row++)
+                {
+                    var sequence = members[row];
+                    var live = sequence.KvLength;
+                    var joined = row >= _running.Count;
+                    var source = joined ? joiners[row - _running.Count].Presents[1 + j].GetTensorDataAsSpan<float>() : _past[j].GetTensorDataAsSpan<float>();
+                    var sourceRow = joined ? 0 : sequence.Row;
+                    var sourceLength = joined ? live : _pastLength;
+                    for (var h = 0; h < heads; h++)
+                    {
+                        var to = ((row * heads) + h) * length * headDim;
+                        var pad = (length - live) * headDim;
+                        target.AsSpan(to, pad).Clear();
+                        source.Slice(((((sourceRow * heads) + h) * sourceLength) + sourceLength - live) * headDim, live * headDim)
+                            .CopyTo(target.AsSpan(to + pad, live * headDim));
+                    }
+                }
+
+                values[j] = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, new Memory<float>(target, 0, size), [batch, heads, length, headDim]);
+            }
+
+            ReleasePast();
+            _past = values;
+            _pastArrays = arrays;
+            _pastLength = length;
+            for (var row = 0; row < batch; row++)
+            {
+                members[row].Row = row;
+            }
+
+            _running.Clear();
+            _running.AddRange(members);
+        }
+        finally
+        {
+            foreach (var (_, presents) in joiners)
+            {
+                presents.Dispose();
+            }
+        }
+    }
+
+    private void DecodeStep()
+    {
+        var batch = _running.Count;
+        var total = _pastLength + 1;
+        var ids = ArrayPool<long>.Shared.Rent(batch);
+        var positions = ArrayPool<long>.Shared.Rent(batch);
+        var mask = ArrayPool<long>.Shared.Rent(batch * total);
+        IDisposableReadOnlyCollection<OrtValue>? outputs = null;
+        try
+        {
+            for (var row = 0; row < batch; row++)
+            {
+                var sequence = _running[row];
+                ids[row] = sequence.Pending;
+                positions[row] = sequence.KvLength;
+                var pad = _pastLength - sequence.KvLength;
+                mask.AsSpan(row * total, pad).Clear();
+                mask.AsSpan((row * total) + pad, total - pad).Fill(1);
+            }
+
+            using (var idsValue = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, new Memory<long>(ids, 0, batch), [batch, 1]))
+            using (var maskValue = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, new Memory<long>(mask, 0, batch * total), [batch, total]))
+            using (var positionsValue = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, new Memory<long>(positions, 0, batch), [batch, 1]))
+            {
+                outputs = _decoder.Run(idsValue, maskValue, positionsValue, _past);
+            }
+
+            Counters.AddStep();
+            var presents = new OrtValue[2 * _decoder.Layers];
+            for (var j = 0; j < presents.Length; j++)
+            {
+                presents[j] = outputs[1 + j];
+            }
+
+            ReleasePast();
+            _past = presents;
+            _pastOwner = outputs;
+            _pastLength = total;
+            var logits = outputs[0].GetTensorDataAsSpan<float>();
+            var vocabulary = _decoder.VocabularySize;
+            for (var row = 0; row < batch; row++)
+            {
+                var sequence = _running[row];
+                sequence.KvLength++;
+                Accept(sequence, Sample(sequence, logits.Slice(row * vocabulary, vocabulary)));
+            }
+        }
+        catch
+        {
+            if (outputs is not null && !ReferenceEquals(_pastOwner, outputs))
+            {
+                outputs.Dispose();
+            }
+
+            throw;
+        }
+        finally
+        {
+            ArrayPool<long>.Shared.Return(ids);
+            ArrayPool<long>.Shared.Return(positions);
+            ArrayPool<long>.Shared.Return(mask);
+        }
+    }
+
+    private int Sample(Sequence sequence, ReadOnlySpan<float> logits)
+    {
+        logits.CopyTo(_scratch);
+        var tokens = sequence.Tokens;
+        return TokenSampler.Sample(_scratch, sequence.Request.Sampling, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(tokens), sequence.Seed, tokens.Count);
+    }
+
+    /// <summary>Records a sampled token and emits its event.</summary>
+    private void Accept(Sequence sequence, int token)
+    {
+        var index = sequence.Generated;
+        var finish = Advance(sequence, token);
+        var now = _time.GetTimestamp();
+        Counters.AddTokens(1);
+        if (_observer is not null)
+        {
+            if (sequence.LastToken == 0)
+            {
+                _observer.TimeToFirstToken(_modelKey, _time.GetElapsedTime(sequence.Submitted, now));
+            }
+            else
+            {
+                _observer.InterTokenLatency(_modelKey, _time.GetElapsedTime(sequence.LastToken, now));
+            }
+        }
+
+        sequence.LastToken = now;
+        var generated = new GeneratedToken(index, token, finish?.Text ?? sequence.Release, finish?.Reason, now);
+        if (finish is null)
+        {
+            sequence.Pending = token;
+            sequence.Write(generated);
+        }
+        else
+        {
+            Finish(sequence, generated);
+        }
+    }
+
+    /// <summary>Adds <paramref name="token"/> to the sequence's tokens, text and stop-string state. Returns the finish
+    /// (reason and final text) when it ends the generation; otherwise the released text is in <see cref="Sequence.Release"/>.</summary>
+    private (FinishReason Reason, string Text)? Advance(Sequence sequence, int token)
+    {
+        sequence.Tokens.Add(token);
+        sequence.Generated++;
+        if (_eos.Contains(token))
+        {
+            var text = FinishText(sequence, out var stopped);
+            return (stopped ? FinishReason.Stop : FinishReason.Eos, text);
+        }
+
+        var (release, stop) = sequence.Stops.Add(sequence.Detokenizer.Add(token));
+        if (stop)
+        {
+            return (FinishReason.Stop, release);
+        }
+
+        if (sequence.Generated >= sequence.MaxGenerated)
+        {
+            var text = release + FinishText(sequence, out var stopped);
+            return (stopped ? FinishReason.Stop : FinishReason.Length, text);
+        }
+
+        sequence.Release = release;
+        return null;
+    }
+
+    private static string FinishText(Sequence sequence, out bool stopped)
+    {
+        var (release, stop) = sequence.Stops.Add(sequence.Detokenizer.Flush());
+        stopped = stop;
+        return stop ? release : release + sequence.Stops.Flush();
+    }
+
+    private void Finish(Sequence sequence, GeneratedToken last)
+    {
+        sequence.Finished = true;
+        Counters.AddCompleted(); // before the caller can see the end
+        sequence.Complete(last);
+    }
+
+    private void ReleasePast()
+    {
+        if (_pastOwner is not null)
+        {
+            _pastOwner.Dispose();
+            _pastOwner = null;
+        }
+        else
+        {
+            foreach (var value in _past)
+            {
+                value.Dispose();
+            }
+        }
+
+        if (_pastArrays is not null)
+        {
+            foreach (var array in _pastArrays)
+            {
+                ArrayPool<float>.Shared.Return(array);
+            }
+
+            _pastArrays = null;
+        }
+
+        _past = [];
+        _pastLength = 0;
+    }
+}
+
+/// <summary>One generation inside the scheduler. Fields are touched by the scheduler thread only, except the output
+/// channel (read by the caller) and <see cref="Abandon"/>.</summary>
+internal sealed class Sequence(GenerationRequest request, IReadOnlyList<int> prompt, int maxGenerated, long reservation, ulong seed,
+    ITextTokenizer tokenizer, CancellationToken cancellationToken, long submitted)
+{
+    private readonly Channel<GeneratedToken> _output = Channel.CreateUnbounded<GeneratedToken>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+    private volatile bool _abandoned;
+
+    public GenerationRequest Request { get; } = request;
+
+    /// <summary>Prompt, then every generated token (resumed ones included).</summary>
+    public List<int> Tokens { get; } = [.. prompt];
+
+    public int PromptLength { get; } = prompt.Count;
+
+    public int MaxGenerated { get; } = maxGenerated;
+
+    public long Reservation { get; } = reservation;
+
+    public ulong Seed { get; } = seed;
+
+    public CancellationToken CancellationToken { get; } = cancellationToken;
+
+    public long Submitted { get; } = submitted;
+
+    public StreamingDetokenizer Detokenizer { get; } = new(tokenizer);
+
+    public StopStringMatcher Stops { get; } = new(request.Stop);
+
+    public ChannelReader<GeneratedToken> Output => _output.Reader;
+
+    public int Generated { get; set; }
+
+    /// <summary>Tokens whose keys and values are in the cache.</summary>
+    public int KvLength { get; set; }
+
+    /// <summary>The last sampled token, fed at the next step.</summary>
+    public int Pending { get; set; }
+
+    /// <summary>Row in the batch cache.</summary>
+    public int Row { get; set; }
+
+    public bool Finished { get; set; }
+
+    public string Release { get; set; } = "";
+
+    public long LastToken { get; set; }
+
+    public bool Abandoned => _abandoned;
+
+    /// <summary>The caller stopped reading: drop the sequence at the next step.</summary>
+    public void Abandon() => _abandoned = true;
+
+    public void Write(GeneratedToken token) => _output.Writer.TryWrite(token);
+
+    public void Complete(GeneratedToken last)
+    {
+        _output.Writer.TryWrite(last);
+        _output.Writer.TryComplete();
+    }
+
+    public void Fail(Exception error) => _output.Writer.TryComplete(error);
+}
