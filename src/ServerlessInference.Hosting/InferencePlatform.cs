@@ -48,7 +48,8 @@ public static class InferencePlatform
         return builder;
     }
 
-    /// <summary>The provider of the queue, results, registry and model store that <paramref name="choice"/> names.</summary>
+    /// <summary>The provider of the queue, results (and with them the jobs' token streams), registry and model store that
+    /// <paramref name="choice"/> names.</summary>
     public static IServiceCollection AddProviders(this IServiceCollection services, ProviderChoice choice)
     {
         _ = choice.Queue switch
@@ -58,6 +59,7 @@ public static class InferencePlatform
             _ => services.AddInMemoryJobQueue(),
         };
         _ = choice.Results == ProviderSettings.Redis ? services.AddRedisResultStore() : services.AddInMemoryResultStore();
+        _ = choice.Results == ProviderSettings.Redis ? services.AddRedisJobStreams() : services.AddInMemoryJobStreams(); // token streams go where results go
         _ = choice.Registry == ProviderSettings.Redis ? services.AddRedisWorkerRegistry() : services.AddInMemoryWorkerRegistry();
         _ = choice.ModelStore == ProviderSettings.Blob ? services.AddBlobModelStore() : services.AddFolderModelStore();
         return services;

@@ -39,6 +39,10 @@ public sealed class RedisOptions : IValidatableObject
     /// <summary>Approximate number of dead-lettered jobs kept (<c>XADD MAXLEN ~</c>).</summary>
     public int DeadLetterMaxLength { get; set; } = 10_000;
 
+    /// <summary>How often a follower of a job's token stream re-reads it when no notification came: covers a pub/sub
+    /// message lost while the connection was re-made. Notifications wake followers at once otherwise.</summary>
+    public TimeSpan StreamPollInterval { get; set; } = TimeSpan.FromSeconds(1);
+
     /// <summary>A worker that has not heartbeated for this long disappears from the registry.</summary>
     public TimeSpan WorkerTtl { get; set; } = TimeSpan.FromSeconds(15);
 
@@ -81,6 +85,11 @@ public sealed class RedisOptions : IValidatableObject
         if (ReclaimInterval <= TimeSpan.Zero)
         {
             yield return Invalid(nameof(ReclaimInterval), $"{Section}:ReclaimInterval must be positive");
+        }
+
+        if (StreamPollInterval <= TimeSpan.Zero)
+        {
+            yield return Invalid(nameof(StreamPollInterval), $"{Section}:StreamPollInterval must be positive");
         }
 
         if (WorkerTtl <= TimeSpan.Zero)

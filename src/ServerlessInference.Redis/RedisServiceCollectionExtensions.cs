@@ -5,6 +5,7 @@ using Microsoft.Extensions.Options;
 using ServerlessInference.Hosting;
 using ServerlessInference.Jobs;
 using ServerlessInference.Scaling;
+using ServerlessInference.Streaming;
 using ServerlessInference.Workers;
 using StackExchange.Redis;
 
@@ -61,6 +62,21 @@ public static class RedisServiceCollectionExtensions
             sp.GetRequiredService<IOptions<ResultStoreOptions>>(),
             sp.GetRequiredService<TimeProvider>()));
         services.Replace(ServiceDescriptor.Singleton<IResultStore>(sp => sp.GetRequiredService<RedisResultStore>()));
+        return services;
+    }
+
+    /// <summary><see cref="IJobStreams"/> → <see cref="RedisJobStreams"/> (a stream per job, appends announced on pub/sub;
+    /// options from <c>Inference:Streams</c>).</summary>
+    public static IServiceCollection AddRedisJobStreams(this IServiceCollection services)
+    {
+        services.AddRedisConnection();
+        services.AddValidatedOptions<JobStreamOptions, JobStreamOptionsValidator>(JobStreamOptions.Section);
+        services.TryAddSingleton(sp => new RedisJobStreams(
+            sp.GetRequiredService<IConnectionMultiplexer>(),
+            sp.GetRequiredService<IOptions<RedisOptions>>(),
+            sp.GetRequiredService<IOptions<JobStreamOptions>>(),
+            sp.GetRequiredService<TimeProvider>()));
+        services.Replace(ServiceDescriptor.Singleton<IJobStreams>(sp => sp.GetRequiredService<RedisJobStreams>()));
         return services;
     }
 

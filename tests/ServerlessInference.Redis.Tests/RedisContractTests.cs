@@ -1,6 +1,7 @@
 using ServerlessInference.Embedded;
 using ServerlessInference.Jobs;
 using ServerlessInference.Scaling;
+using ServerlessInference.Streaming;
 using ServerlessInference.Testing.Contracts;
 using ServerlessInference.Workers;
 
@@ -80,4 +81,17 @@ public sealed class RedisScalingDecisionLogContractTests(RedisFixture redis) : S
         options.ScalingLogLength = capacity;
         return ValueTask.FromResult<IScalingDecisionLog>(new RedisScalingDecisionLog(redis.Redis, RedisFixture.Wrap(options)));
     }
+}
+
+[Collection(RedisCollection.Name)]
+public sealed class RedisJobStreamsContractTests(RedisFixture redis) : JobStreamsContract
+{
+    protected override TimeProvider Time => TimeProvider.System;
+
+    protected override TimeSpan ShortTtl => TimeSpan.FromSeconds(1);
+
+    protected override async ValueTask AdvanceAsync(TimeSpan duration) => await Task.Delay(duration);
+
+    protected override ValueTask<IJobStreams> CreateStreamsAsync(JobStreamOptions options) =>
+        ValueTask.FromResult<IJobStreams>(new RedisJobStreams(redis.Redis, RedisFixture.Wrap(redis.Options()), RedisFixture.Wrap(options), TimeProvider.System));
 }

@@ -8,6 +8,7 @@ using ServerlessInference.Hosting;
 using ServerlessInference.Hosting.Providers;
 using ServerlessInference.Jobs;
 using ServerlessInference.Scaling;
+using ServerlessInference.Streaming;
 using ServerlessInference.Testing.Contracts;
 using ServerlessInference.Workers;
 using StackExchange.Redis;
@@ -41,6 +42,7 @@ public sealed class RedisServiceCollectionExtensionsTests(RedisFixture redis)
 
         var queue = Assert.IsType<RedisJobQueue>(provider.GetRequiredService<IJobQueue>());
         Assert.IsType<RedisResultStore>(provider.GetRequiredService<IResultStore>());
+        Assert.IsType<RedisJobStreams>(provider.GetRequiredService<IJobStreams>());
         Assert.IsType<RedisWorkerRegistry>(provider.GetRequiredService<IWorkerRegistry>());
         Assert.IsType<RedisScalingDecisionLog>(provider.GetRequiredService<IScalingDecisionLog>());
         Assert.Same(provider.GetRequiredService<RedisWorkerRegistry>(), provider.GetRequiredService<IWorkerRegistry>());
@@ -60,6 +62,7 @@ public sealed class RedisServiceCollectionExtensionsTests(RedisFixture redis)
 
         Assert.IsType<RedisJobQueue>(provider.GetRequiredService<IJobQueue>());
         Assert.IsType<InMemoryResultStore>(provider.GetRequiredService<IResultStore>());
+        Assert.IsType<InMemoryJobStreams>(provider.GetRequiredService<IJobStreams>());
         Assert.IsType<InMemoryWorkerRegistry>(provider.GetRequiredService<IWorkerRegistry>());
     }
 

@@ -6,6 +6,7 @@ using ServerlessInference.Hosting;
 using ServerlessInference.Jobs;
 using ServerlessInference.Models;
 using ServerlessInference.Scaling;
+using ServerlessInference.Streaming;
 using ServerlessInference.Workers;
 
 namespace ServerlessInference.Embedded;
@@ -31,6 +32,17 @@ public static class EmbeddedServiceCollectionExtensions
         services.AddValidatedOptions<ResultStoreOptions, ResultStoreOptionsValidator>(ResultStoreOptions.Section);
         services.TryAddSingleton<InMemoryResultStore>();
         services.Replace(ServiceDescriptor.Singleton<IResultStore>(sp => sp.GetRequiredService<InMemoryResultStore>()));
+        return services;
+    }
+
+    /// <summary><see cref="IJobStreams"/> → <see cref="InMemoryJobStreams"/> (options from <c>Inference:Streams</c>): tokens
+    /// reach followers in this process only.</summary>
+    public static IServiceCollection AddInMemoryJobStreams(this IServiceCollection services)
+    {
+        services.TryAddSingleton(TimeProvider.System);
+        services.AddValidatedOptions<JobStreamOptions, JobStreamOptionsValidator>(JobStreamOptions.Section);
+        services.TryAddSingleton<InMemoryJobStreams>();
+        services.Replace(ServiceDescriptor.Singleton<IJobStreams>(sp => sp.GetRequiredService<InMemoryJobStreams>()));
         return services;
     }
 

@@ -3,6 +3,7 @@ using Microsoft.Extensions.Time.Testing;
 using ServerlessInference.Embedded;
 using ServerlessInference.Jobs;
 using ServerlessInference.Scaling;
+using ServerlessInference.Streaming;
 using ServerlessInference.Testing.Contracts;
 using ServerlessInference.Workers;
 
@@ -78,4 +79,20 @@ public sealed class InMemoryScalingDecisionLogContractTests : ScalingDecisionLog
 
     protected override ValueTask<IScalingDecisionLog> CreateLogAsync(int capacity) =>
         ValueTask.FromResult<IScalingDecisionLog>(new InMemoryScalingDecisionLog(capacity));
+}
+
+public sealed class InMemoryJobStreamsContractTests : JobStreamsContract
+{
+    private readonly FakeTimeProvider _time = new(new DateTimeOffset(2026, 11, 26, 12, 0, 0, TimeSpan.Zero));
+
+    protected override TimeProvider Time => _time;
+
+    protected override ValueTask AdvanceAsync(TimeSpan duration)
+    {
+        _time.Advance(duration);
+        return ValueTask.CompletedTask;
+    }
+
+    protected override ValueTask<IJobStreams> CreateStreamsAsync(JobStreamOptions options) =>
+        ValueTask.FromResult<IJobStreams>(new InMemoryJobStreams(Options.Create(options), _time));
 }

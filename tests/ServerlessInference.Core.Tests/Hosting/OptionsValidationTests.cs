@@ -3,6 +3,7 @@ using ServerlessInference.Gateway;
 using ServerlessInference.Jobs;
 using ServerlessInference.Models;
 using ServerlessInference.Scaling;
+using ServerlessInference.Streaming;
 using ServerlessInference.Workers;
 
 namespace ServerlessInference.Core.Tests.Hosting;
@@ -22,6 +23,8 @@ public sealed class OptionsValidationTests
         { () => new ModelStoreOptionsValidator().Validate(null, new ModelStoreOptions { Root = " " }), "Inference:ModelStore:Root must name a folder" },
         { () => new ScalingOptionsValidator().Validate(null, new ScalingOptions { MaxReplicas = 0 }), "Inference:Scaling:MaxReplicas must be at least 1" },
         { () => new ScalingOptionsValidator().Validate(null, new ScalingOptions { MinReplicas = 5, MaxReplicas = 4 }), "Inference:Scaling:MinReplicas must be between 0 and Inference:Scaling:MaxReplicas" },
+        { () => new JobStreamOptionsValidator().Validate(null, new JobStreamOptions { MaxEvents = 0 }), "Inference:Streams:MaxEvents must be between 1 and 1000000" },
+        { () => new JobStreamOptionsValidator().Validate(null, new JobStreamOptions { Ttl = TimeSpan.Zero }), "Inference:Streams:Ttl must be positive" },
     };
 
     [Theory]
@@ -44,5 +47,6 @@ public sealed class OptionsValidationTests
         Assert.True(new WarmPoolOptionsValidator().Validate(null, new WarmPoolOptions()).Succeeded);
         Assert.True(new ModelStoreOptionsValidator().Validate(null, new ModelStoreOptions()).Succeeded);
         Assert.True(new ScalingOptionsValidator().Validate(null, new ScalingOptions()).Succeeded);
+        Assert.True(new JobStreamOptionsValidator().Validate(null, new JobStreamOptions()).Succeeded);
     }
 }
