@@ -49,8 +49,13 @@ public sealed class PoisonEngine(IInferenceEngine inner) : IInferenceEngine
 
     public string ExecutionProvider => inner.ExecutionProvider;
 
-    public async ValueTask<ILoadedModel> LoadAsync(ModelManifest manifest, string weightsPath, CancellationToken cancellationToken) =>
-        new PoisonModel(await inner.LoadAsync(manifest, weightsPath, cancellationToken));
+    public async ValueTask<ILoadedModel> LoadAsync(ModelManifest manifest, string weightsPath, CancellationToken cancellationToken)
+    {
+        var loaded = await inner.LoadAsync(manifest, weightsPath, cancellationToken);
+
+        // Generation models keep their own type: the worker runs them through ITextGenerationModel.
+        return loaded is Generation.ITextGenerationModel ? loaded : new PoisonModel(loaded);
+    }
 
     private sealed class PoisonModel(ILoadedModel inner) : ILoadedModel
     {

@@ -35,6 +35,7 @@ public static partial class GatewayHttp
         endpoints.MapGet("/v2/models/{model}/ready", (HttpContext c, string model) => ModelReadyAsync(c, model, null));
         endpoints.MapGet("/v2/models/{model}/versions/{version}/ready", (HttpContext c, string model, string version) => ModelReadyAsync(c, model, version));
         endpoints.MapGet("/status", (HttpContext c) => StatusAsync(c));
+        endpoints.MapGenerationRoutes();
         return endpoints;
     }
 
@@ -82,7 +83,8 @@ public static partial class GatewayHttp
         await WriteJobAsync(context, StatusCodes.Status200OK, record).ConfigureAwait(false);
     });
 
-    /// <summary><c>DELETE /jobs/{id}</c>: cancels a job that has not started.</summary>
+    /// <summary><c>DELETE /jobs/{id}</c>: cancels a job that has not started, or a generation that is running (it stops at
+    /// its next token and frees its KV cache).</summary>
     public static Task CancelJobAsync(HttpContext context, string id) => GuardAsync(context, async () =>
     {
         var results = context.RequestServices.GetRequiredService<IResultStore>();
@@ -90,6 +92,11 @@ public static partial class GatewayHttp
         if (record is null)
         {
             throw new InferenceException(InferenceError.NotFound, $"unknown job '{id}'");
+        }
+
+        if (!cancelled && record.Status == JobStatus.Running && await GenerationHttp.TryStopRunningAsync(context, record).ConfigureAwait(false) is { } stopped)
+        {
+            (cancelled, record) = (true, stopped);
         }
 
         if (!cancelled)

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using ServerlessInference.Generation;
 using ServerlessInference.Jobs;
 using ServerlessInference.Models;
 using ServerlessInference.Scaling;
@@ -43,6 +44,53 @@ public sealed partial class InferenceGateway(
             throw;
         }
 
+        var job = await EnqueueAsync(manifest, request, cancellationToken).ConfigureAwait(false);
+        return (job, request);
+    }
+
+    /// <summary>Validates a generation against the model and enqueues it as a job (<see cref="GenerationJobs"/> says how
+    /// it travels). An unseeded sampled generation gets a seed here, so a redelivered job resumes the same stream.</summary>
+    /// <exception cref="InferenceException">Unknown model (404), a model that does not generate text, or bad values (400).</exception>
+    public async ValueTask<(InferenceJob Job, ModelManifest Manifest)> SubmitGenerationAsync(
+        string model, string? version, GenerationRequest request, CancellationToken cancellationToken)
+    {
+        ModelManifest manifest;
+        try
+        {
+            manifest = await catalog.GetAsync(model, version, cancellationToken).ConfigureAwait(false);
+            if (!manifest.IsTextGeneration)
+            {
+                throw new InferenceException(InferenceError.BadRequest, $"model '{manifest.Name}' is not a text-generation model (its manifest has no \"task\": \"text-generation\")");
+            }
+
+            if (request.Validate() is { } problem)
+            {
+                throw new InferenceException(InferenceError.BadRequest, problem);
+            }
+
+            if (manifest.Generation is { } spec && request.MaxTokens >= spec.ContextLength)
+            {
+                throw new InferenceException(InferenceError.BadRequest, $"max_tokens is {request.MaxTokens}, but the context of '{manifest.Name}' holds {spec.ContextLength} tokens in all");
+            }
+        }
+        catch (InferenceException ex)
+        {
+            metrics.Request(model, ex.Error == InferenceError.NotFound ? "not_found" : "rejected");
+            throw;
+        }
+
+        if (request.Sampling is { Temperature: > 0, Seed: null })
+        {
+            request = request with { Sampling = request.Sampling with { Seed = (ulong)Random.Shared.NextInt64(long.MaxValue) } };
+        }
+
+        var job = await EnqueueAsync(manifest, GenerationJobs.ToRequest(request), cancellationToken).ConfigureAwait(false);
+        return (job, manifest);
+    }
+
+    private async ValueTask<InferenceJob> EnqueueAsync(ModelManifest manifest, InferenceRequest request, CancellationToken cancellationToken)
+    {
+        var model = manifest.Name;
         var now = timeProvider.GetUtcNow();
         var job = new InferenceJob
         {
@@ -77,7 +125,7 @@ public sealed partial class InferenceGateway(
         }
 
         scaleTrigger?.Nudge();
-        return (job, request);
+        return job;
     }
 
     /// <summary>Marks a job that never made it onto the queue as failed, so a poll does not show it queued forever.</summary>

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using ServerlessInference.Jobs;
 using ServerlessInference.Models;
+using ServerlessInference.Streaming;
 using ServerlessInference.Telemetry;
 
 namespace ServerlessInference.Workers;
@@ -25,6 +26,7 @@ public sealed partial class InferenceWorker
     private readonly TimeProvider _timeProvider;
     private readonly InferenceMetrics _metrics;
     private readonly ILogger _logger;
+    private readonly IJobStreams? _streams;
     private readonly CancellationTokenSource _stop = new();
     private readonly DateTimeOffset _startedAt;
     private int _inFlight;
@@ -43,8 +45,10 @@ public sealed partial class InferenceWorker
         WorkerOptions options,
         TimeProvider timeProvider,
         InferenceMetrics metrics,
-        ILogger logger)
+        ILogger logger,
+        IJobStreams? streams = null)
     {
+        _streams = streams;
         Id = id;
         _queue = queue;
         _results = results;
@@ -60,7 +64,7 @@ public sealed partial class InferenceWorker
 
     public string Id { get; }
 
-    public int InFlight => Volatile.Read(ref _inFlight);
+    public int InFlight => Volatile.Read(ref _inFlight) + Volatile.Read(ref _generating);
 
     public WorkerState State => _state;
 
@@ -91,6 +95,7 @@ public sealed partial class InferenceWorker
                 IReadOnlyList<JobLease> leases;
                 try
                 {
+                    await WaitForGenerationRoomAsync(receiveCancel.Token).ConfigureAwait(false);
                     leases = await ReceiveBatchAsync(receiveCancel.Token).ConfigureAwait(false);
                 }
                 catch (OperationCanceledException) when (receiveCancel.IsCancellationRequested)
@@ -131,6 +136,7 @@ public sealed partial class InferenceWorker
             throw;
         }
 
+        await DrainGenerationsAsync(crash).ConfigureAwait(false);
         await _registry.RemoveAsync(Id, CancellationToken.None).ConfigureAwait(false);
         Log.Stopped(_logger, Id, JobsCompleted);
     }
@@ -267,6 +273,17 @@ public sealed partial class InferenceWorker
         try
         {
             manifest = await _catalog.GetAsync(model, version, crash).ConfigureAwait(false);
+            if (manifest.IsTextGeneration)
+            {
+                // Generations run on beside the loop, which keeps receiving: each joins the model's continuous batch.
+                foreach (var lease in leases)
+                {
+                    StartGeneration(lease, manifest, crash);
+                }
+
+                return;
+            }
+
             warm = await _pool.AcquireAsync(manifest, crash).ConfigureAwait(false);
         }
         catch (InferenceException ex) when (ex.Error is InferenceError.NotFound or InferenceError.ModelFailure or InferenceError.BadRequest)

@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using ServerlessInference.Jobs;
 using ServerlessInference.Models;
+using ServerlessInference.Streaming;
 using ServerlessInference.Telemetry;
 
 namespace ServerlessInference.Workers;
@@ -16,8 +17,9 @@ public sealed class WorkerFactory(
     IOptions<WorkerOptions> options,
     TimeProvider timeProvider,
     InferenceMetrics metrics,
-    ILogger<InferenceWorker> logger)
+    ILogger<InferenceWorker> logger,
+    IJobStreams? streams = null)
 {
     public InferenceWorker Create(string id) =>
-        new(id, queue, results, pool, catalog, registry, options.Value, timeProvider, metrics, logger);
+        new(id, queue, results, pool, catalog, registry, options.Value, timeProvider, metrics, logger, streams);
 }

@@ -23,6 +23,11 @@ public sealed class WorkerOptions : IValidatableObject
     /// <summary>How often leases are renewed while a batch runs; keep it well under the queue's lease duration.</summary>
     public TimeSpan LeaseRenewInterval { get; set; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>Most generation jobs this worker runs at once, across its text-generation models. They share each model's
+    /// continuous batch (<c>Inference:Generation:MaxConcurrentSequences</c>); a few more than that keeps the next
+    /// sequences ready to join. The worker receives no more jobs while this many run.</summary>
+    public int MaxConcurrentGenerations { get; set; } = 40;
+
     /// <summary>Back-off after the queue could not be reached.</summary>
     public TimeSpan RetryDelay { get; set; } = TimeSpan.FromSeconds(1);
 
@@ -31,6 +36,11 @@ public sealed class WorkerOptions : IValidatableObject
         if (MaxBatchSize is < 1 or > 4096)
         {
             yield return new ValidationResult($"{Section}:MaxBatchSize must be between 1 and 4096", [nameof(MaxBatchSize)]);
+        }
+
+        if (MaxConcurrentGenerations < 1)
+        {
+            yield return new ValidationResult($"{Section}:MaxConcurrentGenerations must be at least 1", [nameof(MaxConcurrentGenerations)]);
         }
 
         if (MaxBatchDelay < TimeSpan.Zero)

@@ -27,6 +27,15 @@ public sealed class GatewayFunctionsTests
         { "GET", "v2/health/live", AuthorizationLevel.Anonymous },
         { "GET", "v2/health/ready", AuthorizationLevel.Anonymous },
         { "GET", "v2", AuthorizationLevel.Anonymous },
+        { "POST", "v1/completions", AuthorizationLevel.Function },
+        { "POST", "v1/chat/completions", AuthorizationLevel.Function },
+        { "GET", "v1/models", AuthorizationLevel.Function },
+        { "GET", "v1/models/{model}", AuthorizationLevel.Function },
+        { "POST", "v2/models/{model}/generate", AuthorizationLevel.Function },
+        { "POST", "v2/models/{model}/versions/{version}/generate", AuthorizationLevel.Function },
+        { "POST", "v2/models/{model}/generate_stream", AuthorizationLevel.Function },
+        { "POST", "v2/models/{model}/versions/{version}/generate_stream", AuthorizationLevel.Function },
+        { "GET", "jobs/{id}/stream", AuthorizationLevel.Function },
     };
 
     [Theory]
