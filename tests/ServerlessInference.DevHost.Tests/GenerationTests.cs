@@ -204,6 +204,54 @@ public sealed class GenerationTests(DevHostFixture fixture)
     }
 
     [Fact]
+    public async Task Delete_RunningGeneration_EndsItsStreamAsCancelledAndTheJobIsCancelled()
+    {
+        // lm-bench at 1000 tokens runs for many seconds on this CPU, so the DELETE lands while it runs.
+        using var accepted = await Client().SendAsync(new HttpRequestMessage(HttpMethod.Post, "/v2/models/lm-bench/generate")
+        {
+            Content = Json("""{"text_input":"to be cancelled","parameters":{"max_tokens":1000,"temperature":0}}"""),
+            Headers = { { "Prefer", "respond-async" } },
+        });
+        var location = accepted.Headers.Location!.ToString();
+        using var stream = await Client().SendAsync(new HttpRequestMessage(HttpMethod.Get, location + "/stream"), HttpCompletionOption.ResponseHeadersRead);
+        var events = new List<SseItem<string>>();
+        var deleted = false;
+        await foreach (var item in SseParser.Create(await stream.Content.ReadAsStreamAsync()).EnumerateAsync())
+        {
+            events.Add(item);
+            if (!deleted)
+            {
+                deleted = true;
+                using var delete = await Client().DeleteAsync(location);
+                Assert.Equal(HttpStatusCode.OK, delete.StatusCode);
+            }
+        }
+
+        var end = events[^1];
+        Assert.Equal("end", end.EventType);
+        Assert.Equal("cancelled", JsonDocument.Parse(end.Data).RootElement.GetProperty("finish").GetString());
+        Assert.True(events.Count < 1000, $"the generation ran to its end ({events.Count} events)");
+        using var job = JsonDocument.Parse(await Client().GetStringAsync(location));
+        Assert.Equal("cancelled", job.RootElement.GetProperty("status").GetString());
+    }
+
+    [Fact]
+    public async Task Metrics_AfterAGeneration_ShowTokensTimeToFirstTokenAndRunningSequences()
+    {
+        await TextAsync(await Client().PostAsync("/v1/completions", Json("""{"model":"tiny-lm","prompt":"count me","max_tokens":4,"temperature":0}""")));
+
+        var metrics = await Client().GetStringAsync("/metrics");
+
+        Assert.Contains("inference_generated_tokens_total{", metrics);
+        Assert.Contains("inference_time_to_first_token_seconds_bucket{", metrics);
+        Assert.Contains("inference_inter_token_latency_seconds_bucket{", metrics);
+        Assert.Contains("inference_running_sequences{", metrics);
+        Assert.Contains("inference_kv_cache_bytes{", metrics);
+        using var status = JsonDocument.Parse(await Client().GetStringAsync("/status"));
+        Assert.All(status.RootElement.GetProperty("workers").EnumerateArray(), w => Assert.True(w.TryGetProperty("running_sequences", out _)));
+    }
+
+    [Fact]
     public async Task JobStream_BadLastEventId_Is400()
     {
         using var request = new HttpRequestMessage(HttpMethod.Get, "/jobs/whatever/stream") { Headers = { { "Last-Event-ID", "abc" } } };

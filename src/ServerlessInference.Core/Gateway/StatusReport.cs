@@ -52,6 +52,7 @@ internal static class StatusReport
                 w.WriteString("state", worker.State.ToString().ToLowerInvariant());
                 w.WriteString("execution_provider", worker.ExecutionProvider);
                 w.WriteNumber("in_flight", worker.InFlight);
+                w.WriteNumber("running_sequences", worker.RunningSequences);
                 w.WriteNumber("jobs_completed", worker.JobsCompleted);
                 w.WriteNumber("memory_used_bytes", worker.MemoryUsedBytes);
                 w.WriteNumber("memory_budget_bytes", worker.MemoryBudgetBytes);

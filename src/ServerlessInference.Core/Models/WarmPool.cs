@@ -29,8 +29,11 @@ public sealed partial class WarmPool : IDisposable
     private long _loadTicks;
     private bool _disposed;
 
-    public WarmPool(IInferenceEngine engine, WeightsCache weights, IOptions<WarmPoolOptions> options, TimeProvider timeProvider, ILogger<WarmPool> logger)
+    /// <param name="metrics">When given, its generation gauges (running sequences, KV bytes) read this pool's models.</param>
+    public WarmPool(IInferenceEngine engine, WeightsCache weights, IOptions<WarmPoolOptions> options, TimeProvider timeProvider, ILogger<WarmPool> logger,
+        Telemetry.InferenceMetrics? metrics = null)
     {
+        metrics?.ObserveGeneration(GenerationModels);
         _engine = engine;
         _weights = weights;
         _timeProvider = timeProvider;
@@ -243,6 +246,18 @@ public sealed partial class WarmPool : IDisposable
                     e.Bytes,
                     e.Leases,
                     e.Load is { IsCompletedSuccessfully: true } ? "ready" : "loading"))
+                .ToList();
+        }
+    }
+
+    /// <summary>The text-generation models loaded now, with their scheduler counters (for metrics).</summary>
+    public IReadOnlyList<(string Model, Generation.GenerationCounters Counters)> GenerationModels()
+    {
+        lock (_lock)
+        {
+            return _entries.Values
+                .Where(e => e.Load is { IsCompletedSuccessfully: true } && e.Load.Result is Generation.ITextGenerationModel)
+                .Select(e => (e.Manifest.Name, ((Generation.ITextGenerationModel)e.Load.Result).Counters))
                 .ToList();
         }
     }

@@ -12,6 +12,10 @@ public sealed class InferenceMetrics : IDisposable
     private readonly Histogram<int> _batchSize;
     private readonly Histogram<double> _queueTime;
     private readonly Histogram<double> _computeTime;
+    private readonly Histogram<double> _timeToFirstToken;
+    private readonly Histogram<double> _interTokenLatency;
+    private readonly Counter<long> _generatedTokens;
+    private volatile Func<IReadOnlyList<(string Model, Generation.GenerationCounters Counters)>>? _generation;
     private long _queued;
     private long _inFlight;
 
@@ -28,6 +32,19 @@ public sealed class InferenceMetrics : IDisposable
         _computeTime = _meter.CreateHistogram<double>(
             "inference_compute_time", "s", "Engine time of a batch",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5] });
+        _timeToFirstToken = _meter.CreateHistogram<double>(
+            "inference_time_to_first_token", "s", "Time from a generation's submission to its first token (queue and prefill included)",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60] });
+        _interTokenLatency = _meter.CreateHistogram<double>(
+            "inference_inter_token_latency", "s", "Time between two tokens of one generation",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5] });
+        _generatedTokens = _meter.CreateCounter<long>("inference_generated_tokens", "{token}", "Tokens generated (tokens/s is its rate)");
+        _meter.CreateObservableGauge("inference_running_sequences", () => Generation(c => c.RunningSequences), "{sequence}",
+            "Sequences in a text-generation model's running batch");
+        _meter.CreateObservableGauge("inference_waiting_sequences", () => Generation(c => c.WaitingSequences), "{sequence}",
+            "Sequences waiting for room in a text-generation model's batch (KV budget or max sequences)");
+        _meter.CreateObservableGauge("inference_kv_cache_bytes", () => Generation(c => c.KvBytesInUse), "By",
+            "KV-cache bytes a text-generation model holds now");
         _meter.CreateObservableGauge("inference_queue_depth", () => new[]
         {
             new Measurement<long>(Interlocked.Read(ref _queued), new KeyValuePair<string, object?>("state", "queued")),
@@ -47,6 +64,26 @@ public sealed class InferenceMetrics : IDisposable
 
     public void QueueTime(string model, TimeSpan waited) =>
         _queueTime.Record(waited.TotalSeconds, new KeyValuePair<string, object?>("model", model));
+
+    /// <summary>Where the generation gauges read the loaded text-generation models from (the worker's warm pool).</summary>
+    public void ObserveGeneration(Func<IReadOnlyList<(string Model, Generation.GenerationCounters Counters)>> models) => _generation = models;
+
+    public void FirstToken(string model, TimeSpan sinceSubmission) =>
+        _timeToFirstToken.Record(sinceSubmission.TotalSeconds, new KeyValuePair<string, object?>("model", model));
+
+    /// <summary>One token of a generation; <paramref name="sincePrevious"/> is null for its first.</summary>
+    public void Token(string model, TimeSpan? sincePrevious)
+    {
+        var tag = new KeyValuePair<string, object?>("model", model);
+        _generatedTokens.Add(1, tag);
+        if (sincePrevious is { } gap)
+        {
+            _interTokenLatency.Record(gap.TotalSeconds, tag);
+        }
+    }
+
+    private IEnumerable<Measurement<long>> Generation(Func<Generation.GenerationCounters, long> read) =>
+        _generation?.Invoke().Select(m => new Measurement<long>(read(m.Counters), new KeyValuePair<string, object?>("model", m.Model))) ?? [];
 
     public void Depth(long queued, long inFlight)
     {

@@ -26,6 +26,9 @@ public sealed record WorkerStatus
     /// <summary>Jobs the worker holds a lease on now.</summary>
     public required int InFlight { get; init; }
 
+    /// <summary>Generation jobs this worker runs now (each a sequence in its model's continuous batch, or waiting to join).</summary>
+    public int RunningSequences { get; init; }
+
     public required IReadOnlyList<WarmModelStatus> WarmModels { get; init; }
 
     public required long MemoryUsedBytes { get; init; }

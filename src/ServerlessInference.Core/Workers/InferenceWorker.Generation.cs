@@ -140,6 +140,7 @@ public sealed partial class InferenceWorker
 
             renewals = _timeProvider.CreateTimer(static state => ((LeaseRenewal)state!).Fire(), new LeaseRenewal(this, [lease]), _options.LeaseRenewInterval, _options.LeaseRenewInterval);
             GenerationFinish? finish = null;
+            long? lastToken = null;
             var batch = new List<JobStreamEvent>(2);
             try
             {
@@ -158,6 +159,12 @@ public sealed partial class InferenceWorker
                     }
 
                     var appended = await _streams.AppendAsync(job.Id, batch, crash).ConfigureAwait(false);
+                    if (appended.Appended < batch.Count && appended.Ended)
+                    {
+                        // Ended from outside at this very sequence (DELETE /jobs/{id}): stop and settle as the stream says.
+                        throw JobStreamException.Ended(job.Id, appended.LastSequence);
+                    }
+
                     if (appended.Appended < batch.Count)
                     {
                         // Another worker owns this job now (our lease expired and it was delivered again): step aside.
@@ -166,6 +173,18 @@ public sealed partial class InferenceWorker
                     }
 
                     sequence += batch.Count;
+                    if (token.TokenId >= 0)
+                    {
+                        var now = _timeProvider.GetTimestamp();
+                        if (lastToken is null && resume.Count == 0)
+                        {
+                            _metrics.FirstToken(job.Model, _timeProvider.GetUtcNow() - job.SubmittedAt);
+                        }
+
+                        _metrics.Token(job.Model, lastToken is { } previous ? _timeProvider.GetElapsedTime(previous, now) : null);
+                        lastToken = now;
+                    }
+
                     text.Append(token.Text);
                     if (finish is not null)
                     {

@@ -441,6 +441,7 @@ public sealed partial class InferenceWorker
             ExecutionProvider = _pool.ExecutionProvider,
             State = _state,
             InFlight = inFlight,
+            RunningSequences = Generating,
             WarmModels = _pool.Snapshot().Select(m => new WarmModelStatus(m.Name, m.Version, m.Bytes)).ToList(),
             MemoryUsedBytes = counters.UsedBytes,
             MemoryBudgetBytes = counters.BudgetBytes,
