@@ -136,6 +136,18 @@ public sealed class GenerationTests(DevHostFixture fixture)
     }
 
     [Fact]
+    public async Task Completions_PromptLongerThanTheContext_Is400NamingTheLengths()
+    {
+        var prompt = string.Concat(Enumerable.Repeat("lorem ipsum dolor sit amet ", 200));
+
+        using var response = await Client().PostAsync("/v1/completions", Json($$"""{"model":"tiny-lm","prompt":"{{prompt}}","max_tokens":4}"""));
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        using var json = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+        Assert.Contains("context", json.RootElement.GetProperty("error").GetProperty("message").GetString());
+    }
+
+    [Fact]
     public async Task Models_ListsTheTextGenerationModelsOnly()
     {
         using var json = JsonDocument.Parse(await Client().GetStringAsync("/v1/models"));
