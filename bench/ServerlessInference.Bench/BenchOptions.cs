@@ -17,6 +17,13 @@ internal sealed class BenchOptions
     /// <summary>Interleaved rounds; each scenario gets <see cref="Duration"/> / rounds per round.</summary>
     public int Rounds { get; private set; } = 5;
 
+    /// <summary>Measured seconds per generation scenario, summed over the rounds. Longer than <see cref="Duration"/>:
+    /// a slice starts with an empty batch (32 prefills at once) and a generation lasts seconds.</summary>
+    public TimeSpan GenerationDuration { get; private set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Generation load before each slice, not measured (the batch fills and the prefills spread out).</summary>
+    public TimeSpan GenerationSliceWarmup { get; private set; } = TimeSpan.FromSeconds(3);
+
     /// <summary>Raw loops are cheap to measure precisely: half the duration each.</summary>
     public TimeSpan RawDuration => TimeSpan.FromSeconds(Math.Max(1, Duration.TotalSeconds / 2));
 
@@ -30,7 +37,7 @@ internal sealed class BenchOptions
 
     public bool SkipSpinning { get; private set; }
 
-    /// <summary>HTTP scenario ids to run (null: all): 2,3,4,4c1,5j,5b,6,s2,s6,s5b.</summary>
+    /// <summary>HTTP and generation scenario ids to run (null: all): 2,3,4,4c1,5j,5b,6,s2,s6,s5b,g1,g2,g3,g4,gs1.</summary>
     public HashSet<string>? Scenarios { get; private set; }
 
     public bool SkipRaw { get; private set; }
@@ -57,7 +64,8 @@ internal sealed class BenchOptions
     {
         var options = new BenchOptions();
         var quick = false;
-        double? duration = null, warmup = null, sliceWarmup = null;
+        var generationOnly = false;
+        double? duration = null, warmup = null, sliceWarmup = null, generationDuration = null, generationSliceWarmup = null;
         int? rounds = null;
         for (var i = 0; i < args.Length; i++)
         {
@@ -67,6 +75,8 @@ internal sealed class BenchOptions
                 case "--duration": duration = Seconds(Next()); break;
                 case "--warmup": warmup = Seconds(Next()); break;
                 case "--slice-warmup": sliceWarmup = Seconds(Next()); break;
+                case "--gen-duration": generationDuration = Seconds(Next()); break;
+                case "--gen-slice-warmup": generationSliceWarmup = Seconds(Next()); break;
                 case "--rounds": rounds = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                 case "--quick": quick = true; break;
                 case "--workers": options.Workers = int.Parse(Next(), CultureInfo.InvariantCulture); break;
@@ -78,6 +88,7 @@ internal sealed class BenchOptions
                 case "--no-freeze": options.NoFreeze = true; break;
                 case "--no-probe": options.NoProbe = true; break;
                 case "--scenarios": options.Scenarios = [.. Next().Split(',')]; break;
+                case "generation" when i == 0: generationOnly = true; break;
                 case "--devhost-env":
                     var (key, value) = Pair(Next());
                     options.DevHostEnvironment[key] = value;
@@ -103,6 +114,15 @@ internal sealed class BenchOptions
         options.Warmup = TimeSpan.FromSeconds(warmup ?? (quick ? 1 : 3));
         options.SliceWarmup = TimeSpan.FromSeconds(sliceWarmup ?? (quick ? 0.5 : 1));
         options.Rounds = Math.Max(1, rounds ?? (quick ? 3 : 5));
+        options.GenerationDuration = TimeSpan.FromSeconds(generationDuration ?? (quick ? 12 : 30));
+        options.GenerationSliceWarmup = TimeSpan.FromSeconds(generationSliceWarmup ?? (quick ? 2 : 3));
+        if (generationOnly)
+        {
+            // The named scenario: only the generation scenarios (the services one unless --skip-services), no raw loops.
+            options.Scenarios ??= [.. GenerationReport.Ids];
+            options.SkipRaw = true;
+        }
+
         if (!options.CompareWorkers.Contains(options.Workers))
         {
             options.CompareWorkers = [options.Workers, .. options.CompareWorkers];
@@ -120,21 +140,24 @@ internal sealed class BenchOptions
     }
 
     public const string Usage = """
-        usage: dotnet run -c Release --project bench/ServerlessInference.Bench -- [options]
+        usage: dotnet run -c Release --project bench/ServerlessInference.Bench -- [generation] [options]
+          generation              only the generation scenarios g1,g2,g3,g4,gs1 (same as --scenarios g1,g2,g3,g4,gs1 --skip-raw)
           --duration S            measured seconds per HTTP scenario, over all rounds (default 10; raw loops S/2)
           --rounds N              interleaved rounds (default 5)
           --warmup S              load per scenario before the first round (default 3)
           --slice-warmup S        unmeasured load before each slice (default 1)
-          --quick                 --duration 3 --rounds 3 --warmup 1 --slice-warmup 0.5
+          --gen-duration S        measured seconds per generation scenario, over all rounds (default 30)
+          --gen-slice-warmup S    unmeasured generation load before each slice (default 3)
+          --quick                 --duration 3 --rounds 3 --warmup 1 --slice-warmup 0.5 --gen-duration 12 --gen-slice-warmup 2
           --workers N             worker count whose figures make the ratios (default 1)
           --compare-workers L     worker counts measured at MaxBatchSize 32 (default 1,2)
           --intra-op-threads N    ONNX Runtime intra-op threads, raw and DevHost (default: core count)
           --skip-spinning         do not measure raw ONNX Runtime with spinning on
           --skip-raw              no raw ONNX Runtime loops
-          --skip-services         no services-profile DevHost (Redis + Azurite) scenarios s2,s6,s5b, no cold-start figures
+          --skip-services         no services-profile DevHosts: no s2,s6,s5b (Redis + Azurite), no cold-start figures, no gs1 (Redis)
           --no-freeze             leave idle children running (default: SIGSTOP all but the measured one)
           --no-probe              servers without the GC/thread-pool probe startup hook
-          --scenarios L           HTTP scenario ids to run: 2,3,4,4c1,5j,5b,6,s2,s6,s5b (default all)
+          --scenarios L           scenario ids to run: 2,3,4,4c1,5j,5b,6,s2,s6,s5b,g1,g2,g3,g4,gs1 (default all)
           --devhost-env K=V       extra environment for every DevHost (repeatable)
           --variant NAME:K=V;K=V  an extra DevHost measured on 2, 6 and 5b in the same rounds (repeatable)
         """;
