@@ -174,7 +174,8 @@ internal sealed class SseTarget : IGenerationTarget, IDisposable
 /// <param name="Tokens">Token events that arrived inside the window.</param>
 /// <param name="TokensWithWarmup">Token events from the start of the slice's warm-up to its end (the per-token CPU denominator).</param>
 /// <param name="Completed">Generations whose final event arrived inside the window.</param>
-/// <param name="TimesToFirstTokenMs">From sending a request to its first token event with text, for first tokens inside the window.</param>
+/// <param name="TimesToFirstTokenMs">From sending a request to its first token event with text, for requests sent inside
+/// the window whose first token came before its end (not the burst of every client starting at once when a slice begins).</param>
 internal sealed record GenerationSlice(long Tokens, long TokensWithWarmup, long Completed, double Seconds, double[] TimesToFirstTokenMs, long Errors, IReadOnlyList<string> ErrorSamples);
 
 /// <summary>Closed-loop generation clients: each sends its next request of the mix as soon as the previous one ends.
@@ -215,7 +216,7 @@ internal static class GenerationLoad
                         if (first && hasText)
                         {
                             first = false;
-                            if (inside)
+                            if (inside && sent >= measureStart)
                             {
                                 ttft.Add((now - sent) * 1000.0 / Stopwatch.Frequency);
                             }

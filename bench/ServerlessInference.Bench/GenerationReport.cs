@@ -41,6 +41,11 @@ internal sealed class GenerationReport(IReadOnlyList<GenerationScenario> scenari
                 notes.Add(string.Create(CultureInfo.InvariantCulture, $"CPU ms/token server {server:0.00} client {client:0.00}"));
             }
 
+            if (s.BusyAfterStopSeconds > 1)
+            {
+                notes.Add(string.Create(CultureInfo.InvariantCulture, $"server busy up to {s.BusyAfterStopSeconds:0.0} s after a slice stopped"));
+            }
+
             if (s.OtherCores is double other)
             {
                 notes.Add(string.Create(CultureInfo.InvariantCulture, $"idle siblings {s.SiblingCores ?? 0:0.00} + other programs {other:0.00} cores"));

@@ -47,6 +47,11 @@ internal sealed class GenerationScenario(string id, string label, int pid, Func<
     public double? ClientCpuMsPerToken => InProcess ? null : PerToken(_clientCpuSeconds);
 
     private int _slicesRun;
+    private double _busyAfterStop;
+
+    /// <summary>The longest time the server stayed busy (over 0.2 cores) after a slice had stopped and cancelled its
+    /// generations.</summary>
+    public double BusyAfterStopSeconds => _busyAfterStop;
 
     public override async Task WarmAsync(TimeSpan warmup)
     {
@@ -88,6 +93,13 @@ internal sealed class GenerationScenario(string id, string label, int pid, Func<
         cpu.Sample();
         AddOther(cpu, wall);
         _slices.Add(result);
+        if (!InProcess)
+        {
+            // The next slice (of any scenario) must find this server idle: every stopped generation was cancelled, so
+            // its CPU should fall at once. What it keeps burning is shown, not hidden.
+            var busy = await WaitIdleAsync(measured).ConfigureAwait(false);
+            _busyAfterStop = Math.Max(_busyAfterStop, busy.TotalSeconds);
+        }
         var servers = measured.Select((_, i) => cpu.ProcessSeconds(i)).ToArray();
         if (servers.All(s => s is not null) && cpu.OwnSeconds is double own)
         {
@@ -98,6 +110,25 @@ internal sealed class GenerationScenario(string id, string label, int pid, Func<
         {
             _cpuKnown = false;
         }
+    }
+
+    private static async Task<TimeSpan> WaitIdleAsync(int[] pids)
+    {
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        var window = TimeSpan.FromMilliseconds(250);
+        while (System.Diagnostics.Stopwatch.GetElapsedTime(started) < TimeSpan.FromSeconds(30))
+        {
+            var meter = new CpuMeter(pids, []);
+            await Task.Delay(window).ConfigureAwait(false);
+            meter.Sample();
+            var seconds = pids.Select((_, i) => meter.ProcessSeconds(i) ?? 0).Sum();
+            if (seconds < 0.2 * window.TotalSeconds)
+            {
+                break;
+            }
+        }
+
+        return System.Diagnostics.Stopwatch.GetElapsedTime(started) - window;
     }
 
     public void Dispose() => (target as IDisposable)?.Dispose();
