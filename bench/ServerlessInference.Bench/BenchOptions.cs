@@ -17,12 +17,17 @@ internal sealed class BenchOptions
     /// <summary>Interleaved rounds; each scenario gets <see cref="Duration"/> / rounds per round.</summary>
     public int Rounds { get; private set; } = 5;
 
-    /// <summary>Measured seconds per generation scenario, summed over the rounds. Longer than <see cref="Duration"/>:
-    /// a slice starts with an empty batch (32 prefills at once) and a generation lasts seconds.</summary>
-    public TimeSpan GenerationDuration { get; private set; } = TimeSpan.FromSeconds(30);
+    /// <summary>Measured seconds per generation scenario, summed over <see cref="GenerationRounds"/>. Longer slices than
+    /// the HTTP scenarios': each starts with an empty batch (every client at once), and under 32 clients one generation
+    /// lasts seconds.</summary>
+    public TimeSpan GenerationDuration { get; private set; } = TimeSpan.FromSeconds(60);
 
-    /// <summary>Generation load before each slice, not measured (the batch fills and the prefills spread out).</summary>
-    public TimeSpan GenerationSliceWarmup { get; private set; } = TimeSpan.FromSeconds(3);
+    /// <summary>Generation load before each slice, not measured: about one generation's length, so the clients'
+    /// requests no longer start and end together.</summary>
+    public TimeSpan GenerationSliceWarmup { get; private set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Rounds with a generation slice: the first ones of the interleaved rounds.</summary>
+    public int GenerationRounds { get; private set; } = 3;
 
     /// <summary>Raw loops are cheap to measure precisely: half the duration each.</summary>
     public TimeSpan RawDuration => TimeSpan.FromSeconds(Math.Max(1, Duration.TotalSeconds / 2));
@@ -66,7 +71,7 @@ internal sealed class BenchOptions
         var quick = false;
         var generationOnly = false;
         double? duration = null, warmup = null, sliceWarmup = null, generationDuration = null, generationSliceWarmup = null;
-        int? rounds = null;
+        int? rounds = null, generationRounds = null;
         for (var i = 0; i < args.Length; i++)
         {
             string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
@@ -77,6 +82,7 @@ internal sealed class BenchOptions
                 case "--slice-warmup": sliceWarmup = Seconds(Next()); break;
                 case "--gen-duration": generationDuration = Seconds(Next()); break;
                 case "--gen-slice-warmup": generationSliceWarmup = Seconds(Next()); break;
+                case "--gen-rounds": generationRounds = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                 case "--rounds": rounds = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                 case "--quick": quick = true; break;
                 case "--workers": options.Workers = int.Parse(Next(), CultureInfo.InvariantCulture); break;
@@ -114,8 +120,9 @@ internal sealed class BenchOptions
         options.Warmup = TimeSpan.FromSeconds(warmup ?? (quick ? 1 : 3));
         options.SliceWarmup = TimeSpan.FromSeconds(sliceWarmup ?? (quick ? 0.5 : 1));
         options.Rounds = Math.Max(1, rounds ?? (quick ? 3 : 5));
-        options.GenerationDuration = TimeSpan.FromSeconds(generationDuration ?? (quick ? 12 : 30));
-        options.GenerationSliceWarmup = TimeSpan.FromSeconds(generationSliceWarmup ?? (quick ? 2 : 3));
+        options.GenerationDuration = TimeSpan.FromSeconds(generationDuration ?? (quick ? 24 : 60));
+        options.GenerationSliceWarmup = TimeSpan.FromSeconds(generationSliceWarmup ?? (quick ? 3 : 5));
+        options.GenerationRounds = Math.Max(1, generationRounds ?? (quick ? 2 : 3));
         if (generationOnly)
         {
             // The named scenario: only the generation scenarios (the services one unless --skip-services), no raw loops.
@@ -146,9 +153,11 @@ internal sealed class BenchOptions
           --rounds N              interleaved rounds (default 5)
           --warmup S              load per scenario before the first round (default 3)
           --slice-warmup S        unmeasured load before each slice (default 1)
-          --gen-duration S        measured seconds per generation scenario, over all rounds (default 30)
-          --gen-slice-warmup S    unmeasured generation load before each slice (default 3)
-          --quick                 --duration 3 --rounds 3 --warmup 1 --slice-warmup 0.5 --gen-duration 12 --gen-slice-warmup 2
+          --gen-duration S        measured seconds per generation scenario, over its rounds (default 60)
+          --gen-rounds N          rounds with a generation slice, the first ones (default 3)
+          --gen-slice-warmup S    unmeasured generation load before each slice (default 5)
+          --quick                 --duration 3 --rounds 3 --warmup 1 --slice-warmup 0.5
+                                  --gen-duration 24 --gen-rounds 2 --gen-slice-warmup 3
           --workers N             worker count whose figures make the ratios (default 1)
           --compare-workers L     worker counts measured at MaxBatchSize 32 (default 1,2)
           --intra-op-threads N    ONNX Runtime intra-op threads, raw and DevHost (default: core count)

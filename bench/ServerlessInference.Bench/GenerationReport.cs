@@ -52,7 +52,7 @@ internal sealed class GenerationReport(IReadOnlyList<GenerationScenario> scenari
             }
 
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {s.Id,-3} | {s.Label,-57} | {s.TokensPerSecond,10:0.0} | {s.TtftP50Ms,11:0.0} | {s.TtftP99Ms,11:0.0} | {string.Join(", ", notes)} |"));
+                $"| {s.Id,-3} | {s.Label,-57} | {s.TokensPerSecond,10:0.0} | {Ms(s.TtftP50Ms),11} | {Ms(s.TtftP99Ms),11} | {string.Join(", ", notes)} |"));
         }
     }
 
@@ -102,6 +102,9 @@ internal sealed class GenerationReport(IReadOnlyList<GenerationScenario> scenari
             }
         }
     }
+
+    /// <summary>No TTFT in the window (one sequence at a time: a request waits for every other client's) reads n/a.</summary>
+    private static string Ms(double ms) => double.IsNaN(ms) ? "n/a" : ms.ToString("0.0", CultureInfo.InvariantCulture);
 
     private GenerationScenario? Get(string id) => scenarios.FirstOrDefault(s => s.Id == id);
 

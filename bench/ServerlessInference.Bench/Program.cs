@@ -88,7 +88,7 @@ namespace ServerlessInference.Bench
             if (_generationMix is not null)
             {
                 Console.WriteLine($"generation: lm-bench, streaming clients, mix of {_generationMix.Describe()}; per scenario {Format.Num(options.GenerationDuration.TotalSeconds)} s measured "
-                    + $"(+{Format.Num(options.GenerationSliceWarmup.TotalSeconds)} s unmeasured load before each slice); tokens = token events received, TTFT = send to first token event with text");
+                    + $"in {options.GenerationRounds} rounds (+{Format.Num(options.GenerationSliceWarmup.TotalSeconds)} s unmeasured load before each slice); tokens = token events received, TTFT = send to first token event with text");
             }
 
             Console.WriteLine($"warming up {_scenarios.Count} scenarios ...");
@@ -98,16 +98,22 @@ namespace ServerlessInference.Bench
                 await scenario.WarmAsync(scenario is RawScenario ? TimeSpan.FromSeconds(Math.Min(1, options.Warmup.TotalSeconds)) : options.Warmup).ConfigureAwait(false);
             }
 
-            for (var round = 1; round <= options.Rounds; round++)
+            var rounds = Math.Max(_scenarios.Any(s => s is not GenerationScenario) ? options.Rounds : 0, _generationMix is null ? 0 : options.GenerationRounds);
+            for (var round = 1; round <= rounds; round++)
             {
-                Console.WriteLine($"round {round}/{options.Rounds} ...");
+                Console.WriteLine($"round {round}/{rounds} ...");
                 var order = round % 2 == 1 ? _scenarios : Enumerable.Reverse(_scenarios);
                 foreach (var scenario in order)
                 {
+                    if (round > (scenario is GenerationScenario ? options.GenerationRounds : options.Rounds))
+                    {
+                        continue;
+                    }
+
                     var (slice, warm) = scenario switch
                     {
                         RawScenario => (options.RawDuration / options.Rounds, options.SliceWarmup / 2),
-                        GenerationScenario => (options.GenerationDuration / options.Rounds, options.GenerationSliceWarmup),
+                        GenerationScenario => (options.GenerationDuration / options.GenerationRounds, options.GenerationSliceWarmup),
                         _ => (options.Duration / options.Rounds, options.SliceWarmup),
                     };
                     Freezer.Isolate(scenario.Pid);
