@@ -77,9 +77,13 @@ namespace ServerlessInference.Bench
                 Console.WriteLine("warning: the machine is busy; other programs inflate every figure (see 'other' in the table)");
             }
 
-            Console.WriteLine($"settings: {options.Rounds} interleaved rounds; per HTTP scenario {Format.Num(options.Duration.TotalSeconds)} s measured "
-                + $"(+{Format.Num(options.SliceWarmup.TotalSeconds)} s unmeasured load before each slice, {Format.Num(options.Warmup.TotalSeconds)} s warm-up before round 1); "
-                + $"raw loops {Format.Num(options.RawDuration.TotalSeconds)} s; ONNX Runtime {options.IntraOpThreads} intra-op threads (shared pool), spinning off unless noted; "
+            var onlyGeneration = options.SkipRaw && options.Scenarios is { } ids && ids.All(GenerationReport.Ids.Contains);
+            Console.WriteLine((onlyGeneration
+                    ? $"settings: generation scenarios only ({Format.Num(options.Warmup.TotalSeconds)} s warm-up each before round 1); ONNX Runtime"
+                    : $"settings: {options.Rounds} interleaved rounds; per HTTP scenario {Format.Num(options.Duration.TotalSeconds)} s measured "
+                        + $"(+{Format.Num(options.SliceWarmup.TotalSeconds)} s unmeasured load before each slice, {Format.Num(options.Warmup.TotalSeconds)} s warm-up before round 1); "
+                        + $"raw loops {Format.Num(options.RawDuration.TotalSeconds)} s; ONNX Runtime")
+                + $" {options.IntraOpThreads} intra-op threads (shared pool), spinning off unless noted; "
                 + $"ratios use {options.Workers} worker(s); children not being measured are {(options.NoFreeze ? "left running" : "stopped (SIGSTOP)")}");
             Console.WriteLine();
 
