@@ -17,6 +17,18 @@ internal sealed class BenchOptions
     /// <summary>Interleaved rounds; each scenario gets <see cref="Duration"/> / rounds per round.</summary>
     public int Rounds { get; private set; } = 5;
 
+    /// <summary>Measured seconds per generation scenario, summed over <see cref="GenerationRounds"/>. Longer slices than
+    /// the HTTP scenarios': each starts with an empty batch (every client at once), and under 32 clients one generation
+    /// lasts seconds.</summary>
+    public TimeSpan GenerationDuration { get; private set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>Generation load before each slice, not measured: about one generation's length, so the clients'
+    /// requests no longer start and end together.</summary>
+    public TimeSpan GenerationSliceWarmup { get; private set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Rounds with a generation slice: the first ones of the interleaved rounds.</summary>
+    public int GenerationRounds { get; private set; } = 3;
+
     /// <summary>Raw loops are cheap to measure precisely: half the duration each.</summary>
     public TimeSpan RawDuration => TimeSpan.FromSeconds(Math.Max(1, Duration.TotalSeconds / 2));
 
@@ -30,7 +42,7 @@ internal sealed class BenchOptions
 
     public bool SkipSpinning { get; private set; }
 
-    /// <summary>HTTP scenario ids to run (null: all): 2,3,4,4c1,5j,5b,6,s2,s6,s5b.</summary>
+    /// <summary>HTTP and generation scenario ids to run (null: all): 2,3,4,4c1,5j,5b,6,s2,s6,s5b,g1,g2,g3,g4,gs1.</summary>
     public HashSet<string>? Scenarios { get; private set; }
 
     public bool SkipRaw { get; private set; }
@@ -57,8 +69,9 @@ internal sealed class BenchOptions
     {
         var options = new BenchOptions();
         var quick = false;
-        double? duration = null, warmup = null, sliceWarmup = null;
-        int? rounds = null;
+        var generationOnly = false;
+        double? duration = null, warmup = null, sliceWarmup = null, generationDuration = null, generationSliceWarmup = null;
+        int? rounds = null, generationRounds = null;
         for (var i = 0; i < args.Length; i++)
         {
             string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
@@ -67,6 +80,9 @@ internal sealed class BenchOptions
                 case "--duration": duration = Seconds(Next()); break;
                 case "--warmup": warmup = Seconds(Next()); break;
                 case "--slice-warmup": sliceWarmup = Seconds(Next()); break;
+                case "--gen-duration": generationDuration = Seconds(Next()); break;
+                case "--gen-slice-warmup": generationSliceWarmup = Seconds(Next()); break;
+                case "--gen-rounds": generationRounds = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                 case "--rounds": rounds = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                 case "--quick": quick = true; break;
                 case "--workers": options.Workers = int.Parse(Next(), CultureInfo.InvariantCulture); break;
@@ -78,6 +94,7 @@ internal sealed class BenchOptions
                 case "--no-freeze": options.NoFreeze = true; break;
                 case "--no-probe": options.NoProbe = true; break;
                 case "--scenarios": options.Scenarios = [.. Next().Split(',')]; break;
+                case "generation" when i == 0: generationOnly = true; break;
                 case "--devhost-env":
                     var (key, value) = Pair(Next());
                     options.DevHostEnvironment[key] = value;
@@ -103,6 +120,16 @@ internal sealed class BenchOptions
         options.Warmup = TimeSpan.FromSeconds(warmup ?? (quick ? 1 : 3));
         options.SliceWarmup = TimeSpan.FromSeconds(sliceWarmup ?? (quick ? 0.5 : 1));
         options.Rounds = Math.Max(1, rounds ?? (quick ? 3 : 5));
+        options.GenerationDuration = TimeSpan.FromSeconds(generationDuration ?? (quick ? 24 : 60));
+        options.GenerationSliceWarmup = TimeSpan.FromSeconds(generationSliceWarmup ?? (quick ? 3 : 5));
+        options.GenerationRounds = Math.Max(1, generationRounds ?? (quick ? 2 : 3));
+        if (generationOnly)
+        {
+            // The named scenario: only the generation scenarios (the services one unless --skip-services), no raw loops.
+            options.Scenarios ??= [.. GenerationReport.Ids];
+            options.SkipRaw = true;
+        }
+
         if (!options.CompareWorkers.Contains(options.Workers))
         {
             options.CompareWorkers = [options.Workers, .. options.CompareWorkers];
@@ -120,21 +147,26 @@ internal sealed class BenchOptions
     }
 
     public const string Usage = """
-        usage: dotnet run -c Release --project bench/ServerlessInference.Bench -- [options]
+        usage: dotnet run -c Release --project bench/ServerlessInference.Bench -- [generation] [options]
+          generation              only the generation scenarios g1,g2,g3,g4,gs1 (same as --scenarios g1,g2,g3,g4,gs1 --skip-raw)
           --duration S            measured seconds per HTTP scenario, over all rounds (default 10; raw loops S/2)
           --rounds N              interleaved rounds (default 5)
           --warmup S              load per scenario before the first round (default 3)
           --slice-warmup S        unmeasured load before each slice (default 1)
+          --gen-duration S        measured seconds per generation scenario, over its rounds (default 60)
+          --gen-rounds N          rounds with a generation slice, the first ones (default 3)
+          --gen-slice-warmup S    unmeasured generation load before each slice (default 5)
           --quick                 --duration 3 --rounds 3 --warmup 1 --slice-warmup 0.5
+                                  --gen-duration 24 --gen-rounds 2 --gen-slice-warmup 3
           --workers N             worker count whose figures make the ratios (default 1)
           --compare-workers L     worker counts measured at MaxBatchSize 32 (default 1,2)
           --intra-op-threads N    ONNX Runtime intra-op threads, raw and DevHost (default: core count)
           --skip-spinning         do not measure raw ONNX Runtime with spinning on
           --skip-raw              no raw ONNX Runtime loops
-          --skip-services         no services-profile DevHost (Redis + Azurite) scenarios s2,s6,s5b, no cold-start figures
+          --skip-services         no services-profile DevHosts: no s2,s6,s5b (Redis + Azurite), no cold-start figures, no gs1 (Redis)
           --no-freeze             leave idle children running (default: SIGSTOP all but the measured one)
           --no-probe              servers without the GC/thread-pool probe startup hook
-          --scenarios L           HTTP scenario ids to run: 2,3,4,4c1,5j,5b,6,s2,s6,s5b (default all)
+          --scenarios L           scenario ids to run: 2,3,4,4c1,5j,5b,6,s2,s6,s5b,g1,g2,g3,g4,gs1 (default all)
           --devhost-env K=V       extra environment for every DevHost (repeatable)
           --variant NAME:K=V;K=V  an extra DevHost measured on 2, 6 and 5b in the same rounds (repeatable)
         """;

@@ -29,13 +29,18 @@ internal sealed class LocalServices : IAsyncDisposable
 
     public int AzuritePid => _azurite?.Id ?? 0;
 
-    public static async Task<LocalServices> StartAsync(string repositoryRoot, string directory)
+    /// <param name="blob">False: Redis only (a services DevHost over a folder model store needs no Azurite).</param>
+    public static async Task<LocalServices> StartAsync(string repositoryRoot, string directory, bool blob = true)
     {
         var services = new LocalServices(directory);
         try
         {
             await services.StartRedisAsync().ConfigureAwait(false);
-            await services.StartAzuriteAsync(Path.Combine(repositoryRoot, ".state", "tools", "node_modules", ".bin", "azurite-blob")).ConfigureAwait(false);
+            if (blob)
+            {
+                await services.StartAzuriteAsync(Path.Combine(repositoryRoot, ".state", "tools", "node_modules", ".bin", "azurite-blob")).ConfigureAwait(false);
+            }
+
             return services;
         }
         catch

@@ -1,8 +1,12 @@
 using System.Globalization;
 using System.Reflection;
 using System.Runtime.InteropServices;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
 using ServerlessInference.Bench;
+using ServerlessInference.Onnx;
 using ServerlessInference.Onnx.Demo;
+using ServerlessInference.Onnx.Generation;
 
 if (args.Length > 0 && args[0] == RawChild.ChildFlag)
 {
@@ -52,6 +56,9 @@ namespace ServerlessInference.Bench
         private readonly List<Scenario> _scenarios = [];
         private readonly List<RawChild> _raw = [];
         private LocalServices? _services;
+        private LocalServices? _generationRedis;
+        private OnnxTextGenerationModel? _engineModel;
+        private GenerationMix? _generationMix;
         private ServerProcess? _servicesHost;
         private int _devHosts;
 
@@ -70,14 +77,23 @@ namespace ServerlessInference.Bench
                 Console.WriteLine("warning: the machine is busy; other programs inflate every figure (see 'other' in the table)");
             }
 
-            Console.WriteLine($"settings: {options.Rounds} interleaved rounds; per HTTP scenario {Format.Num(options.Duration.TotalSeconds)} s measured "
-                + $"(+{Format.Num(options.SliceWarmup.TotalSeconds)} s unmeasured load before each slice, {Format.Num(options.Warmup.TotalSeconds)} s warm-up before round 1); "
-                + $"raw loops {Format.Num(options.RawDuration.TotalSeconds)} s; ONNX Runtime {options.IntraOpThreads} intra-op threads (shared pool), spinning off unless noted; "
+            var onlyGeneration = options.SkipRaw && options.Scenarios is { } ids && ids.All(GenerationReport.Ids.Contains);
+            Console.WriteLine((onlyGeneration
+                    ? $"settings: generation scenarios only ({Format.Num(options.Warmup.TotalSeconds)} s warm-up each before round 1); ONNX Runtime"
+                    : $"settings: {options.Rounds} interleaved rounds; per HTTP scenario {Format.Num(options.Duration.TotalSeconds)} s measured "
+                        + $"(+{Format.Num(options.SliceWarmup.TotalSeconds)} s unmeasured load before each slice, {Format.Num(options.Warmup.TotalSeconds)} s warm-up before round 1); "
+                        + $"raw loops {Format.Num(options.RawDuration.TotalSeconds)} s; ONNX Runtime")
+                + $" {options.IntraOpThreads} intra-op threads (shared pool), spinning off unless noted; "
                 + $"ratios use {options.Workers} worker(s); children not being measured are {(options.NoFreeze ? "left running" : "stopped (SIGSTOP)")}");
             Console.WriteLine();
 
             Freezer.Enabled &= !options.NoFreeze;
             await StartAsync().ConfigureAwait(false);
+            if (_generationMix is not null)
+            {
+                Console.WriteLine($"generation: lm-bench, streaming clients, mix of {_generationMix.Describe()}; per scenario {Format.Num(options.GenerationDuration.TotalSeconds)} s measured "
+                    + $"in {options.GenerationRounds} rounds (+{Format.Num(options.GenerationSliceWarmup.TotalSeconds)} s unmeasured load before each slice); tokens = token events received, TTFT = send to first token event with text");
+            }
 
             Console.WriteLine($"warming up {_scenarios.Count} scenarios ...");
             foreach (var scenario in _scenarios)
@@ -86,15 +102,24 @@ namespace ServerlessInference.Bench
                 await scenario.WarmAsync(scenario is RawScenario ? TimeSpan.FromSeconds(Math.Min(1, options.Warmup.TotalSeconds)) : options.Warmup).ConfigureAwait(false);
             }
 
-            for (var round = 1; round <= options.Rounds; round++)
+            var rounds = Math.Max(_scenarios.Any(s => s is not GenerationScenario) ? options.Rounds : 0, _generationMix is null ? 0 : options.GenerationRounds);
+            for (var round = 1; round <= rounds; round++)
             {
-                Console.WriteLine($"round {round}/{options.Rounds} ...");
+                Console.WriteLine($"round {round}/{rounds} ...");
                 var order = round % 2 == 1 ? _scenarios : Enumerable.Reverse(_scenarios);
                 foreach (var scenario in order)
                 {
-                    var isRaw = scenario is RawScenario;
-                    var slice = (isRaw ? options.RawDuration : options.Duration) / options.Rounds;
-                    var warm = isRaw ? options.SliceWarmup / 2 : options.SliceWarmup;
+                    if (round > (scenario is GenerationScenario ? options.GenerationRounds : options.Rounds))
+                    {
+                        continue;
+                    }
+
+                    var (slice, warm) = scenario switch
+                    {
+                        RawScenario => (options.RawDuration / options.Rounds, options.SliceWarmup / 2),
+                        GenerationScenario => (options.GenerationDuration / options.GenerationRounds, options.GenerationSliceWarmup),
+                        _ => (options.Duration / options.Rounds, options.SliceWarmup),
+                    };
                     Freezer.Isolate(scenario.Pid);
                     await scenario.MeasureSliceAsync(warm, slice).ConfigureAwait(false);
                 }
@@ -122,14 +147,31 @@ namespace ServerlessInference.Bench
             }
 
             var report = new Report(raw, [.. _scenarios.OfType<HttpScenario>()], coldStarts);
-            Console.WriteLine();
-            report.PrintTable();
-            Console.WriteLine();
-            var passed = report.PrintRatios(options.Workers, options.CompareWorkers);
-            report.PrintErrors();
-            Console.WriteLine();
-            report.PrintColdStarts();
-            report.PrintInternals();
+            var passed = true;
+            if (raw.Count > 0 || _scenarios.OfType<HttpScenario>().Any())
+            {
+                Console.WriteLine();
+                report.PrintTable();
+                Console.WriteLine();
+                passed &= report.PrintRatios(options.Workers, options.CompareWorkers);
+                report.PrintErrors();
+                Console.WriteLine();
+                report.PrintColdStarts();
+                report.PrintInternals();
+            }
+
+            var generation = _scenarios.OfType<GenerationScenario>().ToList();
+            if (generation.Count > 0)
+            {
+                var generationReport = new GenerationReport(generation);
+                Console.WriteLine();
+                Console.WriteLine($"generation, lm-bench ({_generationMix!.Describe()}):");
+                generationReport.PrintTable();
+                Console.WriteLine();
+                passed &= generationReport.PrintRatios();
+                generationReport.PrintErrors();
+            }
+
             Console.WriteLine();
             Console.WriteLine($"load average at end: {LoadAverage()} (at start: {loadBefore}; the bench's own load counts here)");
             return passed ? 0 : 1;
@@ -138,10 +180,13 @@ namespace ServerlessInference.Bench
         public async ValueTask DisposeAsync()
         {
             Freezer.ThawAll();
-            foreach (var scenario in _scenarios.OfType<HttpScenario>())
+            foreach (var scenario in _scenarios.OfType<IDisposable>())
             {
                 scenario.Dispose();
             }
+
+            _engineModel?.Dispose();
+            _engineModel = null;
 
             for (var i = _children.Count - 1; i >= 0; i--)
             {
@@ -159,6 +204,12 @@ namespace ServerlessInference.Bench
             {
                 await _services.DisposeAsync().ConfigureAwait(false);
                 _services = null;
+            }
+
+            if (_generationRedis is not null)
+            {
+                await _generationRedis.DisposeAsync().ConfigureAwait(false);
+                _generationRedis = null;
             }
 
             try
@@ -229,7 +280,7 @@ namespace ServerlessInference.Bench
                 Add("3", $"DevHost mlp-bench c=64, MaxBatchSize 1, w={options.Workers}", options.Workers, host, MlpPath, mlp, 64, MlpBenchModel.OutputName, MlpOutputShape);
             }
 
-            if (!options.SkipServices)
+            if (!options.SkipServices && new[] { "s2", "s6", "s5b" }.Any(options.Runs))
             {
                 Console.WriteLine("starting Redis and Azurite ...");
                 _services = await LocalServices.StartAsync(repo, Path.Combine(_root, "services")).ConfigureAwait(false);
@@ -250,6 +301,11 @@ namespace ServerlessInference.Bench
                 Add("s5b", $"services resnet18 c=4, binary tensors, {w}", 1, host, ResNetPath, resnetBinary, 4, ResNet18Model.OutputName, ResNetOutputShape, helpers: Helpers);
             }
 
+            if (GenerationReport.Ids.Any(options.Runs))
+            {
+                await StartGenerationAsync(devHostDll).ConfigureAwait(false);
+            }
+
             if (options.Runs("4") || options.Runs("4c1"))
             {
                 Console.WriteLine("starting baseline ...");
@@ -257,6 +313,78 @@ namespace ServerlessInference.Bench
                 _children.Add(host);
                 Add("4", "baseline server mlp-bench c=64 (channel + batch loop)", null, host, MlpPath, mlp, 64, MlpBenchModel.OutputName, MlpOutputShape);
                 Add("4c1", "baseline server mlp-bench c=1", null, host, MlpPath, mlp, 1, MlpBenchModel.OutputName, MlpOutputShape);
+            }
+        }
+
+        /// <summary>The generation scenarios on lm-bench: DevHosts with continuous batching (g1, and g4's lone
+        /// requests on the same host) and with one sequence at a time (g2), the same engine in this process (g3), and a
+        /// services-profile DevHost over Redis and the folder model store (gs1).</summary>
+        private async Task StartGenerationAsync(string devHostDll)
+        {
+            const int clients = 32;
+            const string model = "lm-bench";
+            var mix = _generationMix = GenerationMix.Create(GenerationMix.LmBenchTokenizer());
+            var lone = mix.WithMaxTokens(4);
+            static Dictionary<string, string> Sequences(int max) => new() { ["Inference__Generation__MaxConcurrentSequences"] = max.ToString(CultureInfo.InvariantCulture) };
+
+            if (options.Runs(GenerationReport.Batched) || options.Runs(GenerationReport.Lone))
+            {
+                var host = await StartDevHostAsync(devHostDll, maxBatchSize: 32, 1, Sequences(clients)).ConfigureAwait(false);
+                AddGeneration(GenerationReport.Batched, $"DevHost lm-bench c={clients} stream, MaxConcurrentSequences {clients}", host, null, mix, clients);
+                AddGeneration(GenerationReport.Lone, "DevHost lm-bench c=1 (lone), max_tokens <= 4", host, null, lone, 1);
+            }
+
+            if (options.Runs(GenerationReport.OneAtATime))
+            {
+                var host = await StartDevHostAsync(devHostDll, maxBatchSize: 32, 1, Sequences(1)).ConfigureAwait(false);
+                AddGeneration(GenerationReport.OneAtATime, $"DevHost lm-bench c={clients} stream, MaxConcurrentSequences 1", host, null, mix, clients);
+            }
+
+            if (options.Runs(GenerationReport.InProcess))
+            {
+                // The DevHost's engine settings: its ORT thread options, the default KV budget, the same batch limit.
+                Console.WriteLine($"loading {model} in process (engine without HTTP or queue) ...");
+                var config = DecoderLmModel.LmBench;
+                var path = Path.Combine(_root, $"{model}.onnx");
+                await File.WriteAllBytesAsync(path, DecoderLmModel.Build(config)).ConfigureAwait(false);
+                var engine = new OnnxInferenceEngine(
+                    Options.Create(new OnnxEngineOptions { IntraOpThreads = options.IntraOpThreads, AllowSpinning = false }),
+                    NullLogger<OnnxInferenceEngine>.Instance,
+                    Options.Create(new ServerlessInference.Onnx.Generation.TextGenerationOptions { MaxConcurrentSequences = clients }));
+                _engineModel = (OnnxTextGenerationModel)await engine.LoadAsync(DecoderLmModel.Manifest(config), path, CancellationToken.None).ConfigureAwait(false);
+                Console.WriteLine($"  {model} in process on {_engineModel.ExecutionProvider}");
+                _scenarios.Add(new GenerationScenario(GenerationReport.InProcess, $"engine in process lm-bench c={clients}, MaxConcurrentSeq. {clients}",
+                    Environment.ProcessId, () => [], new EngineTarget(_engineModel), mix, clients));
+            }
+
+            if (options.Runs(GenerationReport.Services) && !options.SkipServices)
+            {
+                // Redis only: the model store is the bench's folder (the worker processes share the file system), so
+                // the scenario needs no Azurite. A Redis the bench already runs is shared under another key prefix.
+                var redis = _services;
+                if (redis is null)
+                {
+                    Console.WriteLine("starting Redis ...");
+                    redis = _generationRedis = await LocalServices.StartAsync(Metadata("RepositoryRoot"), Path.Combine(_root, "generation-services"), blob: false).ConfigureAwait(false);
+                }
+
+                var environment = Sequences(clients);
+                environment["Inference__Redis__ConnectionString"] = redis.RedisConnectionString;
+                environment["Inference__Redis__KeyPrefix"] = "si-gen:";
+                environment["Inference__ModelStore__Provider"] = "Folder";
+                var host = await StartDevHostAsync(devHostDll, maxBatchSize: 32, 1, environment, services: true).ConfigureAwait(false);
+                var redisPid = redis.RedisPid;
+                Console.WriteLine($"  services DevHost pid {host.Pid}, worker process(es) {string.Join(",", Freezer.Tree(host.Pid).Skip(1))}, redis pid {redisPid}");
+                AddGeneration(GenerationReport.Services, $"services lm-bench c={clients} stream, MaxConcurrentSeq. {clients}", host,
+                    () => [.. Freezer.Tree(host.Pid).Skip(1), redisPid], mix, clients);
+            }
+
+            void AddGeneration(string id, string label, ServerProcess host, Func<int[]>? helpers, GenerationMix requests, int concurrency)
+            {
+                if (options.Runs(id))
+                {
+                    _scenarios.Add(new GenerationScenario(id, label, host.Pid, helpers ?? (() => []), new SseTarget(host.BaseUri, model, concurrency), requests, concurrency));
+                }
             }
         }
 

@@ -173,7 +173,12 @@ internal sealed class Report(IReadOnlyList<(RawResult Result, RawScenario Scenar
     private static double? Minus(LoadResult? a, RawResult? raw) => a is null || raw is null ? null : a.P50Ms - raw.P50Ms;
 
     /// <summary>Prints one ratio; returns false only for a bar that was computed and failed, or rests on a run with errors.</summary>
-    private static bool Ratio(string name, double? value, string bar, Func<double, bool>? pass, string from, params LoadResult?[] inputs)
+    private static bool Ratio(string name, double? value, string bar, Func<double, bool>? pass, string from, params LoadResult?[] inputs) =>
+        PrintRatio(name, value, bar, pass, from, inputs.Any(r => r is { Valid: false }));
+
+    /// <summary>Prints one ratio row; returns false only for a bar that was computed and failed, or rests on an
+    /// <paramref name="invalidInput"/> (a run with errors).</summary>
+    internal static bool PrintRatio(string name, double? value, string bar, Func<double, bool>? pass, string from, bool invalidInput)
     {
         string verdict;
         var ok = true;
@@ -181,7 +186,7 @@ internal sealed class Report(IReadOnlyList<(RawResult Result, RawScenario Scenar
         {
             verdict = "n/a";
         }
-        else if (inputs.Any(r => r is { Valid: false }))
+        else if (invalidInput)
         {
             verdict = "INVALID";
             ok = pass is null;
