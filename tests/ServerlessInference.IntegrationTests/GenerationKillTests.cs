@@ -84,6 +84,12 @@ public sealed class GenerationKillTests(PlatformFixture fixture, ITestOutputHelp
         output.WriteLine($"{samplingCase}: uninterrupted run: {referenceTokens.Count} tokens ({reference[^1].Finish}) streamed in "
             + $"{(reference[^1].At - reference[0].At).TotalSeconds:F2} s");
 
+        // Its stream ends before its worker stores the result and then completes the lease: wait for both, so the next
+        // job's lease is the only one in the queue.
+        var referenceText = (await ResultAsync(client, referenceId)).Text;
+        await WaitUntilAsync(async () => (await redis.GetDatabase().StreamPendingAsync(host.Queue.StreamKey, "workers")).PendingMessageCount == 0,
+            "the uninterrupted run's lease to be completed", cancellationToken);
+
         // The run to interrupt. A client follows its stream from the start; the worker holding the job's lease is
         // killed from the client's event callback the moment the client has TokensBeforeKill tokens, so the kill lands
         // as close behind the client as it can, well before the end of a generation of MaxTokens.
@@ -153,7 +159,7 @@ public sealed class GenerationKillTests(PlatformFixture fixture, ITestOutputHelp
         {
             Assert.Equal(referenceTokens, resumedTokens);
             Assert.Equal(reference[^1].Finish, events[^1].Finish);
-            Assert.Equal(await ResultTextAsync(client, referenceId), result.Text);
+            Assert.Equal(referenceText, result.Text);
             return;
         }
 
@@ -275,8 +281,6 @@ public sealed class GenerationKillTests(PlatformFixture fixture, ITestOutputHelp
         Assert.True(job.GetProperty("status").GetString() == "succeeded", $"job {id}: {job}");
         return GenerationJobs.ReadResponse(Oip.JobResponse(job));
     }
-
-    private static async Task<string> ResultTextAsync(HttpClient client, string id) => (await ResultAsync(client, id)).Text;
 
     /// <summary>Awaits a stream reader; when it fails or times out, the failure carries the platform's log.</summary>
     private static async Task<List<StreamedEvent>> WithLogsAsync(Task<List<StreamedEvent>> reading, PlatformHost host)
