@@ -131,6 +131,8 @@ public sealed partial class InferenceWorker
             var sequence = (long)stored.Count;
             _metrics.QueueTime(job.Model, _timeProvider.GetUtcNow() - job.SubmittedAt);
 
+            // Renewed from here on, the model's load included: a cold load longer than the lease must not free the job.
+            renewals = _timeProvider.CreateTimer(static state => ((LeaseRenewal)state!).Fire(), new LeaseRenewal(this, [lease]), _options.LeaseRenewInterval, _options.LeaseRenewInterval);
             using var warm = await _pool.AcquireAsync(manifest, crash).ConfigureAwait(false);
             if (warm.Model is not ITextGenerationModel generator)
             {
@@ -138,7 +140,6 @@ public sealed partial class InferenceWorker
                 return;
             }
 
-            renewals = _timeProvider.CreateTimer(static state => ((LeaseRenewal)state!).Fire(), new LeaseRenewal(this, [lease]), _options.LeaseRenewInterval, _options.LeaseRenewInterval);
             GenerationFinish? finish = null;
             long? lastToken = null;
             var batch = new List<JobStreamEvent>(2);
@@ -154,8 +155,10 @@ public sealed partial class InferenceWorker
 
                     if (token.FinishReason is { } reason)
                     {
+                        // Text released only at the end (held back as a possible stop string) rides on the final event
+                        // when no token carries it, so the stream's text is the result's text.
                         finish = reason;
-                        batch.Add(JobStreamEvent.Final(sequence + batch.Count, ToStream(reason)));
+                        batch.Add(new JobStreamEvent(sequence + batch.Count, null, token.TokenId >= 0 ? "" : token.Text, ToStream(reason)));
                     }
 
                     var appended = await _streams.AppendAsync(job.Id, batch, crash).ConfigureAwait(false);
