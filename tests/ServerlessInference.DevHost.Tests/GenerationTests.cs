@@ -252,7 +252,17 @@ public sealed class GenerationTests(DevHostFixture fixture)
     {
         await TextAsync(await Client().PostAsync("/v1/completions", Json("""{"model":"tiny-lm","prompt":"count me","max_tokens":4,"temperature":0}""")));
 
-        var metrics = await Client().GetStringAsync("/metrics");
+        // The Prometheus exporter answers a scrape from a cache for a short while (300 ms): another test's scrape may
+        // be the one served, so read until the new instruments show, within a bound.
+        var metrics = "";
+        for (var clock = System.Diagnostics.Stopwatch.StartNew(); clock.Elapsed < TimeSpan.FromSeconds(10); await Task.Delay(100))
+        {
+            metrics = await Client().GetStringAsync("/metrics");
+            if (metrics.Contains("inference_generated_tokens_total{", StringComparison.Ordinal))
+            {
+                break;
+            }
+        }
 
         Assert.Contains("inference_generated_tokens_total{", metrics);
         Assert.Contains("inference_time_to_first_token_seconds_bucket{", metrics);
