@@ -3,7 +3,9 @@ using System.ClientModel.Primitives;
 using System.Net;
 using System.Net.ServerSentEvents;
 using System.Text;
+using System.Diagnostics.Metrics;
 using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
 using OpenAI;
 using OpenAI.Chat;
 
@@ -248,27 +250,35 @@ public sealed class GenerationTests(DevHostFixture fixture)
     }
 
     [Fact]
-    public async Task Metrics_AfterAGeneration_ShowTokensTimeToFirstTokenAndRunningSequences()
+    public async Task Metrics_AfterAGeneration_RecordTokensTimeToFirstTokenAndRunningSequences()
     {
-        await TextAsync(await Client().PostAsync("/v1/completions", Json("""{"model":"tiny-lm","prompt":"count me","max_tokens":4,"temperature":0}""")));
-
-        // The Prometheus exporter answers a scrape from a cache for a short while (300 ms): another test's scrape may
-        // be the one served, so read until the new instruments show, within a bound.
-        var metrics = "";
-        for (var clock = System.Diagnostics.Stopwatch.StartNew(); clock.Elapsed < TimeSpan.FromSeconds(10); await Task.Delay(100))
+        // Read from this host's own meter (its IMeterFactory): several DevHosts share this test process, and
+        // OpenTelemetry's Prometheus exporter listens to every meter of the name, whichever host made it.
+        var factory = fixture.Host.Services.GetRequiredService<IMeterFactory>();
+        var seen = new System.Collections.Concurrent.ConcurrentDictionary<string, int>();
+        using var listener = new MeterListener
         {
-            metrics = await Client().GetStringAsync("/metrics");
-            if (metrics.Contains("inference_generated_tokens_total{", StringComparison.Ordinal))
+            InstrumentPublished = (instrument, l) =>
             {
-                break;
-            }
-        }
+                if (ReferenceEquals(instrument.Meter.Scope, factory) && instrument.Meter.Name == "ServerlessInference")
+                {
+                    l.EnableMeasurementEvents(instrument);
+                }
+            },
+        };
+        listener.SetMeasurementEventCallback<long>((i, _, _, _) => seen.AddOrUpdate(i.Name, 1, (_, n) => n + 1));
+        listener.SetMeasurementEventCallback<double>((i, _, _, _) => seen.AddOrUpdate(i.Name, 1, (_, n) => n + 1));
+        listener.Start();
 
-        Assert.Contains("inference_generated_tokens_total{", metrics);
-        Assert.Contains("inference_time_to_first_token_seconds_bucket{", metrics);
-        Assert.Contains("inference_inter_token_latency_seconds_bucket{", metrics);
-        Assert.Contains("inference_running_sequences{", metrics);
-        Assert.Contains("inference_kv_cache_bytes{", metrics);
+        await TextAsync(await Client().PostAsync("/v1/completions", Json("""{"model":"tiny-lm","prompt":"count me","max_tokens":4,"temperature":0}""")));
+        listener.RecordObservableInstruments();
+
+        Assert.Contains("inference_generated_tokens", seen.Keys);
+        Assert.Contains("inference_time_to_first_token", seen.Keys);
+        Assert.Contains("inference_inter_token_latency", seen.Keys);
+        Assert.Contains("inference_running_sequences", seen.Keys);
+        Assert.Contains("inference_waiting_sequences", seen.Keys);
+        Assert.Contains("inference_kv_cache_bytes", seen.Keys);
         using var status = JsonDocument.Parse(await Client().GetStringAsync("/status"));
         Assert.All(status.RootElement.GetProperty("workers").EnumerateArray(), w => Assert.True(w.TryGetProperty("running_sequences", out _)));
     }
