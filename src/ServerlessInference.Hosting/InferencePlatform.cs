@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Configuration.Memory;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using ServerlessInference.Azure;
 using ServerlessInference.Embedded;
@@ -8,6 +9,7 @@ using ServerlessInference.Hosting.Orchestration;
 using ServerlessInference.Hosting.Providers;
 using ServerlessInference.Kubernetes;
 using ServerlessInference.Onnx;
+using ServerlessInference.Onnx.Generation;
 using ServerlessInference.Redis;
 
 namespace ServerlessInference.Hosting;
@@ -42,6 +44,7 @@ public static class InferencePlatform
         else
         {
             services.AddOrchestrator(choice.Orchestrator, host.ScalerTicks);
+            services.AddPromptTokenCounter();
         }
 
         builder.AddServiceDefaults(host);
@@ -78,6 +81,16 @@ public static class InferencePlatform
             _ => throw new InvalidOperationException($"{ProviderSettings.Orchestrator.Key} is '{orchestrator}'; known providers: {string.Join(", ", ProviderSettings.Orchestrator.Known)}"),
         };
         return services.AddScaler(ticks);
+    }
+
+    /// <summary>The gateway's prompt-token counter (<see cref="OnnxPromptTokenCounter"/>): a prompt longer than its
+    /// model's context is refused before it is queued. It keeps its own weights cache under
+    /// <c>Inference:WarmPool:CacheDirectory</c>.</summary>
+    public static IServiceCollection AddPromptTokenCounter(this IServiceCollection services)
+    {
+        services.AddValidatedOptions<Models.WarmPoolOptions, Models.WarmPoolOptionsValidator>(Models.WarmPoolOptions.Section);
+        services.TryAddSingleton<Generation.IPromptTokenCounter, OnnxPromptTokenCounter>();
+        return services;
     }
 
     private static void Check(ProviderChoice choice, InferenceHost host)

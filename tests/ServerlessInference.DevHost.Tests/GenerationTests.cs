@@ -138,15 +138,18 @@ public sealed class GenerationTests(DevHostFixture fixture)
     }
 
     [Fact]
-    public async Task Completions_PromptLongerThanTheContext_Is400NamingTheLengths()
+    public async Task Completions_PromptLongerThanTheContext_Is400NamingTheLengthsAndIsNeverQueued()
     {
         var prompt = string.Concat(Enumerable.Repeat("lorem ipsum dolor sit amet ", 200));
+        var before = await QueuedAsync();
 
         using var response = await Client().PostAsync("/v1/completions", Json($$"""{"model":"tiny-lm","prompt":"{{prompt}}","max_tokens":4}"""));
 
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
         using var json = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
-        Assert.Contains("context", json.RootElement.GetProperty("error").GetProperty("message").GetString());
+        Assert.Matches("the prompt is [0-9]+ tokens, but the context of 'tiny-lm' holds 256 tokens", json.RootElement.GetProperty("error").GetProperty("message").GetString());
+        Assert.Equal(before, await QueuedAsync());
+        Assert.Null(response.Headers.Contains("X-Job-Id") ? "queued" : null);
     }
 
     [Fact]

@@ -20,6 +20,11 @@ public sealed class GatewayOptions : IValidatableObject
     /// <summary>A job not started this long after submission expires instead of running.</summary>
     public TimeSpan JobDeadline { get; set; } = TimeSpan.FromMinutes(10);
 
+    /// <summary>Count a generation prompt's tokens at the gateway, with the model's tokenizer, and refuse one that does not
+    /// fit the context before it is queued (default on). The gateway then fetches each text-generation model's weights
+    /// once, to read the tokenizer from them; off, an over-long prompt is refused by the worker instead (still a 400).</summary>
+    public bool CountPromptTokens { get; set; } = true;
+
     /// <summary>Retry-After seconds on 503 when a backing service is down.</summary>
     public int UnavailableRetryAfterSeconds { get; set; } = 5;
 

@@ -18,7 +18,8 @@ public sealed partial class InferenceGateway(
     TimeProvider timeProvider,
     InferenceMetrics metrics,
     ILogger<InferenceGateway> logger,
-    IScaleTrigger? scaleTrigger = null)
+    IScaleTrigger? scaleTrigger = null,
+    IPromptTokenCounter? promptTokens = null)
 {
     public GatewayOptions Options => options.Value;
 
@@ -71,6 +72,17 @@ public sealed partial class InferenceGateway(
             if (manifest.Generation is { } spec && request.MaxTokens >= spec.ContextLength)
             {
                 throw new InferenceException(InferenceError.BadRequest, $"max_tokens is {request.MaxTokens}, but the context of '{manifest.Name}' holds {spec.ContextLength} tokens in all");
+            }
+
+            // With the model's tokenizer at hand, a prompt that leaves no room to generate never reaches the queue.
+            if (promptTokens is not null && options.Value.CountPromptTokens && manifest.Generation is { } context && request.Prompt is { } prompt)
+            {
+                var count = await promptTokens.CountAsync(manifest, prompt, cancellationToken).ConfigureAwait(false);
+                if (count >= context.ContextLength)
+                {
+                    throw new InferenceException(InferenceError.BadRequest,
+                        $"the prompt is {count} tokens, but the context of '{manifest.Name}' holds {context.ContextLength} tokens (prompt and completion together)");
+                }
             }
         }
         catch (InferenceException ex)

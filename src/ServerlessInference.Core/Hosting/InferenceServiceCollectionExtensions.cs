@@ -47,7 +47,8 @@ public static class InferenceServiceCollectionExtensions
             sp.GetRequiredService<TimeProvider>(),
             sp.GetRequiredService<InferenceMetrics>(),
             sp.GetRequiredService<ILogger<InferenceGateway>>(),
-            sp.GetService<IScaleTrigger>()));
+            sp.GetService<IScaleTrigger>(),
+            sp.GetService<Generation.IPromptTokenCounter>()));
         return services;
     }
 
