@@ -320,7 +320,7 @@ public static partial class GatewayHttp
         return WriteBytesAsync(context, status, JsonContentType, buffer.WrittenMemory);
     }
 
-    private static async Task WriteBytesAsync(HttpContext context, int status, string contentType, ReadOnlyMemory<byte> body)
+    internal static async Task WriteBytesAsync(HttpContext context, int status, string contentType, ReadOnlyMemory<byte> body)
     {
         context.Response.StatusCode = status;
         context.Response.ContentType = contentType;

@@ -127,7 +127,7 @@ public static partial class GenerationHttp
             WriteModel(writer, manifest.Name);
         }
 
-        await WriteBytesAsync(context, 200, GatewayHttp.JsonContentType, buffer.WrittenMemory).ConfigureAwait(false);
+        await GatewayHttp.WriteBytesAsync(context, 200, GatewayHttp.JsonContentType, buffer.WrittenMemory).ConfigureAwait(false);
     });
 
     /// <summary><c>POST /v2/models/{model}[/versions/{v}]/generate[_stream]</c>: KServe/Triton's generate extension,
@@ -393,9 +393,7 @@ public static partial class GenerationHttp
         return null;
     }
 
-    private static Task OpenAiGuardAsync(HttpContext context, Func<Task> handler) => OpenAiGuardCoreAsync(context, handler);
-
-    private static async Task OpenAiGuardCoreAsync(HttpContext context, Func<Task> handler)
+    private static async Task OpenAiGuardAsync(HttpContext context, Func<Task> handler)
     {
         try
         {
@@ -472,15 +470,7 @@ public static partial class GenerationHttp
     }
 
     private static Task WriteJsonAsync(HttpContext context, int status, Action<Utf8JsonWriter> write) =>
-        WriteBytesAsync(context, status, GatewayHttp.JsonContentType, System.Text.Encoding.UTF8.GetBytes(Json(write)));
-
-    private static async Task WriteBytesAsync(HttpContext context, int status, string contentType, ReadOnlyMemory<byte> body)
-    {
-        context.Response.StatusCode = status;
-        context.Response.ContentType = contentType;
-        context.Response.ContentLength = body.Length;
-        await context.Response.Body.WriteAsync(body, context.RequestAborted).ConfigureAwait(false);
-    }
+        GatewayHttp.WriteBytesAsync(context, status, GatewayHttp.JsonContentType, System.Text.Encoding.UTF8.GetBytes(Json(write)));
 
     private static ILogger Logger(HttpContext context) =>
         context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(GenerationHttp));
