@@ -26,7 +26,7 @@ public static partial class GenerationHttp
     private static readonly JsonWriterOptions s_writerOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     /// <summary>How often an idle stream sends an SSE comment, so proxies keep it open while the job waits for a worker.</summary>
-    public static TimeSpan KeepAliveInterval { get; set; } = TimeSpan.FromSeconds(15);
+    private static readonly TimeSpan s_keepAliveInterval = TimeSpan.FromSeconds(15);
 
     public static IEndpointRouteBuilder MapGenerationRoutes(this IEndpointRouteBuilder endpoints)
     {
@@ -310,6 +310,7 @@ public static partial class GenerationHttp
         var watcher = WatchForEndWithoutStreamAsync(results, jobId, follow);
         var tokens = 0;
         JobStreamEvent? final = null;
+        var keepAlive = Task.Delay(s_keepAliveInterval, context.RequestAborted);
         await using (var events = streams.FollowAsync(jobId, after, follow.Token).GetAsyncEnumerator(follow.Token))
         {
             try
@@ -317,9 +318,12 @@ public static partial class GenerationHttp
                 while (true)
                 {
                     var next = events.MoveNextAsync().AsTask();
-                    while (await Task.WhenAny(next, Task.Delay(KeepAliveInterval, context.RequestAborted)).ConfigureAwait(false) != next)
+
+                    // One keep-alive timer at a time, not one per token: a new one only once the last has fired.
+                    while (await Task.WhenAny(next, keepAlive).ConfigureAwait(false) != next)
                     {
                         await ServerSentEvents.WriteCommentAsync(response, "keep-alive", context.RequestAborted).ConfigureAwait(false);
+                        keepAlive = Task.Delay(s_keepAliveInterval, context.RequestAborted);
                     }
 
                     if (!await next.ConfigureAwait(false))

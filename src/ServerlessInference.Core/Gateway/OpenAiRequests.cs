@@ -95,7 +95,13 @@ public static class OpenAiRequests
                     Seed = seed is { } s ? (ulong)s : null,
                 },
             };
-            if (generation.Validate() is { } problem && !problem.Contains("prompt", StringComparison.Ordinal))
+            // The prompt is checked above (a chat's is rendered later); stop strings by StopStrings.
+            if (generation.MaxTokens < 1)
+            {
+                throw new OpenAiException(400, $"max_tokens must be at least 1, got {generation.MaxTokens}", "max_tokens");
+            }
+
+            if (generation.Sampling.Validate() is { } problem)
             {
                 throw new OpenAiException(400, problem, problem.Split(' ')[0]);
             }

@@ -23,7 +23,7 @@ public static class GenerationJobs
     public const string CompletionTokens = "completion_tokens";
     public const string FinishReasonName = "finish_reason";
 
-    /// <summary>The queue payload of <paramref name="request"/> (a text prompt; token-id prompts travel as their text).</summary>
+    /// <summary>The queue payload of <paramref name="request"/>. Only text prompts travel: the routes refuse token-id prompts.</summary>
     public static InferenceRequest ToRequest(GenerationRequest request)
     {
         var parameters = new Dictionary<string, object>(StringComparer.Ordinal)
