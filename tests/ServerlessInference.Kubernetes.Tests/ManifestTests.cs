@@ -174,9 +174,10 @@ public sealed class ManifestTests
         var requirePass = commandLine.IndexOf("--requirepass");
         Assert.True(requirePass > 0, string.Join(' ', commandLine));
         Assert.Equal("$(REDIS_PASSWORD)", commandLine[requirePass + 1]);
-        // The probes' redis-cli must authenticate too.
+        // The probes' redis-cli must authenticate too, and since it exits 0 on NOAUTH, they must look for the PONG.
         AssertFromSecret(redis.Env, "REDISCLI_AUTH", "redis-password");
-        Assert.Equal(["redis-cli", "ping"], redis.ReadinessProbe.Exec.Command);
+        Assert.Equal(["sh", "-c", "redis-cli ping | grep -qx PONG"], redis.ReadinessProbe.Exec.Command);
+        Assert.Equal(redis.ReadinessProbe.Exec.Command, redis.LivenessProbe.Exec.Command);
     }
 
     [Fact]
