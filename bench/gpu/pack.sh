@@ -24,6 +24,8 @@ mkdir -p "$stage/si/app" "$stage/si/dotnet/shared" "$stage/si/redis/lib"
 for p in src/ServerlessInference.DevHost bench/ServerlessInference.Bench.Gpu; do
     dotnet publish "$repo/$p" -c Release -r linux-x64 --self-contained false -p:UseAppHost=false -v quiet -o "$stage/si/app"
 done
+# Not needed there: symbols, and the TensorRT provider (loaded only when asked for).
+rm -f "$stage"/si/app/*.pdb "$stage/si/app/libonnxruntime_providers_tensorrt.so"
 cp "$repo"/bench/gpu/{check.sh,load.py,report.py} "$stage/si/"
 
 dotnet_root=$(dirname "$(readlink -f "$(command -v dotnet)")")
