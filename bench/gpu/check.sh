@@ -54,8 +54,8 @@ unpack() {
     log "unpacked into $work"
 }
 if [[ -f $work/.unpacked ]]; then log "reusing $work"; else
-    t0=$(date +%s.%N); unpack || { log "cannot go on without the bundle"; exit 1; }
-    echo "$(date +%s.%N) - $t0" | bc -l 2>/dev/null >"$out/unpack-seconds" || true
+    t0=$(date +%s%N); unpack || { log "cannot go on without the bundle"; exit 1; }
+    t1=$(date +%s%N); echo "$(( (t1 - t0) / 1000000000 )).$(( (t1 - t0) / 100000000 % 10 ))" >"$out/unpack-seconds"
 fi
 app=$work/si/app
 export DOTNET_ROOT=$work/si/dotnet PATH=$work/si/dotnet:$PATH DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
