@@ -1,7 +1,9 @@
 namespace ServerlessInference.Jobs;
 
 /// <summary>Job states and results, read by the gateway and written by workers.</summary>
-/// <remarks>Records expire after a TTL. Transitions are atomic: a job that a worker has started cannot be
+/// <remarks>Records expire after a TTL, and records of ended jobs sooner when there are more of them, or more bytes,
+/// than <see cref="ResultStoreOptions.MaxRetainedRecords"/> / <see cref="ResultStoreOptions.MaxRetainedBytes"/> allow
+/// (those closest to expiry first). Transitions are atomic: a job that a worker has started cannot be
 /// cancelled, and a cancelled job is never started. Implementations are thread-safe.</remarks>
 public interface IResultStore
 {
@@ -22,4 +24,9 @@ public interface IResultStore
 
     /// <summary>Waits until the job is terminal or <paramref name="timeout"/> passes; returns the latest record.</summary>
     ValueTask<JobRecord?> WaitAsync(string jobId, TimeSpan timeout, CancellationToken cancellationToken);
+
+    /// <summary>The client got the job's terminal result in the response to its request: keep the record only for
+    /// <see cref="ResultStoreOptions.AnsweredRetention"/> from now (never longer than it would have been kept). Does
+    /// nothing for an unknown or unfinished job.</summary>
+    ValueTask MarkAnsweredAsync(string jobId, CancellationToken cancellationToken);
 }

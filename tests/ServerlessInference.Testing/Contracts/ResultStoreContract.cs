@@ -11,6 +11,9 @@ public abstract class ResultStoreContract : ContractClock
     /// <summary>A fresh store no other test sees, keeping records for <paramref name="ttl"/>.</summary>
     protected abstract ValueTask<IResultStore> CreateStoreAsync(TimeSpan ttl);
 
+    /// <summary>A fresh store no other test sees, with <paramref name="options"/> (retention bounds, answered retention).</summary>
+    protected abstract ValueTask<IResultStore> CreateStoreAsync(ResultStoreOptions options);
+
     private ValueTask<IResultStore> StoreAsync() => CreateStoreAsync(TimeSpan.FromMinutes(5));
 
     private InferenceJob NewJob(TimeSpan? deadline = null) => ContractJobs.Job(Time.GetUtcNow(), deadline: deadline);
@@ -289,5 +292,85 @@ public abstract class ResultStoreContract : ContractClock
         await AdvanceAsync(ShortTtl * 1.5);
 
         Assert.NotNull(await store.GetAsync(job.Id, default));
+    }
+
+    [Fact]
+    public async Task MarkAnsweredAsync_EndedJob_KeepsItOnlyForTheAnsweredRetention()
+    {
+        var store = await CreateStoreAsync(new ResultStoreOptions { Ttl = TimeSpan.FromHours(1), AnsweredRetention = ShortTtl });
+        var answered = NewJob();
+        var polled = NewJob();
+        var running = NewJob();
+        foreach (var job in new[] { answered, polled, running })
+        {
+            await store.TrackAsync(job, default);
+        }
+
+        await store.PublishAsync(Done(answered), default);
+        await store.PublishAsync(Done(polled), default);
+        Assert.True(await store.TryStartAsync(running.Id, default));
+
+        await store.MarkAnsweredAsync(answered.Id, default);
+        await store.MarkAnsweredAsync(running.Id, default);
+        await store.MarkAnsweredAsync(InferenceJob.NewId(), default);
+        Assert.NotNull(await store.GetAsync(answered.Id, default));
+
+        await AdvanceAsync(ShortTtl);
+
+        await EventuallyAsync(() => store.GetAsync(answered.Id, default).AsTask(), r => r is null, "the answered record to go");
+        Assert.Equal(JobStatus.Succeeded, (await store.GetAsync(polled.Id, default))?.Status);
+        Assert.Equal(JobStatus.Running, (await store.GetAsync(running.Id, default))?.Status);
+    }
+
+    [Fact]
+    public async Task PublishAsync_BeyondMaxRetainedRecords_EndsTheOldestEarly()
+    {
+        var store = await CreateStoreAsync(new ResultStoreOptions { Ttl = TimeSpan.FromHours(1), MaxRetainedRecords = 3 });
+        var waiting = NewJob();
+        await store.TrackAsync(waiting, default);
+        var jobs = new List<InferenceJob>();
+        for (var i = 0; i < 5; i++)
+        {
+            var job = NewJob();
+            jobs.Add(job);
+            await store.TrackAsync(job, default);
+            await store.PublishAsync(Done(job), default);
+            await AdvanceAsync(TimeSpan.FromMilliseconds(5));
+        }
+
+        var kept = new List<bool>();
+        foreach (var job in jobs)
+        {
+            kept.Add(await store.GetAsync(job.Id, default) is not null);
+        }
+
+        Assert.Equal([false, false, true, true, true], kept);
+
+        // A job still waiting is never evicted: the queue's capacity bounds those.
+        Assert.Equal(JobStatus.Queued, (await store.GetAsync(waiting.Id, default))?.Status);
+    }
+
+    [Fact]
+    public async Task PublishAsync_BeyondMaxRetainedBytes_EndsTheOldestEarly()
+    {
+        // Responses of 4 KiB: two fit in 10 KiB whatever a provider adds per record, three do not.
+        var store = await CreateStoreAsync(new ResultStoreOptions { Ttl = TimeSpan.FromHours(1), MaxRetainedBytes = 10 * 1024 });
+        var jobs = new List<InferenceJob>();
+        for (var i = 0; i < 4; i++)
+        {
+            var job = NewJob();
+            jobs.Add(job);
+            await store.TrackAsync(job, default);
+            await store.PublishAsync(Done(job, response: ContractJobs.Response(job.Model, new float[1024])), default);
+            await AdvanceAsync(TimeSpan.FromMilliseconds(5));
+        }
+
+        var kept = new List<bool>();
+        foreach (var job in jobs)
+        {
+            kept.Add(await store.GetAsync(job.Id, default) is not null);
+        }
+
+        Assert.Equal([false, false, true, true], kept);
     }
 }
