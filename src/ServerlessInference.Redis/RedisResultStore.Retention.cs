@@ -54,15 +54,6 @@ public sealed partial class RedisResultStore
 
     private RedisKey RetainedBytesKey => _redisOptions.KeyPrefix + "{results}:bytes";
 
-    /// <summary>Records of ended jobs the index counts now (for tests and operators).</summary>
-    public async ValueTask<(long Records, long Bytes)> GetRetainedAsync(CancellationToken cancellationToken)
-    {
-        var database = _redis.GetDatabase();
-        var count = await _unavailable.RunAsync(() => database.SortedSetLengthAsync(RetainedIndexKey)).ConfigureAwait(false);
-        var bytes = await _unavailable.RunAsync(() => database.StringGetAsync(RetainedBytesKey)).ConfigureAwait(false);
-        return (count, bytes.IsNull ? 0 : (long)bytes);
-    }
-
     public async ValueTask MarkAnsweredAsync(string jobId, CancellationToken cancellationToken)
     {
         var retention = _options.AnsweredRetention;

@@ -13,7 +13,7 @@ public sealed class ResultStoreOptions : IValidatableObject
 
     /// <summary>How long the record of a job whose result was already given in the response to its request (a
     /// synchronous infer or generate) is kept, for a client that lost the response and polls the <c>X-Job-Id</c>
-    /// (default 1 minute; at most <see cref="Ttl"/>).</summary>
+    /// (default 1 minute; a record is never kept longer than <see cref="Ttl"/> because of it).</summary>
     public TimeSpan AnsweredRetention { get; set; } = TimeSpan.FromMinutes(1);
 
     /// <summary>Most records of ended jobs kept (default 100,000); beyond it the ones closest to expiry go first.</summary>
@@ -30,9 +30,9 @@ public sealed class ResultStoreOptions : IValidatableObject
             yield return new ValidationResult($"{Section}:Ttl must be positive", [nameof(Ttl)]);
         }
 
-        if (AnsweredRetention <= TimeSpan.Zero || AnsweredRetention > Ttl)
+        if (AnsweredRetention <= TimeSpan.Zero)
         {
-            yield return new ValidationResult($"{Section}:AnsweredRetention must be positive and at most {Section}:Ttl", [nameof(AnsweredRetention)]);
+            yield return new ValidationResult($"{Section}:AnsweredRetention must be positive", [nameof(AnsweredRetention)]);
         }
 
         if (MaxRetainedRecords < 1)
