@@ -67,8 +67,21 @@ public sealed partial class RedisResultStore
     }
 
     /// <summary>Counts a record that just ended (of <paramref name="bytes"/>, kept for <paramref name="ttl"/>) and deletes
-    /// the records evicted to make room.</summary>
+    /// the records evicted to make room. Best effort: the record is stored already, and failing its publish over the
+    /// index would make a worker run the job again; a record the index missed still expires with its TTL.</summary>
     private async ValueTask RetainAsync(string jobId, long bytes, TimeSpan ttl)
+    {
+        try
+        {
+            await IndexAsync(jobId, bytes, ttl).ConfigureAwait(false);
+        }
+        catch (InferenceException ex) when (ex.Error == InferenceError.Unavailable)
+        {
+            // Redis went away between the two scripts.
+        }
+    }
+
+    private async ValueTask IndexAsync(string jobId, long bytes, TimeSpan ttl)
     {
         var now = _time.GetUtcNow();
         var evicted = (RedisResult[])(await _unavailable.RunAsync(() => _redis.GetDatabase().ScriptEvaluateAsync(RetainScript,
