@@ -17,7 +17,7 @@ namespace ServerlessInference.Redis;
 /// wakes the waiter.</para>
 /// <para>Thread-safe; register one instance per process. Dispose it to drop its subscription.</para>
 /// </remarks>
-public sealed class RedisResultStore : IResultStore, IAsyncDisposable
+public sealed partial class RedisResultStore : IResultStore, IAsyncDisposable
 {
     // Status numbers as stored; terminal ones are >= Succeeded (JobStatusExtensions.IsTerminal).
     private static readonly string s_statuses = string.Create(CultureInfo.InvariantCulture,
