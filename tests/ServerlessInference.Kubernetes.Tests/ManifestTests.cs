@@ -126,6 +126,15 @@ public sealed class ManifestTests
         Assert.Contains(Objects.OfType<V1PersistentVolumeClaim>(), c => c.Metadata.Name == claim);
     }
 
+    [Fact]
+    public void Redis_NeverEvictsAKey()
+    {
+        // Job records have a TTL: under a volatile-* policy a full Redis would drop the record of a queued job.
+        var redis = Assert.Single(Deployment("redis").Spec.Template.Spec.Containers);
+
+        Assert.Contains("--maxmemory-policy noeviction", string.Join(' ', redis.Args));
+    }
+
     private static T Single<T>() => Assert.Single(Objects.OfType<T>());
 
     private static V1Deployment Deployment(string name) => Assert.Single(Objects.OfType<V1Deployment>(), d => d.Metadata.Name == name);
