@@ -55,6 +55,10 @@ public sealed class RedisServer : IAsyncLifetime, IAsyncDisposable
     /// <summary>A StackExchange.Redis configuration string for this server.</summary>
     public string ConnectionString => $"{Host}:{Port}";
 
+    /// <summary>The local server's data folder (its append-only files are under <c>appendonlydir</c>); null when a
+    /// container runs.</summary>
+    public string? DataDirectory => _container is null ? _directory : null;
+
     /// <summary>How the server runs, for test output: <c>container redis:7.0</c> or the redis-server path.</summary>
     public string Kind => _container is not null ? "container redis:7.0" : _executable ?? "not started";
 
