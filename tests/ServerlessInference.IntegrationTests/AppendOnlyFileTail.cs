@@ -9,7 +9,7 @@ namespace ServerlessInference.IntegrationTests;
 /// before the <c>MULTI</c>, so no transaction is left half.</remarks>
 internal static class AppendOnlyFileTail
 {
-    /// <summary>Cuts the file just before the last <c>XADD</c> to <paramref name="stream"/> whose job id is one of
+    /// <summary>Cuts the file just before the last first-time <c>XADD</c> to <paramref name="stream"/> whose job id is one of
     /// <paramref name="jobIds"/>: that job keeps its record (written earlier) and loses its queue entry. Returns the job
     /// id, or null when no such entry is in the file.</summary>
     public static string? CutBeforeLastEnqueue(string dataDirectory, string stream, IReadOnlySet<string> jobIds)
@@ -45,18 +45,22 @@ internal static class AppendOnlyFileTail
         return null;
     }
 
+    /// <summary>The job id of a first enqueue; null for an abandoned job's re-add (it carries its delivery count
+    /// <c>n</c>), whose cut would bring back the entry it replaced.</summary>
     private static string? JobId(List<string> xadd)
     {
         // XADD key id field value ...
+        string? jobId = null;
         for (var f = 3; f + 1 < xadd.Count; f += 2)
         {
-            if (xadd[f] == "id")
+            switch (xadd[f])
             {
-                return xadd[f + 1];
+                case "id": jobId = xadd[f + 1]; break;
+                case "n": return null;
             }
         }
 
-        return null;
+        return jobId;
     }
 
     /// <summary>The commands of a RESP command stream with the offset each starts at; a torn last command is left out.</summary>
