@@ -90,6 +90,23 @@ public static class InferenceServiceCollectionExtensions
         return services;
     }
 
+    /// <summary>The <see cref="JobReconciler"/> and its background sweep (<see cref="JobReconcilerService"/>, options
+    /// <c>Inference:Reconciler</c>), for gateway hosts whose queue and result store are shared services. The sweep does
+    /// nothing unless both can be listed (<see cref="IJobQueueInventory"/>, <see cref="IUnfinishedJobScan"/>).</summary>
+    public static IServiceCollection AddJobReconciler(this IServiceCollection services)
+    {
+        services.TryAddSingleton(TimeProvider.System);
+        services.AddValidatedOptions<JobReconcilerOptions, JobReconcilerOptionsValidator>(JobReconcilerOptions.Section);
+        services.TryAddSingleton<JobReconciler>();
+        if (!services.Any(d => d.ServiceType == typeof(JobReconcilerService)))
+        {
+            services.AddSingleton<JobReconcilerService>();
+            services.AddSingleton<IHostedService>(sp => sp.GetRequiredService<JobReconcilerService>());
+        }
+
+        return services;
+    }
+
     /// <summary>Binds <typeparamref name="TOptions"/> to <paramref name="section"/> of the host's configuration and
     /// validates it at start-up with its source-generated <typeparamref name="TValidator"/>. Calling it again for the same
     /// type binds it once.</summary>

@@ -258,12 +258,30 @@ public sealed partial class InferenceWorker
 
         if (!await _results.TryStartAsync(job.Id, cancellationToken).ConfigureAwait(false))
         {
+            if (await _results.GetAsync(job.Id, cancellationToken).ConfigureAwait(false) is null)
+            {
+                await FailRecordMissingAsync(lease, cancellationToken).ConfigureAwait(false);
+                return false;
+            }
+
             // Cancelled (or already finished by an earlier delivery): nothing to run.
             await lease.CompleteAsync(cancellationToken).ConfigureAwait(false);
             return false;
         }
 
         return true;
+    }
+
+    /// <summary>A delivered job the result store has no record of: evicted, expired, or lost when the store restarted
+    /// while the queue kept the job (Service Bus beside Redis). Whether it was cancelled or already ran cannot be known,
+    /// so it is not run: it is failed with the reason (a record again, so a poll reads why) and dead-lettered, keeping its
+    /// request for an operator to replay.</summary>
+    private async ValueTask FailRecordMissingAsync(JobLease lease, CancellationToken cancellationToken)
+    {
+        const string reason = "the job's record was missing from the result store when a worker received it (evicted, expired, or lost in a restart of the store); it was not run: submit it again";
+        Log.RecordMissing(_logger, lease.Job.Id);
+        await PublishAsync(lease.Job, JobStatus.Failed, null, reason, cancellationToken).ConfigureAwait(false);
+        await lease.DeadLetterAsync(reason, cancellationToken).ConfigureAwait(false);
     }
 
     private async Task RunGroupAsync(string model, string version, List<JobLease> leases, CancellationToken crash)
@@ -479,5 +497,8 @@ public sealed partial class InferenceWorker
 
         [LoggerMessage(7, LogLevel.Warning, "Worker {WorkerId} ended abruptly; its leases will expire and the jobs come back")]
         public static partial void Crashed(ILogger logger, string workerId);
+
+        [LoggerMessage(40, LogLevel.Error, "Job {JobId} has no record in the result store (evicted, expired or lost); it was failed and dead-lettered instead of run")]
+        public static partial void RecordMissing(ILogger logger, string jobId);
     }
 }
