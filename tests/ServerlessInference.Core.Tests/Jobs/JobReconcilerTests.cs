@@ -155,6 +155,8 @@ public sealed class JobReconcilerTests
 
         public ValueTask<JobRecord?> WaitAsync(string jobId, TimeSpan timeout, CancellationToken cancellationToken) => inner.WaitAsync(jobId, timeout, cancellationToken);
 
+        public ValueTask MarkAnsweredAsync(string jobId, CancellationToken cancellationToken) => inner.MarkAnsweredAsync(jobId, cancellationToken);
+
         public async IAsyncEnumerable<JobRecord> ListUnfinishedAsync([EnumeratorCancellation] CancellationToken cancellationToken)
         {
             foreach (var id in _tracked.ToList())
