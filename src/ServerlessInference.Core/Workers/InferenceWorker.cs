@@ -244,14 +244,15 @@ public sealed partial class InferenceWorker
         {
             var reason = $"dead-lettered after {lease.DeliveryCount - 1} deliveries (max {_queue.MaxDeliveryCount}); last error: {lease.LastError ?? "unknown"}";
             Log.DeadLettered(_logger, job.Id, reason);
-            await PublishAsync(job, JobStatus.Failed, null, reason, cancellationToken).ConfigureAwait(false);
+            // Replaceable: an earlier delivery may still be running on a slow worker, and its success must not hide.
+            await PublishAsync(job, JobStatus.Failed, null, reason, cancellationToken, replaceable: true).ConfigureAwait(false);
             await lease.DeadLetterAsync(reason, cancellationToken).ConfigureAwait(false);
             return false;
         }
 
-        if (_timeProvider.GetUtcNow() > job.Deadline)
+        if (_timeProvider.GetUtcNow() > job.Deadline && !await StartedBeforeDeadlineAsync(lease, cancellationToken).ConfigureAwait(false))
         {
-            await PublishAsync(job, JobStatus.Expired, null, $"the job was not started before its deadline {job.Deadline:O}", cancellationToken).ConfigureAwait(false);
+            await PublishAsync(job, JobStatus.Expired, null, $"the job was not started before its deadline {job.Deadline:O}", cancellationToken, replaceable: true).ConfigureAwait(false);
             await lease.CompleteAsync(cancellationToken).ConfigureAwait(false);
             return false;
         }
@@ -265,6 +266,13 @@ public sealed partial class InferenceWorker
 
         return true;
     }
+
+    /// <summary>The deadline is a start-by time: a redelivery whose record says Running was started in time by an
+    /// earlier delivery (whose lease expired: a slow or dead worker), so it runs again rather than being mislabelled
+    /// expired while that first delivery may still succeed.</summary>
+    private async ValueTask<bool> StartedBeforeDeadlineAsync(JobLease lease, CancellationToken cancellationToken) =>
+        lease.DeliveryCount > 1
+        && await _results.GetAsync(lease.Job.Id, cancellationToken).ConfigureAwait(false) is { Status: JobStatus.Running };
 
     private async Task RunGroupAsync(string model, string version, List<JobLease> leases, CancellationToken crash)
     {
@@ -313,7 +321,8 @@ public sealed partial class InferenceWorker
             var started = Stopwatch.GetTimestamp();
             // Renewals run on timer callbacks, so they keep their schedule even when the engine blocks this thread.
             // A plain timer, disposed after the run: no per-batch task, token or exception on the hot path.
-            var renewals = _timeProvider.CreateTimer(static state => ((LeaseRenewal)state!).Fire(), new LeaseRenewal(this, leases), _options.LeaseRenewInterval, _options.LeaseRenewInterval);
+            var renewal = new LeaseRenewal(this, leases);
+            var renewals = _timeProvider.CreateTimer(static state => ((LeaseRenewal)state!).Fire(), renewal, _options.LeaseRenewInterval, _options.LeaseRenewInterval);
             try
             {
                 outcomes = await warm.Model.RunBatchAsync(requests, crash).ConfigureAwait(false);
@@ -334,9 +343,10 @@ public sealed partial class InferenceWorker
             for (var i = 0; i < leases.Count; i++)
             {
                 var outcome = outcomes[i];
+                var lost = renewal.IsLost(leases[i]);
                 settle[i] = outcome.Response is not null
-                    ? FinishAsync(leases[i], JobStatus.Succeeded, outcome.Response, null, crash)
-                    : FinishAsync(leases[i], JobStatus.Failed, null, outcome.Error ?? "the model returned no result", crash, outcome.ErrorKind);
+                    ? FinishAsync(leases[i], JobStatus.Succeeded, outcome.Response, null, crash, leaseLost: lost)
+                    : FinishAsync(leases[i], JobStatus.Failed, null, outcome.Error ?? "the model returned no result", crash, outcome.ErrorKind, lost);
             }
 
             await Task.WhenAll(settle).ConfigureAwait(false);
@@ -344,9 +354,24 @@ public sealed partial class InferenceWorker
     }
 
     /// <summary>Keeps the leases of a running batch alive (Service Bus lock renewal, a Redis XCLAIM touch, ...).</summary>
+    /// <remarks>A lease whose renewal fails is lost: the queue may deliver its job again at any moment. The rule
+    /// chosen: the worker settles it knowing it may run twice. The batch runs on (it is one engine call shared with
+    /// other jobs), the result is published (the result store keeps one result per job), and the completion is
+    /// tried but may fail, as the job may belong to another delivery now. A lost lease is never renewed again:
+    /// renewing it could take the job back from the delivery that holds it now. A generation whose lease is lost
+    /// steps aside as soon as its stream shows the other delivery writing.</remarks>
     private sealed class LeaseRenewal(InferenceWorker worker, List<JobLease> leases)
     {
+        private readonly HashSet<JobLease> _lost = [];
         private int _running;
+
+        public bool IsLost(JobLease lease)
+        {
+            lock (_lost)
+            {
+                return _lost.Contains(lease);
+            }
+        }
 
         public void Fire()
         {
@@ -363,13 +388,25 @@ public sealed partial class InferenceWorker
             {
                 foreach (var lease in leases)
                 {
-                    await lease.RenewAsync(CancellationToken.None).ConfigureAwait(false);
+                    if (IsLost(lease))
+                    {
+                        continue;
+                    }
+
+                    try
+                    {
+                        await lease.RenewAsync(CancellationToken.None).ConfigureAwait(false);
+                    }
+                    catch (Exception ex)
+                    {
+                        lock (_lost)
+                        {
+                            _lost.Add(lease);
+                        }
+
+                        Log.LeaseLost(worker._logger, ex, worker.Id, lease.Job.Id);
+                    }
                 }
-            }
-            catch (Exception ex)
-            {
-                // A lease that cannot be renewed may be delivered again; the result store keeps the first result.
-                Log.RenewFailed(worker._logger, ex, worker.Id);
             }
             finally
             {
@@ -382,15 +419,26 @@ public sealed partial class InferenceWorker
         Task.WhenAll(leases.Select(l => FinishAsync(l, JobStatus.Failed, null, error, cancellationToken, kind)));
 
     private async Task FinishAsync(
-        JobLease lease, JobStatus status, InferenceResponse? response, string? error, CancellationToken cancellationToken, InferenceError? errorKind = null)
+        JobLease lease, JobStatus status, InferenceResponse? response, string? error, CancellationToken cancellationToken, InferenceError? errorKind = null,
+        bool leaseLost = false)
     {
         await PublishAsync(lease.Job, status, response, error, cancellationToken, errorKind).ConfigureAwait(false);
-        await lease.CompleteAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await lease.CompleteAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (leaseLost && ex is not OperationCanceledException)
+        {
+            // The result is stored; the lease is another delivery's now (or gone), which settles the job itself.
+            Log.LostLeaseNotCompleted(_logger, ex, Id, lease.Job.Id);
+        }
+
         Interlocked.Increment(ref _completed);
     }
 
     private ValueTask PublishAsync(
-        InferenceJob job, JobStatus status, InferenceResponse? response, string? error, CancellationToken cancellationToken, InferenceError? errorKind = null)
+        InferenceJob job, JobStatus status, InferenceResponse? response, string? error, CancellationToken cancellationToken, InferenceError? errorKind = null,
+        bool replaceable = false)
     {
         _metrics.Request(job.Model, status.ToString().ToLowerInvariant());
         return _results.PublishAsync(new JobRecord
@@ -404,6 +452,7 @@ public sealed partial class InferenceWorker
             Response = response,
             Error = error,
             ErrorKind = status == JobStatus.Failed ? errorKind : null,
+            ReplaceableBySuccess = replaceable,
         }, cancellationToken);
     }
 
@@ -474,8 +523,11 @@ public sealed partial class InferenceWorker
         [LoggerMessage(9, LogLevel.Warning, "Worker {WorkerId} could not start or settle a batch; its unsettled jobs come back after the lease time")]
         public static partial void SettleFailed(ILogger logger, Exception exception, string workerId);
 
-        [LoggerMessage(8, LogLevel.Warning, "Worker {WorkerId} could not renew its leases")]
-        public static partial void RenewFailed(ILogger logger, Exception exception, string workerId);
+        [LoggerMessage(8, LogLevel.Warning, "Worker {WorkerId} could not renew the lease of job {JobId}: the lease is lost and the job may run twice")]
+        public static partial void LeaseLost(ILogger logger, Exception exception, string workerId, string jobId);
+
+        [LoggerMessage(12, LogLevel.Information, "Worker {WorkerId} stored the result of job {JobId} but could not complete its lost lease")]
+        public static partial void LostLeaseNotCompleted(ILogger logger, Exception exception, string workerId, string jobId);
 
         [LoggerMessage(7, LogLevel.Warning, "Worker {WorkerId} ended abruptly; its leases will expire and the jobs come back")]
         public static partial void Crashed(ILogger logger, string workerId);
