@@ -88,6 +88,31 @@ public sealed partial class InferenceWorker
 
         Log.Started(_logger, Id, _pool.ExecutionProvider, _options.MaxBatchSize, _options.MaxBatchDelay.TotalMilliseconds);
         await HeartbeatAsync(crash).ConfigureAwait(false);
+        // The loop heartbeats between batches; this timer covers a batch or a model load that blocks the loop for
+        // longer than the registry's TTL, so a busy worker never drops out of the registry (and out of the scaler's
+        // busy count, which keeps it from being scaled down).
+        var heartbeats = new TimedHeartbeat(this, crash);
+        var period = _options.HeartbeatInterval / 2;
+        try
+        {
+            using (_timeProvider.CreateTimer(static state => ((TimedHeartbeat)state!).Fire(), heartbeats, period, period))
+            {
+                await LoopAsync(receiveCancel, crash).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            // No timed heartbeat may land after the worker leaves the registry (it would list a stopped worker again).
+            await heartbeats.SettledAsync().ConfigureAwait(false);
+        }
+
+        await DrainGenerationsAsync(crash).ConfigureAwait(false);
+        await _registry.RemoveAsync(Id, CancellationToken.None).ConfigureAwait(false);
+        Log.Stopped(_logger, Id, JobsCompleted);
+    }
+
+    private async Task LoopAsync(CancellationTokenSource receiveCancel, CancellationToken crash)
+    {
         try
         {
             while (!receiveCancel.IsCancellationRequested)
@@ -135,10 +160,45 @@ public sealed partial class InferenceWorker
             Log.Crashed(_logger, Id);
             throw;
         }
+    }
 
-        await DrainGenerationsAsync(crash).ConfigureAwait(false);
-        await _registry.RemoveAsync(Id, CancellationToken.None).ConfigureAwait(false);
-        Log.Stopped(_logger, Id, JobsCompleted);
+    /// <summary>Heartbeats from a timer callback when the loop has not sent one for a heartbeat interval.</summary>
+    private sealed class TimedHeartbeat(InferenceWorker worker, CancellationToken crash)
+    {
+        private readonly Lock _lock = new();
+        private Task _running = Task.CompletedTask;
+
+        public void Fire()
+        {
+            lock (_lock)
+            {
+                if (!_running.IsCompleted || crash.IsCancellationRequested
+                    || worker._timeProvider.GetElapsedTime(Interlocked.Read(ref worker._lastHeartbeat)) < worker._options.HeartbeatInterval)
+                {
+                    return;
+                }
+
+                _running = worker.HeartbeatAsync(crash).AsTask();
+            }
+        }
+
+        public async Task SettledAsync()
+        {
+            Task running;
+            lock (_lock)
+            {
+                running = _running;
+            }
+
+            try
+            {
+                await running.ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                // A crash cut it short.
+            }
+        }
     }
 
     private async ValueTask<IReadOnlyList<JobLease>> ReceiveBatchAsync(CancellationToken cancellationToken)
