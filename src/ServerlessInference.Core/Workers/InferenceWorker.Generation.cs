@@ -291,7 +291,7 @@ public sealed partial class InferenceWorker
             try
             {
                 var at = sequence ?? (await _streams.ReadAsync(lease.Job.Id, cancellationToken).ConfigureAwait(false)).Count;
-                await _streams.AppendAsync(lease.Job.Id, [JobStreamEvent.Final(at, StreamFinish.Error, error)], cancellationToken).ConfigureAwait(false);
+                await _streams.AppendAsync(lease.Job.Id, [JobStreamEvent.Final(at, StreamFinish.Error, ClientErrorText.Scrub(error))], cancellationToken).ConfigureAwait(false);
             }
             catch (JobStreamException)
             {

@@ -356,7 +356,9 @@ public sealed partial class InferenceWorker
         }
         catch (InferenceException ex) when (ex.Error is InferenceError.NotFound or InferenceError.ModelFailure or InferenceError.BadRequest)
         {
-            // Not transient: the model is gone or cannot load (e.g. its weights fail the sha256 check).
+            // Not transient: the model is gone or cannot load (e.g. its weights fail the sha256 check). The log keeps
+            // the full text; the job's error (what the client reads) loses local paths when it is published.
+            Log.ModelUnusable(_logger, ex, Id, model);
             await FailAllAsync(leases, ex.Message, ex.Error, crash).ConfigureAwait(false);
             return;
         }
@@ -501,6 +503,8 @@ public sealed partial class InferenceWorker
         bool replaceable = false)
     {
         _metrics.Request(job.Model, status.ToString().ToLowerInvariant());
+        // The boundary where engine and store failures become what a client reads: no local file paths past here.
+        error = error is null ? null : ClientErrorText.Scrub(error);
         return _results.PublishAsync(new JobRecord
         {
             Id = job.Id,
@@ -588,6 +592,9 @@ public sealed partial class InferenceWorker
 
         [LoggerMessage(12, LogLevel.Information, "Worker {WorkerId} stored the result of job {JobId} but could not complete its lost lease")]
         public static partial void LostLeaseNotCompleted(ILogger logger, Exception exception, string workerId, string jobId);
+
+        [LoggerMessage(13, LogLevel.Warning, "Worker {WorkerId}: model {Model} cannot be used; its jobs fail")]
+        public static partial void ModelUnusable(ILogger logger, Exception exception, string workerId, string model);
 
         [LoggerMessage(7, LogLevel.Warning, "Worker {WorkerId} ended abruptly; its leases will expire and the jobs come back")]
         public static partial void Crashed(ILogger logger, string workerId);

@@ -201,3 +201,36 @@ public sealed class InferenceWorkerLeaseTests : IDisposable
         }
     }
 }
+
+public sealed class InferenceWorkerErrorTextTests : IDisposable
+{
+    private readonly WorkerRig _rig = new();
+
+    public void Dispose() => _rig.Dispose();
+
+    [Fact]
+    public async Task RunAsync_LoadFailureNamingALocalPath_TheJobsErrorCarriesNoPath()
+    {
+        _rig.Models.Add("m");
+        string? weightsPath = null;
+        _rig.Engine.LoadFailure = path =>
+        {
+            weightsPath = path;
+            return new InvalidOperationException($"Load model from {path} failed:Protobuf parsing failed.");
+        };
+        var job = await _rig.SubmitAsync("m");
+
+        var worker = _rig.Worker();
+        var run = worker.RunAsync(default);
+        var record = (await _rig.AwaitAllAsync([job])).Single();
+        worker.RequestStop();
+        await run.WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.Equal(JobStatus.Failed, record.Status);
+        Assert.NotNull(weightsPath);
+        Assert.Contains("failed to load", record.Error);
+        Assert.Contains("Protobuf parsing failed", record.Error);
+        Assert.DoesNotContain(_rig.Models.Root, record.Error);
+        Assert.DoesNotContain(Path.GetDirectoryName(weightsPath)!, record.Error);
+    }
+}
