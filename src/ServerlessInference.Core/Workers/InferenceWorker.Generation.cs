@@ -99,7 +99,6 @@ public sealed partial class InferenceWorker
         }
 
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(crash);
-        ITimer? renewals = null;
         LeaseRenewal? renewal = null;
         try
         {
@@ -133,8 +132,7 @@ public sealed partial class InferenceWorker
             _metrics.QueueTime(job.Model, _timeProvider.GetUtcNow() - job.SubmittedAt);
 
             // Renewed from here on, the model's load included: a cold load longer than the lease must not free the job.
-            renewal = new LeaseRenewal(this, [lease]);
-            renewals = _timeProvider.CreateTimer(static state => ((LeaseRenewal)state!).Fire(), renewal, _options.LeaseRenewInterval, _options.LeaseRenewInterval);
+            renewal = LeaseRenewal.Start(this, [lease]);
             using var warm = await _pool.AcquireAsync(manifest, crash).ConfigureAwait(false);
             if (warm.Model is not ITextGenerationModel generator)
             {
@@ -245,7 +243,7 @@ public sealed partial class InferenceWorker
         }
         finally
         {
-            renewals?.Dispose();
+            renewal?.Dispose();
         }
     }
 

@@ -336,6 +336,9 @@ public sealed partial class InferenceWorker
 
     private async Task RunGroupAsync(string model, string version, List<JobLease> leases, CancellationToken crash)
     {
+        // Renewed from the start, the model's load included: a cold load longer than the lease must not free the jobs
+        // to another worker.
+        using var renewal = LeaseRenewal.Start(this, leases);
         ModelManifest manifest;
         WarmModelLease warm;
         try
@@ -343,7 +346,9 @@ public sealed partial class InferenceWorker
             manifest = await _catalog.GetAsync(model, version, crash).ConfigureAwait(false);
             if (manifest.IsTextGeneration)
             {
-                // Generations run on beside the loop, which keeps receiving: each joins the model's continuous batch.
+                // Generations run on beside the loop, which keeps receiving: each joins the model's continuous batch
+                // and renews its own lease.
+                renewal.Dispose();
                 foreach (var lease in leases)
                 {
                     StartGeneration(lease, manifest, crash);
@@ -381,10 +386,6 @@ public sealed partial class InferenceWorker
 
             IReadOnlyList<BatchItemResult> outcomes;
             var started = Stopwatch.GetTimestamp();
-            // Renewals run on timer callbacks, so they keep their schedule even when the engine blocks this thread.
-            // A plain timer, disposed after the run: no per-batch task, token or exception on the hot path.
-            var renewal = new LeaseRenewal(this, leases);
-            var renewals = _timeProvider.CreateTimer(static state => ((LeaseRenewal)state!).Fire(), renewal, _options.LeaseRenewInterval, _options.LeaseRenewInterval);
             try
             {
                 outcomes = await warm.Model.RunBatchAsync(requests, crash).ConfigureAwait(false);
@@ -397,7 +398,7 @@ public sealed partial class InferenceWorker
             }
             finally
             {
-                renewals.Dispose();
+                renewal.Dispose();
             }
 
             _metrics.Batch(model, leases.Count, Stopwatch.GetElapsedTime(started));
@@ -422,10 +423,24 @@ public sealed partial class InferenceWorker
     /// tried but may fail, as the job may belong to another delivery now. A lost lease is never renewed again:
     /// renewing it could take the job back from the delivery that holds it now. A generation whose lease is lost
     /// steps aside as soon as its stream shows the other delivery writing.</remarks>
-    private sealed class LeaseRenewal(InferenceWorker worker, List<JobLease> leases)
+    private sealed class LeaseRenewal(InferenceWorker worker, List<JobLease> leases) : IDisposable
     {
         private readonly HashSet<JobLease> _lost = [];
+        private ITimer? _timer;
         private int _running;
+
+        /// <summary>Renews every <see cref="WorkerOptions.LeaseRenewInterval"/> until disposed. Renewals run on timer
+        /// callbacks, so they keep their schedule even when the engine blocks the worker's thread: a plain timer, no
+        /// per-batch task, token or exception on the hot path.</summary>
+        public static LeaseRenewal Start(InferenceWorker worker, List<JobLease> leases)
+        {
+            var renewal = new LeaseRenewal(worker, leases);
+            var every = worker._options.LeaseRenewInterval;
+            renewal._timer = worker._timeProvider.CreateTimer(static state => ((LeaseRenewal)state!).Fire(), renewal, every, every);
+            return renewal;
+        }
+
+        public void Dispose() => _timer?.Dispose();
 
         public bool IsLost(JobLease lease)
         {

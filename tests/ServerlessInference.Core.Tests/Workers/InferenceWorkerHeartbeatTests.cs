@@ -65,3 +65,42 @@ public sealed class InferenceWorkerHeartbeatTests : IDisposable
         Assert.Empty(await registry.ListAsync(default));
     }
 }
+
+public sealed class InferenceWorkerSlowLoadTests : IDisposable
+{
+    private readonly WorkerRig _rig = new();
+
+    public void Dispose() => _rig.Dispose();
+
+    [Fact]
+    public async Task RunAsync_ModelLoadOutlastsTheLease_RenewsSoTheJobIsNotDeliveredTwice()
+    {
+        _rig.Models.Add("m");
+        var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _rig.Engine.LoadGate = gate;
+        var job = await _rig.SubmitAsync("m");
+        var worker = _rig.Worker();
+        var run = worker.RunAsync(default);
+        var giveUp = DateTime.UtcNow.AddSeconds(30);
+        while (_rig.Engine.Loads == 0 && DateTime.UtcNow < giveUp)
+        {
+            await Task.Delay(5);
+        }
+
+        // Two 30 s lease durations pass while the model loads; renewals every 10 s keep the job invisible.
+        for (var i = 0; i < 12; i++)
+        {
+            _rig.Time.Advance(TimeSpan.FromSeconds(5));
+            await Task.Yield();
+        }
+
+        Assert.Empty(await _rig.Queue.ReceiveAsync(1, TimeSpan.Zero, default));
+        gate.SetResult();
+        var record = (await _rig.AwaitAllAsync([job])).Single();
+        worker.RequestStop();
+        await run.WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.Equal(JobStatus.Succeeded, record.Status);
+        Assert.Equal(1, _rig.Engine.Loads);
+    }
+}
