@@ -103,7 +103,7 @@ public abstract class ScalingDecisionLogContract : ContractClock
         var orchestrator = new ReplicaCounter();
         var registry = new InMemoryWorkerRegistry(time, TimeSpan.FromMinutes(1));
         using var meters = new MeterFactory();
-        var metrics = new InferenceMetrics(meters);
+        using var metrics = new InferenceMetrics(meters);
         var options = Options.Create(new ScalingOptions
         {
             MaxReplicas = 4,
