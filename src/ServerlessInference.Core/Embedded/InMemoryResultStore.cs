@@ -86,7 +86,7 @@ public sealed class InMemoryResultStore(IOptions<ResultStoreOptions> options, Ti
             var now = timeProvider.GetUtcNow();
             if (_slots.TryGetValue(result.Id, out var existing))
             {
-                if (existing.Record.Status.IsTerminal())
+                if (existing.Record.Status.IsTerminal() && !SupersedesLocked(existing.Record, result))
                 {
                     return ValueTask.CompletedTask;
                 }
@@ -145,6 +145,11 @@ public sealed class InMemoryResultStore(IOptions<ResultStoreOptions> options, Ti
             return slot.Record;
         }
     }
+
+    /// <summary>The one exception to "the first terminal result wins": a worker's success replaces a dead-letter or
+    /// expiry the platform decided while that worker still ran the job (IResultStore.PublishAsync).</summary>
+    private static bool SupersedesLocked(JobRecord existing, JobRecord result) =>
+        existing.ReplaceableBySuccess && result.Status == JobStatus.Succeeded;
 
     /// <summary>Removes expired records from the front of the expiry order: a few per call, never a full scan.</summary>
     private void SweepLocked(DateTimeOffset now)

@@ -62,6 +62,11 @@ public sealed record JobRecord
     /// engine rejected the request itself, <see cref="InferenceError.NotFound"/> when the model went away, otherwise
     /// the model's or the platform's (null reads as <see cref="InferenceError.ModelFailure"/>).</summary>
     public InferenceError? ErrorKind { get; init; }
+
+    /// <summary>True on an end the platform decided without the job's own outcome (dead-lettered after too many
+    /// deliveries, expired): a worker still running an earlier delivery may yet finish it, and its
+    /// <see cref="JobStatus.Succeeded"/> result then replaces this one (see <see cref="IResultStore.PublishAsync"/>).</summary>
+    public bool ReplaceableBySuccess { get; init; }
 }
 
 /// <summary>Depth of a queue: jobs waiting for a worker and jobs a worker holds a lease on.</summary>
