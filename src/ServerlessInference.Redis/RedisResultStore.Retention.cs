@@ -13,7 +13,7 @@ namespace ServerlessInference.Redis;
 public sealed partial class RedisResultStore
 {
     /// <summary>KEYS: index, sizes, total. ARGV: id, bytes, expires (ms), now (ms), max records, max bytes. Returns the
-    /// ids to delete.</summary>
+    /// ids to delete. A record counted already (a success replacing a dead-letter) is counted again at its new size.</summary>
     private const string RetainScript = """
         local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[4], 'LIMIT', 0, 256)
         for _, id in ipairs(gone) do
@@ -21,10 +21,10 @@ public sealed partial class RedisResultStore
           redis.call('HDEL', KEYS[2], id)
           redis.call('ZREM', KEYS[1], id)
         end
-        if redis.call('ZADD', KEYS[1], 'NX', ARGV[3], ARGV[1]) == 1 then
-          redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-          redis.call('INCRBY', KEYS[3], ARGV[2])
-        end
+        local before = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+        redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+        redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+        redis.call('INCRBY', KEYS[3], tonumber(ARGV[2]) - before)
         local evicted = {}
         local count = redis.call('ZCARD', KEYS[1])
         local total = tonumber(redis.call('GET', KEYS[3]) or '0')

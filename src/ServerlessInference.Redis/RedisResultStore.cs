@@ -56,10 +56,18 @@ public sealed partial class RedisResultStore : IResultStore, IAsyncDisposable
         """;
 
     /// <summary>KEYS: record. ARGV: ttl ms, channel, job id, started (or empty), fields... Keeps a first terminal
-    /// result and a known start time.</summary>
+    /// result and a known start time, except that a success replaces a record marked replaceable (a dead-letter or
+    /// expiry decided while a slow worker still ran the job; IResultStore.PublishAsync): one conditional write.</summary>
     private static readonly string s_publishScript = s_statuses + """
         local s = tonumber(redis.call('HGET', KEYS[1], 'status'))
-        if s ~= nil and s >= Succeeded then return 0 end
+        if s ~= nil and s >= Succeeded then
+          local succeeds = false
+          for i = 5, #ARGV - 1, 2 do
+            if ARGV[i] == 'status' then succeeds = tonumber(ARGV[i + 1]) == Succeeded end
+          end
+          if not succeeds or redis.call('HGET', KEYS[1], 'replaceable') ~= '1' then return 0 end
+          redis.call('HDEL', KEYS[1], 'error', 'kind', 'replaceable')
+        end
         if s == nil and ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'started', ARGV[4]) end
         redis.call('HSET', KEYS[1], unpack(ARGV, 5))
         redis.call('PEXPIRE', KEYS[1], ARGV[1])
@@ -174,6 +182,12 @@ public sealed partial class RedisResultStore : IResultStore, IAsyncDisposable
         {
             args.Add("kind");
             args.Add((int)kind);
+        }
+
+        if (result.ReplaceableBySuccess)
+        {
+            args.Add("replaceable");
+            args.Add(1);
         }
 
         long responseBytes = 0;
@@ -333,6 +347,7 @@ public sealed partial class RedisResultStore : IResultStore, IAsyncDisposable
             Error = map.TryGetValue("error", out var error) ? error.ToString() : null,
             ErrorKind = map.TryGetValue("kind", out var kind) && Enum.IsDefined((InferenceError)(int)kind) ? (InferenceError)(int)kind : null,
             Response = response,
+            ReplaceableBySuccess = map.TryGetValue("replaceable", out var replaceable) && replaceable == 1,
         };
     }
 

@@ -123,7 +123,7 @@ public sealed class InMemoryResultStore(IOptions<ResultStoreOptions> options, Ti
             var now = timeProvider.GetUtcNow();
             if (_slots.TryGetValue(result.Id, out var existing))
             {
-                if (existing.Record.Status.IsTerminal())
+                if (existing.Record.Status.IsTerminal() && !SupersedesLocked(existing.Record, result))
                 {
                     return ValueTask.CompletedTask;
                 }
@@ -212,10 +212,13 @@ public sealed class InMemoryResultStore(IOptions<ResultStoreOptions> options, Ti
         SweepLocked(now);
         if (slot.Bytes == 0)
         {
-            slot.Bytes = slot.Record.ApproximateBytes;
-            _retainedBytes += slot.Bytes;
             _retainedCount++;
         }
+
+        // A success that replaces a dead-letter is counted at its own size.
+        var bytes = slot.Record.ApproximateBytes;
+        _retainedBytes += bytes - slot.Bytes;
+        slot.Bytes = bytes;
 
         _retained.Enqueue((id, ++slot.Version), (slot.ExpiresAt, _retainedOrder++));
 
@@ -229,6 +232,11 @@ public sealed class InMemoryResultStore(IOptions<ResultStoreOptions> options, Ti
             }
         }
     }
+
+    /// <summary>The one exception to "the first terminal result wins": a worker's success replaces a dead-letter or
+    /// expiry the platform decided while that worker still ran the job (IResultStore.PublishAsync).</summary>
+    private static bool SupersedesLocked(JobRecord existing, JobRecord result) =>
+        existing.ReplaceableBySuccess && result.Status == JobStatus.Succeeded;
 
     /// <summary>Removes expired records from the front of the expiry order: a few per call, never a full scan.</summary>
     private void SweepLocked(DateTimeOffset now)

@@ -134,7 +134,7 @@ public static partial class GatewayHttp
         }
 
         var gateway = context.RequestServices.GetRequiredService<InferenceGateway>();
-        await gateway.Catalog.Store.ListAsync(context.RequestAborted).ConfigureAwait(false);
+        await gateway.Catalog.ListAsync(context.RequestAborted).ConfigureAwait(false);
         await WriteJsonAsync(context, StatusCodes.Status200OK, w => w.WriteBoolean("ready", true)).ConfigureAwait(false);
     });
 
@@ -153,7 +153,7 @@ public static partial class GatewayHttp
     {
         var gateway = context.RequestServices.GetRequiredService<InferenceGateway>();
         var manifest = await gateway.Catalog.GetAsync(model, version, context.RequestAborted).ConfigureAwait(false);
-        var all = await gateway.Catalog.Store.ListAsync(context.RequestAborted).ConfigureAwait(false);
+        var all = await gateway.Catalog.ListAsync(context.RequestAborted).ConfigureAwait(false);
         var versions = ModelVersions.Order(all.Where(m => m.Name == manifest.Name).Select(m => m.Version).Append(manifest.Version));
         await WriteBytesAsync(context, StatusCodes.Status200OK, JsonContentType, ModelMetadata.Serialize(manifest, versions)).ConfigureAwait(false);
     });
@@ -319,7 +319,7 @@ public static partial class GatewayHttp
             context.Response.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture);
         }
 
-        return WriteBytesAsync(context, status, JsonContentType, JsonSerializer.SerializeToUtf8Bytes(new ErrorBody(message), s_relaxed.ErrorBody));
+        return WriteBytesAsync(context, status, JsonContentType, JsonSerializer.SerializeToUtf8Bytes(new ErrorBody(ClientErrorText.Scrub(message)), s_relaxed.ErrorBody));
     }
 
     private static Task WriteJsonAsync(HttpContext context, int status, Action<Utf8JsonWriter> write)

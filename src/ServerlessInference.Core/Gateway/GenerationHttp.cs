@@ -93,7 +93,7 @@ public static partial class GenerationHttp
     public static Task ListModelsAsync(HttpContext context) => OpenAiGuardAsync(context, async () =>
     {
         var gateway = context.RequestServices.GetRequiredService<InferenceGateway>();
-        var models = (await gateway.Catalog.Store.ListAsync(context.RequestAborted).ConfigureAwait(false))
+        var models = (await gateway.Catalog.ListAsync(context.RequestAborted).ConfigureAwait(false))
             .Where(m => m.IsTextGeneration)
             .Select(m => m.Name)
             .Distinct(StringComparer.Ordinal)
@@ -433,7 +433,7 @@ public static partial class GenerationHttp
         return WriteJsonAsync(context, status, w =>
         {
             w.WriteStartObject("error");
-            w.WriteString("message", message);
+            w.WriteString("message", ClientErrorText.Scrub(message));
             w.WriteString("type", OpenAiException.TypeOf(status));
             WriteStringOrNull(w, "param", param);
             WriteStringOrNull(w, "code", code);

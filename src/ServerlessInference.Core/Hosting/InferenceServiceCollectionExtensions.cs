@@ -38,7 +38,8 @@ public static class InferenceServiceCollectionExtensions
         services.AddValidatedOptions<JobQueueOptions, JobQueueOptionsValidator>(JobQueueOptions.Section);
         services.AddValidatedOptions<ResultStoreOptions, ResultStoreOptionsValidator>(ResultStoreOptions.Section);
 
-        services.TryAddSingleton(sp => new ModelCatalog(sp.GetRequiredService<IModelStore>(), sp.GetRequiredService<TimeProvider>()));
+        services.TryAddSingleton(sp => new ModelCatalog(
+            sp.GetRequiredService<IModelStore>(), sp.GetRequiredService<TimeProvider>(), logger: sp.GetRequiredService<ILogger<ModelCatalog>>()));
         services.TryAddSingleton(sp => new InferenceGateway(
             sp.GetRequiredService<ModelCatalog>(),
             sp.GetRequiredService<IJobQueue>(),

@@ -17,7 +17,10 @@ public interface IResultStore
     /// (null if the job is unknown).</summary>
     ValueTask<(bool Cancelled, JobRecord? Record)> TryCancelAsync(string jobId, CancellationToken cancellationToken);
 
-    /// <summary>Stores a terminal record and wakes waiters. A job already terminal keeps its first result.</summary>
+    /// <summary>Stores a terminal record and wakes waiters. The first terminal result wins, with one exception: a
+    /// <see cref="JobStatus.Succeeded"/> record replaces a record marked <see cref="JobRecord.ReplaceableBySuccess"/>
+    /// (a dead-letter or expiry the platform decided while a slow worker still ran an earlier delivery), so such a
+    /// worker's success is never hidden. The check and the write are one atomic step.</summary>
     ValueTask PublishAsync(JobRecord result, CancellationToken cancellationToken);
 
     ValueTask<JobRecord?> GetAsync(string jobId, CancellationToken cancellationToken);

@@ -94,6 +94,11 @@ public sealed record JobRecord
     /// the model's or the platform's (null reads as <see cref="InferenceError.ModelFailure"/>).</summary>
     public InferenceError? ErrorKind { get; init; }
 
+    /// <summary>True on an end the platform decided without the job's own outcome (dead-lettered after too many
+    /// deliveries, expired): a worker still running an earlier delivery may yet finish it, and its
+    /// <see cref="JobStatus.Succeeded"/> result then replaces this one (see <see cref="IResultStore.PublishAsync"/>).</summary>
+    public bool ReplaceableBySuccess { get; init; }
+
     /// <summary>Roughly the memory the record holds: its response's tensors and its texts plus a fixed allowance.
     /// What the embedded result store counts against <see cref="ResultStoreOptions.MaxRetainedBytes"/>.</summary>
     public long ApproximateBytes

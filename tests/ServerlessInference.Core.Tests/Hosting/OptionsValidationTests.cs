@@ -23,6 +23,7 @@ public sealed class OptionsValidationTests
         { () => new ResultStoreOptionsValidator().Validate(null, new ResultStoreOptions { MaxRetainedRecords = 0 }), "Inference:Results:MaxRetainedRecords must be positive" },
         { () => new ResultStoreOptionsValidator().Validate(null, new ResultStoreOptions { MaxRetainedBytes = -1 }), "Inference:Results:MaxRetainedBytes must be positive" },
         { () => new WorkerOptionsValidator().Validate(null, new WorkerOptions { MaxBatchSize = 0 }), "Inference:Worker:MaxBatchSize must be between 1 and 4096" },
+        { () => new WorkerOptionsValidator().Validate(null, new WorkerOptions { HeartbeatInterval = TimeSpan.Zero }), "Inference:Worker:HeartbeatInterval must be at least 2 ms" },
         { () => new WarmPoolOptionsValidator().Validate(null, new WarmPoolOptions { CacheDirectory = "" }), "Inference:WarmPool:CacheDirectory must name a folder" },
         { () => new ModelStoreOptionsValidator().Validate(null, new ModelStoreOptions { Root = " " }), "Inference:ModelStore:Root must name a folder" },
         { () => new ScalingOptionsValidator().Validate(null, new ScalingOptions { MaxReplicas = 0 }), "Inference:Scaling:MaxReplicas must be at least 1" },

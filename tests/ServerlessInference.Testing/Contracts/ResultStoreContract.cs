@@ -194,6 +194,63 @@ public abstract class ResultStoreContract : ContractClock
         Assert.Null(record.Error);
     }
 
+    [Theory]
+    [InlineData(JobStatus.Failed)]
+    [InlineData(JobStatus.Expired)]
+    public async Task PublishAsync_SuccessAfterAReplaceableEnd_ReplacesIt(JobStatus platformEnd)
+    {
+        var store = await StoreAsync();
+        var job = NewJob();
+        await store.TrackAsync(job, default);
+        Assert.True(await store.TryStartAsync(job.Id, default));
+        var wait = store.WaitAsync(job.Id, TimeSpan.FromMinutes(1), default).AsTask();
+
+        // Dead-lettered (or expired) by a redelivery while the first delivery still ran; then that delivery succeeds.
+        await store.PublishAsync(Done(job, platformEnd, "dead-lettered after 3 deliveries") with { ErrorKind = InferenceError.ModelFailure, ReplaceableBySuccess = true }, default);
+        Assert.Equal(platformEnd, (await Within(wait, "the waiter to wake"))!.Status);
+        await store.PublishAsync(Done(job, response: ContractJobs.Response("m", 1, 2, 3, 4)), default);
+
+        var record = await store.GetAsync(job.Id, default);
+        Assert.Equal(JobStatus.Succeeded, record!.Status);
+        Assert.Null(record.Error);
+        Assert.Null(record.ErrorKind);
+        Assert.False(record.ReplaceableBySuccess);
+        Assert.NotNull(record.StartedAt);
+        Assert.Equal([1f, 2, 3, 4], record.Response!.Outputs.Single().AsSpan<float>().ToArray());
+        Assert.False(await store.TryStartAsync(job.Id, default));
+    }
+
+    [Fact]
+    public async Task PublishAsync_FailureAfterAReplaceableEnd_KeepsTheFirst()
+    {
+        var store = await StoreAsync();
+        var job = NewJob();
+        await store.TrackAsync(job, default);
+
+        await store.PublishAsync(Done(job, JobStatus.Expired, "not started before its deadline") with { ReplaceableBySuccess = true }, default);
+        await store.PublishAsync(Done(job, JobStatus.Failed, "late failure"), default);
+
+        var record = await store.GetAsync(job.Id, default);
+        Assert.Equal(JobStatus.Expired, record!.Status);
+        Assert.Equal("not started before its deadline", record.Error);
+        Assert.True(record.ReplaceableBySuccess);
+    }
+
+    [Fact]
+    public async Task PublishAsync_SuccessAfterAnOrdinaryFailure_KeepsTheFailure()
+    {
+        var store = await StoreAsync();
+        var job = NewJob();
+        await store.TrackAsync(job, default);
+
+        await store.PublishAsync(Done(job, JobStatus.Failed, "the model failed"), default);
+        await store.PublishAsync(Done(job, JobStatus.Succeeded), default);
+
+        var record = await store.GetAsync(job.Id, default);
+        Assert.Equal(JobStatus.Failed, record!.Status);
+        Assert.Equal("the model failed", record.Error);
+    }
+
     [Fact]
     public async Task PublishAsync_AfterCancel_KeepsTheCancellation()
     {
