@@ -430,4 +430,31 @@ public abstract class ResultStoreContract : ContractClock
 
         Assert.Equal([false, false, true, true], kept);
     }
+
+    [Fact]
+    public async Task PublishAsync_SuccessReplacingADeadLetter_CountsAtItsNewSize()
+    {
+        var store = await CreateStoreAsync(new ResultStoreOptions { Ttl = TimeSpan.FromHours(1), MaxRetainedBytes = 10 * 1024 });
+        var late = NewJob();
+        await store.TrackAsync(late, default);
+        await store.PublishAsync(Done(late, JobStatus.Failed, "dead-lettered") with { ReplaceableBySuccess = true }, default);
+        var others = new List<InferenceJob>();
+        for (var i = 0; i < 2; i++)
+        {
+            await AdvanceAsync(TimeSpan.FromMilliseconds(5));
+            var job = NewJob();
+            others.Add(job);
+            await store.TrackAsync(job, default);
+            await store.PublishAsync(Done(job, response: ContractJobs.Response(job.Model, new float[1024])), default);
+        }
+
+        await AdvanceAsync(TimeSpan.FromMilliseconds(5));
+
+        // The slow worker's 4 KiB success replaces the small dead-letter: three responses no longer fit in 10 KiB.
+        await store.PublishAsync(Done(late, response: ContractJobs.Response(late.Model, new float[1024])), default);
+
+        Assert.Equal(JobStatus.Succeeded, (await store.GetAsync(late.Id, default))?.Status);
+        Assert.Null(await store.GetAsync(others[0].Id, default));
+        Assert.NotNull(await store.GetAsync(others[1].Id, default));
+    }
 }
