@@ -30,12 +30,14 @@ internal sealed class LocalServices : IAsyncDisposable
     public int AzuritePid => _azurite?.Id ?? 0;
 
     /// <param name="blob">False: Redis only (a services DevHost over a folder model store needs no Azurite).</param>
-    public static async Task<LocalServices> StartAsync(string repositoryRoot, string directory, bool blob = true)
+    /// <param name="appendFsync">Null: no append-only file. Otherwise the append-only file on with this
+    /// <c>appendfsync</c> (<c>everysec</c>, <c>always</c>).</param>
+    public static async Task<LocalServices> StartAsync(string repositoryRoot, string directory, bool blob = true, string? appendFsync = null)
     {
         var services = new LocalServices(directory);
         try
         {
-            await services.StartRedisAsync().ConfigureAwait(false);
+            await services.StartRedisAsync(appendFsync).ConfigureAwait(false);
             if (blob)
             {
                 await services.StartAzuriteAsync(Path.Combine(repositoryRoot, ".state", "tools", "node_modules", ".bin", "azurite-blob")).ConfigureAwait(false);
@@ -77,12 +79,13 @@ internal sealed class LocalServices : IAsyncDisposable
         _azurite = _redis = null;
     }
 
-    private async Task StartRedisAsync()
+    private async Task StartRedisAsync(string? appendFsync)
     {
         var data = Directory.CreateDirectory(Path.Combine(_directory, "redis")).FullName;
         _redisPort = FreePort();
         _redis = Start("redis-server", "--port", _redisPort.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--dir", data, "--protected-mode", "no");
+            "--save", "", "--appendonly", appendFsync is null ? "no" : "yes", "--appendfsync", appendFsync ?? "everysec", "--maxmemory-policy", "noeviction",
+            "--dir", data, "--protected-mode", "no");
         var deadline = Stopwatch.GetTimestamp() + 20 * Stopwatch.Frequency;
         while (Stopwatch.GetTimestamp() < deadline)
         {

@@ -6,6 +6,9 @@
 // identity's principal (object) id as the Redis user name (Inference:Redis:Authentication=EntraId).
 // Clustering policy EnterpriseCluster exposes one endpoint, so a client needs no cluster support; the Redis provider
 // hash-tags each queue's keys, so its multi-key scripts stay in one slot either way.
+// Durability: persistence (AOF or RDB) is a database setting, off here; AOF's 'always' frequency is deprecated by Azure,
+// so at best a restart can lose about a second of writes, and the job reconciler fails, with the reason, a job whose
+// queue entry was lost (docs/azure.md).
 
 @description('Azure region of the resources.')
 param location string
@@ -51,8 +54,9 @@ resource database 'Microsoft.Cache/redisEnterprise/databases@2025-04-01' = {
     clientProtocol: 'Encrypted'
     port: 10000
     clusteringPolicy: 'EnterpriseCluster'
-    // Only keys with a TTL (job records, results, heartbeats: all expire anyway) are evicted under memory pressure.
-    evictionPolicy: 'VolatileLRU'
+    // Nothing is evicted: a job record has a TTL, so VolatileLRU would drop the record of a job still queued under memory
+    // pressure (the job would then end 'record missing'). When memory is full, writes fail and the gateway answers 503.
+    evictionPolicy: 'NoEviction'
     accessKeysAuthentication: 'Disabled'
   }
 }

@@ -8,12 +8,19 @@
 #   infra/local/services.sh env      # print the settings as environment variables (eval-able)
 #   infra/local/services.sh install  # only install redis-server and Azurite (tests/run.sh uses this)
 #
-# Settings: SI_STATE_DIR (default <repo>/.state/local), REDIS_PORT (6379), AZURITE_BLOB_PORT (10000).
+# Settings: SI_STATE_DIR (default <repo>/.state/local), REDIS_PORT (6379), AZURITE_BLOB_PORT (10000),
+# REDIS_APPENDFSYNC (everysec: a crash may lose the last second of writes; always: none, at a cost in accept throughput,
+# see docs/architecture.md and the bench's redis-fsync scenario).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 state="${SI_STATE_DIR:-$root/.state/local}"
 redis_port="${REDIS_PORT:-6379}"
 blob_port="${AZURITE_BLOB_PORT:-10000}"
+redis_appendfsync="${REDIS_APPENDFSYNC:-everysec}"
+case "$redis_appendfsync" in
+  everysec|always) ;;
+  *) echo "REDIS_APPENDFSYNC is '$redis_appendfsync'; use everysec or always" >&2; exit 2 ;;
+esac
 azurite_version="3.37.0"
 tools="$root/.state/tools"
 mkdir -p "$state/redis" "$state/azurite" "$tools"
@@ -56,9 +63,10 @@ start() {
   ensure_redis
   ensure_azurite
   if ! alive "$state/redis.pid"; then
-    # Append-only file on, so a restart keeps the queue.
+    # Append-only file on, so a restart keeps the queue; noeviction, so a full Redis refuses writes (503) instead of
+    # dropping a job's record.
     redis-server --bind 127.0.0.1 --port "$redis_port" --dir "$state/redis" --appendonly yes \
-      --save "" --daemonize yes --pidfile "$state/redis.pid" --logfile "$state/redis.log"
+      --appendfsync "$redis_appendfsync" --maxmemory-policy noeviction --save "" --daemonize yes --pidfile "$state/redis.pid" --logfile "$state/redis.log"
   fi
   if ! alive "$state/azurite.pid"; then
     nohup "$tools/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$blob_port" \

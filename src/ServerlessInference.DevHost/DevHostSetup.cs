@@ -43,6 +43,7 @@ public static class DevHostSetup
     public static WebApplicationBuilder AddDevHost(this WebApplicationBuilder builder)
     {
         builder.UseDefaultUrl(DefaultUrl);
+        builder.UseKestrelLimits();
         builder.AddInferencePlatform(Host(IsServicesProfile(builder.Configuration)));
         builder.Services.AddOptions<DemoModelOptions>().BindConfiguration(DemoModelOptions.Section).ValidateOnStart();
         builder.Services.AddHostedService<DemoModelSeeder>();

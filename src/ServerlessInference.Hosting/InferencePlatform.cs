@@ -45,6 +45,11 @@ public static class InferencePlatform
         {
             services.AddOrchestrator(choice.Orchestrator, host.ScalerTicks);
             services.AddPromptTokenCounter();
+            if (choice.Queue == ProviderSettings.Redis && choice.Results == ProviderSettings.Redis)
+            {
+                // Record and queue entry are two writes; a Redis restart can keep one without the other.
+                services.AddJobReconciler();
+            }
         }
 
         builder.AddServiceDefaults(host);

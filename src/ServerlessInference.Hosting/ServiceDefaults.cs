@@ -1,6 +1,7 @@
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -13,7 +14,7 @@ using ServerlessInference.Telemetry;
 namespace ServerlessInference.Hosting;
 
 /// <summary>What every host process gets, whatever its role: metrics through OpenTelemetry, log scopes that carry the
-/// trace, and its listening address when none is configured.</summary>
+/// trace, its listening address when none is configured, and Kestrel's limits for slow clients and connections.</summary>
 public static class ServiceDefaults
 {
     /// <summary>The setting (or environment variable) that, when set, sends metrics over OTLP as well, e.g. to an
@@ -50,6 +51,16 @@ public static class ServiceDefaults
     {
         endpoints.MapPrometheusScrapingEndpoint("/metrics");
         return endpoints;
+    }
+
+    /// <summary>Applies <see cref="KestrelLimits"/> (defaults plus <c>Kestrel:Limits</c>) to this host's Kestrel server.</summary>
+    /// <exception cref="InvalidOperationException">A <c>Kestrel:Limits</c> value is invalid (the message names it).</exception>
+    public static WebApplicationBuilder UseKestrelLimits(this WebApplicationBuilder builder)
+    {
+        var limits = KestrelLimits.Read(builder.Configuration);
+        builder.Services.AddSingleton(limits);
+        builder.Services.Configure<KestrelServerOptions>(options => limits.ApplyTo(options.Limits));
+        return builder;
     }
 
     /// <summary>Listens on <paramref name="url"/> unless <c>urls</c> or <c>ASPNETCORE_URLS</c> says otherwise.</summary>

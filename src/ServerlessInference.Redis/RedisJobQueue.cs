@@ -80,6 +80,8 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
     public async ValueTask EnqueueAsync(InferenceJob job, CancellationToken cancellationToken)
     {
         var encoded = InferenceJobCodec.Encode(job, out var buffer);
+        long bytes = encoded.Request.Length;
+        CheckFitsAtAll(bytes);
         var inline = _redisOptions.InlineRequestMaxBytes == 0 || encoded.Request.Length < _redisOptions.InlineRequestMaxBytes;
         RedisKey bodyKey = inline ? default : BodyKey(job.Id);
         RedisValue[] args =
@@ -95,9 +97,12 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
         ];
 
         RedisResult result;
+        var reserved = false;
         try
         {
             cancellationToken.ThrowIfCancellationRequested();
+            await ReserveBytesAsync(bytes).ConfigureAwait(false);
+            reserved = true;
             if (!inline)
             {
                 // Stored first, so a worker that sees the entry finds its body. It outlives every delivery the job may
@@ -113,13 +118,23 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
             // Both replies are in, so the request bytes have been written: the buffer may be reused. After a failure
             // it is left to the collector, as the client may still hold the bytes for a retry.
             buffer.Release();
-            if ((long)result == 0 && !inline)
+            if ((long)result == 0)
             {
-                await Database.KeyDeleteAsync(bodyKey).ConfigureAwait(false);
+                reserved = false;
+                await ReleaseBytesAsync(bytes).ConfigureAwait(false);
+                if (!inline)
+                {
+                    await Database.KeyDeleteAsync(bodyKey).ConfigureAwait(false);
+                }
             }
         }
         catch (Exception ex) when (RedisUnavailable.IsOutage(ex))
         {
+            if (reserved)
+            {
+                await TryReleaseBytesAsync(bytes).ConfigureAwait(false);
+            }
+
             throw _unavailable.Wrap(ex);
         }
 
@@ -275,13 +290,13 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
             {
                 // An entry no worker can read would come back forever: set it aside at once.
                 Log.UnreadableEntry(_logger, ex, id.ToString());
-                await SettleAsync(DeadLetterScript, DeadLetterKeys(bodyKey), [_group, _consumer, id, RedisValue.EmptyString, _redisOptions.DeadLetterMaxLength, $"unreadable queue entry: {ex.Message}", pelCount, _time.GetUtcNow().UtcTicks]).ConfigureAwait(false);
+                await SettleLeavingAsync(DeadLetterScript, DeadLetterKeys(bodyKey), [_group, _consumer, id, RedisValue.EmptyString, _redisOptions.DeadLetterMaxLength, $"unreadable queue entry: {ex.Message}", pelCount, _time.GetUtcNow().UtcTicks], RequestBytes(fields, request)).ConfigureAwait(false);
                 continue;
             }
 
             var prior = fields.TryGetValue("n", out var n) ? (int)n : 0;
             var error = fields.TryGetValue("err", out var err) ? (string?)err : null;
-            leases.Add(new Lease(this, id, pelCount, job, prior + (int)pelCount, error ?? (pelCount > 1 ? JobLease.LeaseExpiredError : null), bodyKey));
+            leases.Add(new Lease(this, id, pelCount, job, prior + (int)pelCount, error ?? (pelCount > 1 ? JobLease.LeaseExpiredError : null), bodyKey, RequestBytes(fields, request)));
         }
 
         if (reclaimDue && now >= Interlocked.Read(ref _nextPrune))
@@ -292,6 +307,10 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
 
         return leases;
     }
+
+    /// <summary>The bytes an entry's request holds of the budget: its length as enqueued (inline or kept beside).</summary>
+    private static long RequestBytes(Dictionary<string, RedisValue> fields, RedisValue body) =>
+        fields.TryGetValue("request", out var inline) ? inline.Length() : body.IsNull ? 0 : body.Length();
 
     /// <summary>Reads a stream entry's job; <paramref name="body"/> is the request kept beside the entry, if any.</summary>
     private static InferenceJob ParseJob(Dictionary<string, RedisValue> fields, RedisValue body)
@@ -391,7 +410,7 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
 
     /// <summary>A delivery: the entry id and the PEL delivery count it was handed out with, which every settle
     /// checks so that a stale lease (its job reclaimed by another consumer meanwhile) does nothing.</summary>
-    private sealed class Lease(RedisJobQueue queue, RedisValue entryId, long pelCount, InferenceJob job, int deliveryCount, string? lastError, RedisKey? bodyKey)
+    private sealed class Lease(RedisJobQueue queue, RedisValue entryId, long pelCount, InferenceJob job, int deliveryCount, string? lastError, RedisKey? bodyKey, long bytes)
         : JobLease
     {
         public override InferenceJob Job => job;
@@ -401,16 +420,16 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
         public override string? LastError => lastError;
 
         public override ValueTask CompleteAsync(CancellationToken cancellationToken) =>
-            queue.SettleAsync(CompleteScript, bodyKey is { } key ? [queue._stream, key] : [queue._stream], [queue._group, queue._consumer, entryId, pelCount]);
+            queue.SettleLeavingAsync(CompleteScript, bodyKey is { } key ? [queue._stream, key] : [queue._stream], [queue._group, queue._consumer, entryId, pelCount], bytes);
 
         public override ValueTask AbandonAsync(string? error, CancellationToken cancellationToken) =>
             queue.SettleAsync(AbandonScript, [queue._stream],
                 [queue._group, queue._consumer, entryId, pelCount, deliveryCount, error ?? lastError ?? "", queue._channelName]);
 
         public override ValueTask DeadLetterAsync(string reason, CancellationToken cancellationToken) =>
-            queue.SettleAsync(DeadLetterScript, queue.DeadLetterKeys(bodyKey),
+            queue.SettleLeavingAsync(DeadLetterScript, queue.DeadLetterKeys(bodyKey),
                 [queue._group, queue._consumer, entryId, pelCount, queue._redisOptions.DeadLetterMaxLength, reason, deliveryCount,
-                 queue._time.GetUtcNow().UtcTicks]);
+                 queue._time.GetUtcNow().UtcTicks], bytes);
 
         public override ValueTask RenewAsync(CancellationToken cancellationToken) =>
             queue.SettleAsync(RenewScript, [queue._stream], [queue._group, queue._consumer, entryId, pelCount]);
@@ -425,5 +444,8 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
 
         [LoggerMessage(2, LogLevel.Warning, "Pruning the job stream's departed consumers failed")]
         public static partial void PruneFailed(ILogger logger, Exception exception);
+
+        [LoggerMessage(3, LogLevel.Warning, "Giving back a failed enqueue's bytes failed; the queue's byte count is high until the stream next empties")]
+        public static partial void ReleaseFailed(ILogger logger, Exception exception);
     }
 }

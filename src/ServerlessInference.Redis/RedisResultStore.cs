@@ -7,7 +7,8 @@ using StackExchange.Redis;
 namespace ServerlessInference.Redis;
 
 /// <summary>An <see cref="IResultStore"/> in Redis: one hash per job (<c>{prefix}job:{id}</c>) with a TTL, state
-/// changes as Lua scripts, completions announced on one channel (<c>{prefix}results</c>).</summary>
+/// changes as Lua scripts, completions announced on one channel (<c>{prefix}results</c>), records of ended jobs bounded
+/// in count and bytes through an index (RedisResultStore.Retention.cs).</summary>
 /// <remarks>
 /// <para>Transitions are atomic on the server: Queued|Running → Running, Queued → Cancelled, and publish only while
 /// the job is not terminal, so the first result wins whichever process publishes it.</para>
@@ -17,7 +18,7 @@ namespace ServerlessInference.Redis;
 /// wakes the waiter.</para>
 /// <para>Thread-safe; register one instance per process. Dispose it to drop its subscription.</para>
 /// </remarks>
-public sealed class RedisResultStore : IResultStore, IAsyncDisposable
+public sealed partial class RedisResultStore : IResultStore, IAsyncDisposable
 {
     // Status numbers as stored; terminal ones are >= Succeeded (JobStatusExtensions.IsTerminal).
     private static readonly string s_statuses = string.Create(CultureInfo.InvariantCulture,
@@ -55,10 +56,18 @@ public sealed class RedisResultStore : IResultStore, IAsyncDisposable
         """;
 
     /// <summary>KEYS: record. ARGV: ttl ms, channel, job id, started (or empty), fields... Keeps a first terminal
-    /// result and a known start time.</summary>
+    /// result and a known start time, except that a success replaces a record marked replaceable (a dead-letter or
+    /// expiry decided while a slow worker still ran the job; IResultStore.PublishAsync): one conditional write.</summary>
     private static readonly string s_publishScript = s_statuses + """
         local s = tonumber(redis.call('HGET', KEYS[1], 'status'))
-        if s ~= nil and s >= Succeeded then return 0 end
+        if s ~= nil and s >= Succeeded then
+          local succeeds = false
+          for i = 5, #ARGV - 1, 2 do
+            if ARGV[i] == 'status' then succeeds = tonumber(ARGV[i + 1]) == Succeeded end
+          end
+          if not succeeds or redis.call('HGET', KEYS[1], 'replaceable') ~= '1' then return 0 end
+          redis.call('HDEL', KEYS[1], 'error', 'kind', 'replaceable')
+        end
         if s == nil and ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'started', ARGV[4]) end
         redis.call('HSET', KEYS[1], unpack(ARGV, 5))
         redis.call('PEXPIRE', KEYS[1], ARGV[1])
@@ -69,6 +78,7 @@ public sealed class RedisResultStore : IResultStore, IAsyncDisposable
     private readonly IConnectionMultiplexer _redis;
     private readonly RedisOptions _redisOptions;
     private readonly TimeSpan _ttl;
+    private readonly ResultStoreOptions _options;
     private readonly TimeProvider _time;
     private readonly string _keyPrefix;
     private readonly RedisValue _channelName;
@@ -82,6 +92,7 @@ public sealed class RedisResultStore : IResultStore, IAsyncDisposable
         _redis = redis;
         _redisOptions = redisOptions.Value;
         _ttl = options.Value.Ttl;
+        _options = options.Value;
         _time = timeProvider;
         _keyPrefix = _redisOptions.KeyPrefix + "job:";
         _channelName = _redisOptions.KeyPrefix + "results";
@@ -133,7 +144,14 @@ public sealed class RedisResultStore : IResultStore, IAsyncDisposable
         }
 
         var parts = (RedisResult[])result!;
-        return ((long)parts[0] == 1, Parse((RedisResult[])parts[1]!));
+        var record = Parse((RedisResult[])parts[1]!);
+        var cancelled = (long)parts[0] == 1;
+        if (cancelled)
+        {
+            await RetainAsync(jobId, RecordBytes(record, 0), _ttl).ConfigureAwait(false);
+        }
+
+        return (cancelled, record);
     }
 
     public async ValueTask PublishAsync(JobRecord result, CancellationToken cancellationToken)
@@ -166,17 +184,28 @@ public sealed class RedisResultStore : IResultStore, IAsyncDisposable
             args.Add((int)kind);
         }
 
+        if (result.ReplaceableBySuccess)
+        {
+            args.Add("replaceable");
+            args.Add(1);
+        }
+
+        long responseBytes = 0;
         if (result.Response is not null)
         {
             var body = new ArrayBufferWriter<byte>();
             var headerLength = OipCodec.WriteResponse(body, result.Response, static _ => true);
             args.Add("response");
             args.Add(body.WrittenMemory);
+            responseBytes = body.WrittenCount;
             args.Add("header");
             args.Add(headerLength is { } h ? h : RedisValue.EmptyString);
         }
 
-        await EvaluateAsync(s_publishScript, Key(result.Id), [.. args]).ConfigureAwait(false);
+        if ((long)await EvaluateAsync(s_publishScript, Key(result.Id), [.. args]).ConfigureAwait(false) == 1)
+        {
+            await RetainAsync(result.Id, RecordBytes(result, responseBytes), _ttl).ConfigureAwait(false);
+        }
     }
 
     public async ValueTask<JobRecord?> GetAsync(string jobId, CancellationToken cancellationToken)
@@ -318,6 +347,7 @@ public sealed class RedisResultStore : IResultStore, IAsyncDisposable
             Error = map.TryGetValue("error", out var error) ? error.ToString() : null,
             ErrorKind = map.TryGetValue("kind", out var kind) && Enum.IsDefined((InferenceError)(int)kind) ? (InferenceError)(int)kind : null,
             Response = response,
+            ReplaceableBySuccess = map.TryGetValue("replaceable", out var replaceable) && replaceable == 1,
         };
     }
 

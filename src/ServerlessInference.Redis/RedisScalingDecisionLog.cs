@@ -1,3 +1,4 @@
+using System.Collections.Immutable;
 using System.Text.Json;
 using Microsoft.Extensions.Options;
 using ServerlessInference.Scaling;
@@ -8,7 +9,8 @@ namespace ServerlessInference.Redis;
 /// <summary>An <see cref="IScalingDecisionLog"/> on a capped Redis stream (<c>{prefix}scaling</c>,
 /// <c>XADD MAXLEN ~ </c><see cref="RedisOptions.ScalingLogLength"/>), shared by every gateway's <c>/status</c>.</summary>
 /// <remarks>Like the in-process ring, a steady decision that repeats the last one replaces it, so a quiet hour does
-/// not push the changes out. Thread-safe.</remarks>
+/// not push the changes out. The scaler's state sits beside the stream (<c>{prefix}scaling:state</c>, one JSON
+/// value), so every scaler instance that shares this Redis decides from the same windows. Thread-safe.</remarks>
 public sealed class RedisScalingDecisionLog(IConnectionMultiplexer redis, IOptions<RedisOptions> options) : IScalingDecisionLog
 {
     /// <summary>KEYS: stream. ARGV: json, max length, steady (1 when desired = current), current, desired.</summary>
@@ -26,6 +28,7 @@ public sealed class RedisScalingDecisionLog(IConnectionMultiplexer redis, IOptio
         """;
 
     private readonly RedisKey _stream = options.Value.KeyPrefix + "scaling";
+    private readonly RedisKey _state = options.Value.KeyPrefix + "scaling:state";
     private readonly RedisUnavailable _unavailable = new("the scaling log", options.Value.UnavailableRetryAfterSeconds);
 
     /// <summary>The stream key.</summary>
@@ -60,4 +63,28 @@ public sealed class RedisScalingDecisionLog(IConnectionMultiplexer redis, IOptio
 
         return decisions;
     }
+
+    public async ValueTask<ScalingState?> ReadStateAsync(CancellationToken cancellationToken)
+    {
+        var json = await _unavailable.RunAsync(() => redis.GetDatabase().StringGetAsync(_state)).ConfigureAwait(false);
+        if (json.IsNullOrEmpty || JsonSerializer.Deserialize((byte[])json!, RedisJson.Default.StoredScalingState) is not { } stored)
+        {
+            return null;
+        }
+
+        return new ScalingState(
+            ImmutableQueue.CreateRange(stored.Recommendations.Select(r => (r.At, r.Replicas))), stored.LastBusyAt, stored.LowerSince);
+    }
+
+    public async ValueTask WriteStateAsync(ScalingState state, CancellationToken cancellationToken)
+    {
+        var stored = new StoredScalingState(state.Recommendations.Select(r => new StoredRecommendation(r.At, r.Replicas)).ToList(), state.LastBusyAt, state.LowerSince);
+        var json = JsonSerializer.SerializeToUtf8Bytes(stored, RedisJson.Default.StoredScalingState);
+        await _unavailable.RunAsync(() => redis.GetDatabase().StringSetAsync(_state, json)).ConfigureAwait(false);
+    }
 }
+
+/// <summary><see cref="ScalingState"/> as stored in Redis.</summary>
+internal sealed record StoredScalingState(IReadOnlyList<StoredRecommendation> Recommendations, DateTimeOffset? LastBusyAt, DateTimeOffset? LowerSince);
+
+internal sealed record StoredRecommendation(DateTimeOffset At, int Replicas);

@@ -18,6 +18,7 @@ public static class WorkerHostSetup
     {
         // /metrics and /healthz on a port of the OS's choosing unless told otherwise (containers set ASPNETCORE_URLS).
         builder.UseDefaultUrl(DefaultUrl);
+        builder.UseKestrelLimits();
         builder.AddInferencePlatform(Host);
         builder.Services.AddValidatedOptions<WorkerHostOptions, WorkerHostOptionsValidator>(WorkerHostOptions.Section);
         // Registered as itself too: /healthz reads it (AddHostedService alone hides it behind IHostedService).

@@ -230,6 +230,15 @@ public sealed class ManifestTests
         Assert.Contains(Objects.OfType<V1PersistentVolumeClaim>(), c => c.Metadata.Name == claim);
     }
 
+    [Fact]
+    public void Redis_NeverEvictsAKey()
+    {
+        // Job records have a TTL: under a volatile-* policy a full Redis would drop the record of a queued job.
+        var redis = Assert.Single(Deployment("redis").Spec.Template.Spec.Containers);
+
+        Assert.Contains("--maxmemory-policy noeviction", string.Join(' ', redis.Args));
+    }
+
     private const string SecretName = "serverless-inference-secrets";
 
     private static T Single<T>() => Assert.Single(Objects.OfType<T>());

@@ -49,6 +49,10 @@ public sealed class RedisResultStoreContractTests(RedisFixture redis) : ResultSt
     protected override ValueTask<IResultStore> CreateStoreAsync(TimeSpan ttl) =>
         ValueTask.FromResult<IResultStore>(Track(new RedisResultStore(redis.Redis, RedisFixture.Wrap(redis.Options()),
             RedisFixture.Wrap(new ResultStoreOptions { Ttl = ttl }), TimeProvider.System)));
+
+    protected override ValueTask<IResultStore> CreateStoreAsync(ResultStoreOptions options) =>
+        ValueTask.FromResult<IResultStore>(Track(new RedisResultStore(redis.Redis, RedisFixture.Wrap(redis.Options()),
+            RedisFixture.Wrap(options), TimeProvider.System)));
 }
 
 [Collection(RedisCollection.Name)]

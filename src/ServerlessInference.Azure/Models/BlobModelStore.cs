@@ -87,7 +87,7 @@ public sealed partial class BlobModelStore : IModelStore
         return service.GetBlobContainerClient(options.Container);
     }
 
-    public async ValueTask<IReadOnlyList<ModelManifest>> ListAsync(CancellationToken cancellationToken)
+    public async ValueTask<ModelListing> ListAsync(CancellationToken cancellationToken)
     {
         var manifestBlobs = new List<string>();
         try
@@ -103,7 +103,7 @@ public sealed partial class BlobModelStore : IModelStore
         }
         catch (RequestFailedException ex) when (ex.Status == 404)
         {
-            return [];
+            return ModelListing.Empty;
         }
         catch (Exception ex) when (!cancellationToken.IsCancellationRequested && IsOutage(ex))
         {
@@ -111,16 +111,25 @@ public sealed partial class BlobModelStore : IModelStore
         }
 
         var manifests = new List<ModelManifest>(manifestBlobs.Count);
+        var invalid = new List<InvalidManifest>();
         foreach (var blobName in manifestBlobs)
         {
-            var manifest = await ReadManifestAsync(blobName, cancellationToken).ConfigureAwait(false);
-            if (manifest is not null)
+            try
             {
-                manifests.Add(manifest);
+                var manifest = await ReadManifestAsync(blobName, cancellationToken).ConfigureAwait(false);
+                if (manifest is not null)
+                {
+                    manifests.Add(manifest);
+                }
+            }
+            catch (InvalidDataException ex)
+            {
+                var parts = blobName.Split('/');
+                invalid.Add(new InvalidManifest(parts[0], parts[1], (ex.InnerException as InvalidDataException ?? ex).Message));
             }
         }
 
-        return manifests;
+        return new ModelListing(manifests, invalid);
     }
 
     public async ValueTask<ModelManifest?> GetManifestAsync(string name, string? version, CancellationToken cancellationToken)

@@ -11,27 +11,35 @@ public sealed class FolderModelStore(string root) : IModelStore
 
     public string Root { get; } = Path.GetFullPath(root);
 
-    public async ValueTask<IReadOnlyList<ModelManifest>> ListAsync(CancellationToken cancellationToken)
+    public async ValueTask<ModelListing> ListAsync(CancellationToken cancellationToken)
     {
         var manifests = new List<ModelManifest>();
+        var invalid = new List<InvalidManifest>();
         if (!Directory.Exists(Root))
         {
-            return manifests;
+            return ModelListing.Empty;
         }
 
         foreach (var modelDir in Directory.EnumerateDirectories(Root))
         {
             foreach (var versionDir in Directory.EnumerateDirectories(modelDir))
             {
-                var manifest = await ReadManifestAsync(versionDir, cancellationToken).ConfigureAwait(false);
-                if (manifest is not null)
+                try
                 {
-                    manifests.Add(manifest);
+                    var manifest = await ReadManifestAsync(versionDir, cancellationToken).ConfigureAwait(false);
+                    if (manifest is not null)
+                    {
+                        manifests.Add(manifest);
+                    }
+                }
+                catch (InvalidDataException ex)
+                {
+                    invalid.Add(new InvalidManifest(Path.GetFileName(modelDir), Path.GetFileName(versionDir), ex.Message));
                 }
             }
         }
 
-        return manifests;
+        return new ModelListing(manifests, invalid);
     }
 
     public async ValueTask<ModelManifest?> GetManifestAsync(string name, string? version, CancellationToken cancellationToken)

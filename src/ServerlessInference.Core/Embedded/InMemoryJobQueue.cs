@@ -4,8 +4,11 @@ using ServerlessInference.Jobs;
 namespace ServerlessInference.Embedded;
 
 /// <summary>An in-process <see cref="IJobQueue"/>: FIFO, leases with a visibility timeout, redelivery of
-/// expired leases, a capacity bound and a dead-letter list.</summary>
-/// <remarks>Thread-safe. Nothing survives the process; use a Redis or Service Bus queue for that.</remarks>
+/// expired leases, a capacity bound in jobs and in bytes, and a dead-letter list.</summary>
+/// <remarks>Thread-safe. Nothing survives the process; use a Redis or Service Bus queue for that. Memory stays bounded:
+/// queued and in-flight jobs by <see cref="JobQueueOptions.Capacity"/> and <see cref="JobQueueOptions.MaxQueuedBytes"/>
+/// (<see cref="InferenceJob.ApproximateBytes"/>), dead letters by <see cref="MaxDeadLetters"/> and the same byte budget
+/// (the oldest are dropped first).</remarks>
 public sealed class InMemoryJobQueue : IJobQueue
 {
     private readonly JobQueueOptions _options;
@@ -14,8 +17,10 @@ public sealed class InMemoryJobQueue : IJobQueue
     private readonly LinkedList<Entry> _ready = new();
     private readonly Dictionary<Entry, long> _leased = [];
     private readonly PriorityQueue<LeaseTicket, DateTimeOffset> _expiries = new();
-    private readonly List<DeadLetter> _deadLetters = [];
+    private readonly LinkedList<(DeadLetter Letter, long Bytes)> _deadLetters = new();
     private TaskCompletionSource _signal = NewSignal();
+    private long _bytes;
+    private long _deadLetterBytes;
 
     public InMemoryJobQueue(IOptions<JobQueueOptions> options, TimeProvider timeProvider)
     {
@@ -23,7 +28,22 @@ public sealed class InMemoryJobQueue : IJobQueue
         _timeProvider = timeProvider;
     }
 
+    /// <summary>Most dead letters kept; older ones are dropped.</summary>
+    public const int MaxDeadLetters = 1000;
+
     public int MaxDeliveryCount => _options.MaxDeliveryCount;
+
+    /// <summary>Bytes of the jobs queued or in flight, as counted against <see cref="JobQueueOptions.MaxQueuedBytes"/>.</summary>
+    public long QueuedBytes
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _bytes;
+            }
+        }
+    }
 
     /// <summary>Jobs that were dead-lettered, oldest first.</summary>
     public IReadOnlyList<DeadLetter> DeadLetters
@@ -32,13 +52,20 @@ public sealed class InMemoryJobQueue : IJobQueue
         {
             lock (_lock)
             {
-                return [.. _deadLetters];
+                return [.. _deadLetters.Select(d => d.Letter)];
             }
         }
     }
 
     public ValueTask EnqueueAsync(InferenceJob job, CancellationToken cancellationToken)
     {
+        var bytes = job.ApproximateBytes;
+        if (bytes > _options.MaxQueuedBytes)
+        {
+            throw new InferenceException(InferenceError.PayloadTooLarge,
+                $"the job is {bytes} bytes, more than the whole queue may hold ({JobQueueOptions.Section}:MaxQueuedBytes = {_options.MaxQueuedBytes})");
+        }
+
         TaskCompletionSource signal;
         lock (_lock)
         {
@@ -50,7 +77,16 @@ public sealed class InMemoryJobQueue : IJobQueue
                 };
             }
 
-            _ready.AddLast(new Entry(job));
+            if (_bytes + bytes > _options.MaxQueuedBytes)
+            {
+                throw new InferenceException(InferenceError.QueueFull, $"the job queue is full ({_options.MaxQueuedBytes} bytes of requests)")
+                {
+                    RetryAfterSeconds = _options.RetryAfterSeconds,
+                };
+            }
+
+            _bytes += bytes;
+            _ready.AddLast(new Entry(job, bytes));
             signal = _signal;
             _signal = NewSignal();
         }
@@ -197,11 +233,28 @@ public sealed class InMemoryJobQueue : IJobQueue
         return true;
     }
 
+    /// <summary>A settled job leaves the queue: its bytes no longer count.</summary>
+    private void LeaveLocked(Entry entry) => _bytes -= entry.Bytes;
+
+    /// <summary>Keeps a dead letter, dropping the oldest beyond <see cref="MaxDeadLetters"/> or the byte budget.</summary>
+    private void AddDeadLetterLocked(Entry entry, string reason)
+    {
+        LeaveLocked(entry);
+        _deadLetters.AddLast((new DeadLetter(entry.Job, reason, entry.DeliveryCount, _timeProvider.GetUtcNow()), entry.Bytes));
+        _deadLetterBytes += entry.Bytes;
+        while (_deadLetters.Count > 1 && (_deadLetters.Count > MaxDeadLetters || _deadLetterBytes > _options.MaxQueuedBytes))
+        {
+            _deadLetterBytes -= _deadLetters.First!.Value.Bytes;
+            _deadLetters.RemoveFirst();
+        }
+    }
+
     private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    private sealed class Entry(InferenceJob job)
+    private sealed class Entry(InferenceJob job, long bytes)
     {
         public InferenceJob Job { get; } = job;
+        public long Bytes { get; } = bytes;
         public int DeliveryCount { get; set; }
         public string? LastError { get; set; }
         public DateTimeOffset ExpiresAgain { get; set; } = DateTimeOffset.MinValue;
@@ -224,7 +277,7 @@ public sealed class InMemoryJobQueue : IJobQueue
 
         public override ValueTask CompleteAsync(CancellationToken cancellationToken)
         {
-            queue.Settle(entry, delivery, null);
+            queue.Settle(entry, delivery, queue.LeaveLocked);
             return ValueTask.CompletedTask;
         }
 
@@ -240,7 +293,7 @@ public sealed class InMemoryJobQueue : IJobQueue
 
         public override ValueTask DeadLetterAsync(string reason, CancellationToken cancellationToken)
         {
-            queue.Settle(entry, delivery, e => queue._deadLetters.Add(new DeadLetter(e.Job, reason, e.DeliveryCount, queue._timeProvider.GetUtcNow())));
+            queue.Settle(entry, delivery, e => queue.AddDeadLetterLocked(e, reason));
             return ValueTask.CompletedTask;
         }
 

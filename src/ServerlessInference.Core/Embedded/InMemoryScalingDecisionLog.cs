@@ -7,6 +7,7 @@ namespace ServerlessInference.Embedded;
 public sealed class InMemoryScalingDecisionLog(int capacity = 50) : IScalingDecisionLog
 {
     private readonly LinkedList<ScalingDecision> _decisions = new();
+    private ScalingState? _state;
 
     public ValueTask AppendAsync(ScalingDecision decision, CancellationToken cancellationToken)
     {
@@ -33,6 +34,14 @@ public sealed class InMemoryScalingDecisionLog(int capacity = 50) : IScalingDeci
         {
             return ValueTask.FromResult<IReadOnlyList<ScalingDecision>>(_decisions.Take(count).ToList());
         }
+    }
+
+    public ValueTask<ScalingState?> ReadStateAsync(CancellationToken cancellationToken) => ValueTask.FromResult(Volatile.Read(ref _state));
+
+    public ValueTask WriteStateAsync(ScalingState state, CancellationToken cancellationToken)
+    {
+        Volatile.Write(ref _state, state);
+        return ValueTask.CompletedTask;
     }
 
     /// <summary>True when <paramref name="next"/> repeats a steady <paramref name="last"/> (same replicas, no change).</summary>

@@ -66,8 +66,23 @@ public static partial class GatewayHttp
             return;
         }
 
+        await MarkAnsweredAsync(gateway.Results, job.Id).ConfigureAwait(false);
         await WriteOutcomeAsync(context, record, request).ConfigureAwait(false);
     });
+
+    /// <summary>The result goes back in this response: the store keeps it only briefly
+    /// (<see cref="ResultStoreOptions.AnsweredRetention"/>). Best effort: a store that is down keeps it for its TTL.</summary>
+    internal static async ValueTask MarkAnsweredAsync(IResultStore results, string jobId)
+    {
+        try
+        {
+            await results.MarkAnsweredAsync(jobId, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (InferenceException ex) when (ex.Error == InferenceError.Unavailable)
+        {
+            // The answer still goes out; the record lives out its TTL.
+        }
+    }
 
     /// <summary><c>GET /jobs/{id}</c>: the job's status and, once done, its result.</summary>
     public static Task GetJobAsync(HttpContext context, string id) => GuardAsync(context, async () =>
@@ -119,7 +134,7 @@ public static partial class GatewayHttp
         }
 
         var gateway = context.RequestServices.GetRequiredService<InferenceGateway>();
-        await gateway.Catalog.Store.ListAsync(context.RequestAborted).ConfigureAwait(false);
+        await gateway.Catalog.ListAsync(context.RequestAborted).ConfigureAwait(false);
         await WriteJsonAsync(context, StatusCodes.Status200OK, w => w.WriteBoolean("ready", true)).ConfigureAwait(false);
     });
 
@@ -138,7 +153,7 @@ public static partial class GatewayHttp
     {
         var gateway = context.RequestServices.GetRequiredService<InferenceGateway>();
         var manifest = await gateway.Catalog.GetAsync(model, version, context.RequestAborted).ConfigureAwait(false);
-        var all = await gateway.Catalog.Store.ListAsync(context.RequestAborted).ConfigureAwait(false);
+        var all = await gateway.Catalog.ListAsync(context.RequestAborted).ConfigureAwait(false);
         var versions = ModelVersions.Order(all.Where(m => m.Name == manifest.Name).Select(m => m.Version).Append(manifest.Version));
         await WriteBytesAsync(context, StatusCodes.Status200OK, JsonContentType, ModelMetadata.Serialize(manifest, versions)).ConfigureAwait(false);
     });
@@ -304,7 +319,7 @@ public static partial class GatewayHttp
             context.Response.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture);
         }
 
-        return WriteBytesAsync(context, status, JsonContentType, JsonSerializer.SerializeToUtf8Bytes(new ErrorBody(message), s_relaxed.ErrorBody));
+        return WriteBytesAsync(context, status, JsonContentType, JsonSerializer.SerializeToUtf8Bytes(new ErrorBody(ClientErrorText.Scrub(message)), s_relaxed.ErrorBody));
     }
 
     private static Task WriteJsonAsync(HttpContext context, int status, Action<Utf8JsonWriter> write)
@@ -328,7 +343,17 @@ public static partial class GatewayHttp
         await context.Response.Body.WriteAsync(body, context.RequestAborted).ConfigureAwait(false);
     }
 
+    /// <summary>Bodies up to this size are read straight into an array of their declared length.</summary>
+    private const int SmallBodyBytes = 64 * 1024;
+
+    /// <summary>Largest chunk a big body is gathered in (chunks double from 16 KiB).</summary>
+    private const int MaxBodyChunkBytes = 1024 * 1024;
+
     /// <summary>Reads the whole body, refusing more than <paramref name="limit"/> bytes with 413.</summary>
+    /// <remarks>Memory follows the bytes that arrive, never the <c>Content-Length</c> a client claims: a body over
+    /// <see cref="SmallBodyBytes"/> is gathered in pooled chunks and copied once into an array of its real length, so a
+    /// client that declares 16 MiB and sends a trickle holds only what it sent (and Kestrel's minimum data rate ends it).
+    /// A body that ends before its <c>Content-Length</c> is a 400.</remarks>
     public static async ValueTask<ReadOnlyMemory<byte>> ReadBodyAsync(HttpRequest request, long limit, CancellationToken cancellationToken)
     {
         var tooLarge = new InferenceException(InferenceError.PayloadTooLarge, $"request body exceeds the limit of {limit} bytes (Inference:Gateway:MaxBodyBytes)");
@@ -338,54 +363,95 @@ public static partial class GatewayHttp
             sizeFeature.MaxRequestBodySize = limit + 1;
         }
 
-        if (request.ContentLength is long declared)
+        var declared = request.ContentLength;
+        if (declared > limit)
         {
-            if (declared > limit)
-            {
-                throw tooLarge;
-            }
+            throw tooLarge;
+        }
 
-            var exact = new byte[declared];
-            try
+        try
+        {
+            if (declared is long small && small <= SmallBodyBytes)
             {
+                var exact = new byte[small];
                 await request.Body.ReadExactlyAsync(exact, cancellationToken).ConfigureAwait(false);
+                return exact;
             }
-            catch (EndOfStreamException)
+
+            var body = await GatherAsync(request.Body, limit, tooLarge, cancellationToken).ConfigureAwait(false);
+            if (declared is long length && body.Length != length)
             {
-                throw new InferenceException(InferenceError.BadRequest, "request body is shorter than its Content-Length");
+                throw new EndOfStreamException();
             }
 
-            return exact;
+            return body;
         }
-
-        var buffer = new byte[16 * 1024];
-        var length = 0;
-        while (true)
+        catch (EndOfStreamException)
         {
-            if (length == buffer.Length)
+            throw new InferenceException(InferenceError.BadRequest, "request body is shorter than its Content-Length");
+        }
+        catch (BadHttpRequestException ex) when (ex.StatusCode != StatusCodes.Status413PayloadTooLarge)
+        {
+            // The server's own complaint about the body (it ended early, it came too slowly): the client's fault.
+            throw new InferenceException(InferenceError.BadRequest, $"request body could not be read: {ex.Message}", ex);
+        }
+    }
+
+    private static async ValueTask<byte[]> GatherAsync(Stream stream, long limit, InferenceException tooLarge, CancellationToken cancellationToken)
+    {
+        var chunks = new List<(byte[] Array, int Filled)>();
+        long length = 0;
+        try
+        {
+            var size = 16 * 1024;
+            var ended = false;
+            while (!ended)
             {
-                if (buffer.Length > limit)
+                var chunk = ArrayPool<byte>.Shared.Rent(size);
+                size = Math.Min(size * 2, MaxBodyChunkBytes);
+                var filled = 0;
+                try
                 {
-                    throw tooLarge;
+                    while (filled < chunk.Length)
+                    {
+                        var read = await stream.ReadAsync(chunk.AsMemory(filled), cancellationToken).ConfigureAwait(false);
+                        if (read == 0)
+                        {
+                            ended = true;
+                            break;
+                        }
+
+                        filled += read;
+                        length += read;
+                        if (length > limit)
+                        {
+                            throw tooLarge;
+                        }
+                    }
                 }
-
-                Array.Resize(ref buffer, (int)Math.Min(buffer.Length * 2L, limit + 1));
+                finally
+                {
+                    chunks.Add((chunk, filled));
+                }
             }
 
-            var read = await request.Body.ReadAsync(buffer.AsMemory(length), cancellationToken).ConfigureAwait(false);
-            if (read == 0)
+            var body = GC.AllocateUninitializedArray<byte>((int)length);
+            var offset = 0;
+            foreach (var (array, filled) in chunks)
             {
-                break;
+                array.AsSpan(0, filled).CopyTo(body.AsSpan(offset));
+                offset += filled;
             }
 
-            length += read;
-            if (length > limit)
+            return body;
+        }
+        finally
+        {
+            foreach (var (array, _) in chunks)
             {
-                throw tooLarge;
+                ArrayPool<byte>.Shared.Return(array);
             }
         }
-
-        return buffer.AsMemory(0, length);
     }
 
     private static int? ReadHeaderLength(HttpRequest request)

@@ -50,6 +50,7 @@ public static partial class GenerationHttp
             var gateway = context.RequestServices.GetRequiredService<InferenceGateway>();
             var body = await GatewayHttp.ReadBodyAsync(context.Request, gateway.Options.MaxBodyBytes, context.RequestAborted).ConfigureAwait(false);
             var request = OpenAiRequests.Parse(body, chat);
+            var prefer = PreferHeader.Parse(context.Request.Headers["Prefer"]);
             var generation = request.Generation;
             if (chat)
             {
@@ -61,7 +62,7 @@ public static partial class GenerationHttp
 
             var (job, _) = await gateway.SubmitGenerationAsync(request.Model, null, generation, context.RequestAborted).ConfigureAwait(false);
             var format = new OpenAiFormat(chat, chat ? "chatcmpl-" + job.Id : "cmpl-" + job.Id, job.Model, job.SubmittedAt.ToUnixTimeSeconds(), request.IncludeUsage);
-            await AnswerAsync(context, gateway, job, request.Stream, format).ConfigureAwait(false);
+            await AnswerAsync(context, gateway, job, prefer, request.Stream, format).ConfigureAwait(false);
         }
         catch (OpenAiException ex)
         {
@@ -92,7 +93,7 @@ public static partial class GenerationHttp
     public static Task ListModelsAsync(HttpContext context) => OpenAiGuardAsync(context, async () =>
     {
         var gateway = context.RequestServices.GetRequiredService<InferenceGateway>();
-        var models = (await gateway.Catalog.Store.ListAsync(context.RequestAborted).ConfigureAwait(false))
+        var models = (await gateway.Catalog.ListAsync(context.RequestAborted).ConfigureAwait(false))
             .Where(m => m.IsTextGeneration)
             .Select(m => m.Name)
             .Distinct(StringComparer.Ordinal)
@@ -140,8 +141,9 @@ public static partial class GenerationHttp
             var gateway = context.RequestServices.GetRequiredService<InferenceGateway>();
             var body = await GatewayHttp.ReadBodyAsync(context.Request, gateway.Options.MaxBodyBytes, context.RequestAborted).ConfigureAwait(false);
             var generation = KServeGenerate.Parse(body);
+            var prefer = PreferHeader.Parse(context.Request.Headers["Prefer"]);
             var (job, _) = await gateway.SubmitGenerationAsync(model, version, generation, context.RequestAborted).ConfigureAwait(false);
-            await AnswerAsync(context, gateway, job, stream, new KServeFormat(job.Model, job.Version, job.Id)).ConfigureAwait(false);
+            await AnswerAsync(context, gateway, job, prefer, stream, new KServeFormat(job.Model, job.Version, job.Id)).ConfigureAwait(false);
         }
         catch (InferenceException ex)
         {
@@ -241,10 +243,10 @@ public static partial class GenerationHttp
         return settled is { Status: JobStatus.Cancelled } ? settled : (settled ?? record) with { Status = JobStatus.Cancelled };
     }
 
-    private static async Task AnswerAsync(HttpContext context, InferenceGateway gateway, InferenceJob job, bool stream, IGenerationFormat format)
+    /// <param name="prefer">Parsed before the job was submitted, so a bad <c>Prefer</c> is refused before anything is queued.</param>
+    private static async Task AnswerAsync(HttpContext context, InferenceGateway gateway, InferenceJob job, PreferHeader prefer, bool stream, IGenerationFormat format)
     {
         context.Response.Headers["X-Job-Id"] = job.Id;
-        var prefer = PreferHeader.Parse(context.Request.Headers["Prefer"]);
         if (prefer.RespondAsync)
         {
             context.Response.Headers["Preference-Applied"] = "respond-async";
@@ -280,6 +282,7 @@ public static partial class GenerationHttp
             return;
         }
 
+        await GatewayHttp.MarkAnsweredAsync(gateway.Results, job.Id).ConfigureAwait(false);
         if (record is { Status: JobStatus.Succeeded, Response: { } response })
         {
             var result = GenerationJobs.ReadResponse(response);
@@ -430,7 +433,7 @@ public static partial class GenerationHttp
         return WriteJsonAsync(context, status, w =>
         {
             w.WriteStartObject("error");
-            w.WriteString("message", message);
+            w.WriteString("message", ClientErrorText.Scrub(message));
             w.WriteString("type", OpenAiException.TypeOf(status));
             WriteStringOrNull(w, "param", param);
             WriteStringOrNull(w, "code", code);

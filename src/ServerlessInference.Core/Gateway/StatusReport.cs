@@ -19,6 +19,9 @@ internal static class StatusReport
         var decisions = services.GetService<IScalingDecisionLog>() is { } log
             ? await log.ReadRecentAsync(50, cancellationToken).ConfigureAwait(false)
             : null;
+        var invalidModels = services.GetService<ModelCatalog>() is { } catalog
+            ? await InvalidModelsAsync(catalog, cancellationToken).ConfigureAwait(false)
+            : [];
 
         var buffer = new ArrayBufferWriter<byte>(2048);
         using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
@@ -102,6 +105,19 @@ internal static class StatusReport
                 w.WriteEndObject();
             }
 
+            // Manifests the model store holds but cannot read: skipped from every model list, shown here.
+            w.WriteStartArray("invalid_models");
+            foreach (var invalid in invalidModels)
+            {
+                w.WriteStartObject();
+                w.WriteString("model", invalid.Model);
+                w.WriteString("version", invalid.Version);
+                w.WriteString("error", ClientErrorText.Scrub(invalid.Error));
+                w.WriteEndObject();
+            }
+
+            w.WriteEndArray();
+
             if (decisions is not null)
             {
                 w.WriteStartArray("scaling_decisions");
@@ -124,5 +140,18 @@ internal static class StatusReport
         }
 
         return buffer.WrittenMemory;
+    }
+
+    private static async ValueTask<IReadOnlyList<InvalidManifest>> InvalidModelsAsync(ModelCatalog catalog, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return (await catalog.ListAsync(cancellationToken).ConfigureAwait(false)).Invalid;
+        }
+        catch (InferenceException ex) when (ex.Error == InferenceError.Unavailable)
+        {
+            // The model store is down: /status still reports the queue and the workers.
+            return [];
+        }
     }
 }

@@ -38,7 +38,8 @@ public static class InferenceServiceCollectionExtensions
         services.AddValidatedOptions<JobQueueOptions, JobQueueOptionsValidator>(JobQueueOptions.Section);
         services.AddValidatedOptions<ResultStoreOptions, ResultStoreOptionsValidator>(ResultStoreOptions.Section);
 
-        services.TryAddSingleton(sp => new ModelCatalog(sp.GetRequiredService<IModelStore>(), sp.GetRequiredService<TimeProvider>()));
+        services.TryAddSingleton(sp => new ModelCatalog(
+            sp.GetRequiredService<IModelStore>(), sp.GetRequiredService<TimeProvider>(), logger: sp.GetRequiredService<ILogger<ModelCatalog>>()));
         services.TryAddSingleton(sp => new InferenceGateway(
             sp.GetRequiredService<ModelCatalog>(),
             sp.GetRequiredService<IJobQueue>(),
@@ -87,6 +88,23 @@ public static class InferenceServiceCollectionExtensions
         services.TryAddSingleton<ScalerService>();
         services.TryAddSingleton<IScaleTrigger>(sp => sp.GetRequiredService<ScalerService>());
         services.AddSingleton<IHostedService>(sp => sp.GetRequiredService<ScalerService>());
+        return services;
+    }
+
+    /// <summary>The <see cref="JobReconciler"/> and its background sweep (<see cref="JobReconcilerService"/>, options
+    /// <c>Inference:Reconciler</c>), for gateway hosts whose queue and result store are shared services. The sweep does
+    /// nothing unless both can be listed (<see cref="IJobQueueInventory"/>, <see cref="IUnfinishedJobScan"/>).</summary>
+    public static IServiceCollection AddJobReconciler(this IServiceCollection services)
+    {
+        services.TryAddSingleton(TimeProvider.System);
+        services.AddValidatedOptions<JobReconcilerOptions, JobReconcilerOptionsValidator>(JobReconcilerOptions.Section);
+        services.TryAddSingleton<JobReconciler>();
+        if (!services.Any(d => d.ServiceType == typeof(JobReconcilerService)))
+        {
+            services.AddSingleton<JobReconcilerService>();
+            services.AddSingleton<IHostedService>(sp => sp.GetRequiredService<JobReconcilerService>());
+        }
+
         return services;
     }
 

@@ -18,6 +18,37 @@ public sealed class InferenceJob
     /// <summary>After this instant the job is not started; it ends as <see cref="JobStatus.Expired"/>.</summary>
     public required DateTimeOffset Deadline { get; init; }
 
+    /// <summary>Roughly the memory the job holds: its tensors' bytes plus an allowance for ids, shapes and parameters.
+    /// What the embedded queue counts against <see cref="JobQueueOptions.MaxQueuedBytes"/>.</summary>
+    public long ApproximateBytes
+    {
+        get
+        {
+            long bytes = 512 + (Id.Length + Model.Length + Version.Length) * 2L;
+            foreach (var input in Request.Inputs)
+            {
+                bytes += 128 + input.Name.Length * 2L + input.Shape.Length * 8L + input.Data.Length;
+                if (input.BytesData is { } elements)
+                {
+                    foreach (var element in elements)
+                    {
+                        bytes += 32 + element.Length;
+                    }
+                }
+            }
+
+            if (Request.Parameters is { } parameters)
+            {
+                foreach (var (name, value) in parameters)
+                {
+                    bytes += 64 + name.Length * 2L + (value is string text ? text.Length * 2L : 0);
+                }
+            }
+
+            return bytes;
+        }
+    }
+
     public static string NewId() => Guid.CreateVersion7().ToString("N");
 }
 
@@ -62,6 +93,31 @@ public sealed record JobRecord
     /// engine rejected the request itself, <see cref="InferenceError.NotFound"/> when the model went away, otherwise
     /// the model's or the platform's (null reads as <see cref="InferenceError.ModelFailure"/>).</summary>
     public InferenceError? ErrorKind { get; init; }
+
+    /// <summary>True on an end the platform decided without the job's own outcome (dead-lettered after too many
+    /// deliveries, expired): a worker still running an earlier delivery may yet finish it, and its
+    /// <see cref="JobStatus.Succeeded"/> result then replaces this one (see <see cref="IResultStore.PublishAsync"/>).</summary>
+    public bool ReplaceableBySuccess { get; init; }
+
+    /// <summary>Roughly the memory the record holds: its response's tensors and its texts plus a fixed allowance.
+    /// What the embedded result store counts against <see cref="ResultStoreOptions.MaxRetainedBytes"/>.</summary>
+    public long ApproximateBytes
+    {
+        get
+        {
+            long bytes = 256 + (Id.Length + Model.Length + Version.Length + (Error?.Length ?? 0)) * 2L;
+            foreach (var output in Response?.Outputs ?? [])
+            {
+                bytes += 128 + output.Name.Length * 2L + output.Shape.Length * 8L + output.Data.Length;
+                foreach (var element in output.BytesData ?? [])
+                {
+                    bytes += 32 + element.Length;
+                }
+            }
+
+            return bytes;
+        }
+    }
 }
 
 /// <summary>Depth of a queue: jobs waiting for a worker and jobs a worker holds a lease on.</summary>

@@ -11,6 +11,12 @@ public sealed class JobQueueOptions : IValidatableObject
     /// <summary>Most jobs queued or in flight; beyond it enqueue answers 429.</summary>
     public int Capacity { get; set; } = 10_000;
 
+    /// <summary>Most bytes of requests queued or in flight (default 1 GiB); beyond it enqueue answers 429 like a full
+    /// queue, and one job larger than all of it answers 413. The embedded queue counts a job's tensors plus a small
+    /// allowance (<see cref="InferenceJob.ApproximateBytes"/>), Redis the encoded request it stores. Service Bus does not
+    /// enforce it: its namespace's queue size quota bounds it there (a full queue answers 429 too).</summary>
+    public long MaxQueuedBytes { get; set; } = 1L << 30;
+
     /// <summary>How long a received job stays invisible before it is delivered again.</summary>
     public TimeSpan LeaseDuration { get; set; } = TimeSpan.FromSeconds(30);
 
@@ -25,6 +31,11 @@ public sealed class JobQueueOptions : IValidatableObject
         if (Capacity < 1)
         {
             yield return new ValidationResult($"{Section}:Capacity must be positive", [nameof(Capacity)]);
+        }
+
+        if (MaxQueuedBytes < 1)
+        {
+            yield return new ValidationResult($"{Section}:MaxQueuedBytes must be positive", [nameof(MaxQueuedBytes)]);
         }
 
         if (MaxDeliveryCount < 1)

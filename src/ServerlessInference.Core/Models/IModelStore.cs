@@ -5,8 +5,9 @@ namespace ServerlessInference.Models;
 /// (<see cref="ModelCatalog"/> for manifests, <see cref="WeightsCache"/> for weights).</remarks>
 public interface IModelStore
 {
-    /// <summary>Every version of every model.</summary>
-    ValueTask<IReadOnlyList<ModelManifest>> ListAsync(CancellationToken cancellationToken);
+    /// <summary>Every version of every model. A manifest that cannot be read (malformed JSON, a missing field) does
+    /// not fail the listing: it is skipped and reported in <see cref="ModelListing.Invalid"/>.</summary>
+    ValueTask<ModelListing> ListAsync(CancellationToken cancellationToken);
 
     /// <summary>The manifest of <paramref name="version"/>, or of the highest version when null; null if absent.</summary>
     ValueTask<ModelManifest?> GetManifestAsync(string name, string? version, CancellationToken cancellationToken);

@@ -7,7 +7,12 @@ using ServerlessInference.Workers;
 namespace ServerlessInference.Scaling;
 
 /// <summary>One scaler tick: read depth and workers, run <see cref="ScalingPolicy"/>, record the decision, tell the orchestrator.</summary>
-/// <remarks>Ticks are serialized; a failed orchestrator call is logged and retried on the next tick.</remarks>
+/// <remarks>Ticks are serialized; a failed orchestrator call is logged and retried on the next tick. The policy's
+/// state is read from and written back to <see cref="IScalingDecisionLog"/> on every tick (Redis when the registry is
+/// Redis), so scalers on several instances (a Functions timer lands on any of them) decide from one set of windows.
+/// Ticks of different instances are not locked against each other: the Functions timer trigger runs one instance at a
+/// time, and the DevHost runs one scaler. When the stored state cannot be read or written, the tick goes on from the
+/// state this instance saw last.</remarks>
 public sealed partial class Scaler(
     IJobQueue queue,
     IWorkerRegistry registry,
@@ -32,7 +37,9 @@ public sealed partial class Scaler(
             var current = await orchestrator.GetReplicasAsync(cancellationToken).ConfigureAwait(false);
             var busy = workers.Count(w => w.InFlight > 0 && w.State != WorkerState.Draining);
             var input = new ScalingInput(depth.Queued, depth.InFlight, current, busy, timeProvider.GetUtcNow());
-            (var decision, _state) = ScalingPolicy.Decide(input, _state, options.Value);
+            var state = await ReadStateAsync(cancellationToken).ConfigureAwait(false);
+            (var decision, _state) = ScalingPolicy.Decide(input, state, options.Value);
+            await WriteStateAsync(_state, cancellationToken).ConfigureAwait(false);
             await RecordAsync(decision, cancellationToken).ConfigureAwait(false);
             if (decision.DesiredReplicas != current)
             {
@@ -52,6 +59,31 @@ public sealed partial class Scaler(
         finally
         {
             _gate.Release();
+        }
+    }
+
+    private async ValueTask<ScalingState> ReadStateAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await decisions.ReadStateAsync(cancellationToken).ConfigureAwait(false) ?? ScalingState.Initial;
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            Log.StateFailed(logger, ex);
+            return _state;
+        }
+    }
+
+    private async ValueTask WriteStateAsync(ScalingState state, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await decisions.WriteStateAsync(state, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            Log.StateFailed(logger, ex);
         }
     }
 
@@ -78,5 +110,8 @@ public sealed partial class Scaler(
 
         [LoggerMessage(3, LogLevel.Warning, "Recording a scaling decision failed")]
         public static partial void RecordFailed(ILogger logger, Exception exception);
+
+        [LoggerMessage(4, LogLevel.Warning, "The shared scaling state could not be read or stored; this tick uses this instance's last view")]
+        public static partial void StateFailed(ILogger logger, Exception exception);
     }
 }

@@ -99,7 +99,7 @@ public sealed partial class InferenceWorker
         }
 
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(crash);
-        ITimer? renewals = null;
+        LeaseRenewal? renewal = null;
         try
         {
             GenerationRequest request;
@@ -132,7 +132,7 @@ public sealed partial class InferenceWorker
             _metrics.QueueTime(job.Model, _timeProvider.GetUtcNow() - job.SubmittedAt);
 
             // Renewed from here on, the model's load included: a cold load longer than the lease must not free the job.
-            renewals = _timeProvider.CreateTimer(static state => ((LeaseRenewal)state!).Fire(), new LeaseRenewal(this, [lease]), _options.LeaseRenewInterval, _options.LeaseRenewInterval);
+            renewal = LeaseRenewal.Start(this, [lease]);
             using var warm = await _pool.AcquireAsync(manifest, crash).ConfigureAwait(false);
             if (warm.Model is not ITextGenerationModel generator)
             {
@@ -218,7 +218,7 @@ public sealed partial class InferenceWorker
             var completion = (int)Math.Max(0, sequence - 1);
             var promptTokens = generator.Tokenizer.Encode(request.Prompt ?? "").Count;
             var response = GenerationJobs.ToResponse(manifest.Name, manifest.Version, text.ToString(), promptTokens, completion, finish ?? GenerationFinish.Length);
-            await FinishAsync(lease, JobStatus.Succeeded, response, null, crash).ConfigureAwait(false);
+            await FinishAsync(lease, JobStatus.Succeeded, response, null, crash, leaseLost: renewal.IsLost(lease)).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (crash.IsCancellationRequested)
         {
@@ -243,7 +243,7 @@ public sealed partial class InferenceWorker
         }
         finally
         {
-            renewals?.Dispose();
+            renewal?.Dispose();
         }
     }
 
@@ -289,7 +289,7 @@ public sealed partial class InferenceWorker
             try
             {
                 var at = sequence ?? (await _streams.ReadAsync(lease.Job.Id, cancellationToken).ConfigureAwait(false)).Count;
-                await _streams.AppendAsync(lease.Job.Id, [JobStreamEvent.Final(at, StreamFinish.Error, error)], cancellationToken).ConfigureAwait(false);
+                await _streams.AppendAsync(lease.Job.Id, [JobStreamEvent.Final(at, StreamFinish.Error, ClientErrorText.Scrub(error))], cancellationToken).ConfigureAwait(false);
             }
             catch (JobStreamException)
             {

@@ -88,6 +88,31 @@ public sealed partial class InferenceWorker
 
         Log.Started(_logger, Id, _pool.ExecutionProvider, _options.MaxBatchSize, _options.MaxBatchDelay.TotalMilliseconds);
         await HeartbeatAsync(crash).ConfigureAwait(false);
+        // The loop heartbeats between batches; this timer covers a batch or a model load that blocks the loop for
+        // longer than the registry's TTL, so a busy worker never drops out of the registry (and out of the scaler's
+        // busy count, which keeps it from being scaled down).
+        var heartbeats = new TimedHeartbeat(this, crash);
+        var period = _options.HeartbeatInterval / 2;
+        try
+        {
+            using (_timeProvider.CreateTimer(static state => ((TimedHeartbeat)state!).Fire(), heartbeats, period, period))
+            {
+                await LoopAsync(receiveCancel, crash).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            // No timed heartbeat may land after the worker leaves the registry (it would list a stopped worker again).
+            await heartbeats.SettledAsync().ConfigureAwait(false);
+        }
+
+        await DrainGenerationsAsync(crash).ConfigureAwait(false);
+        await _registry.RemoveAsync(Id, CancellationToken.None).ConfigureAwait(false);
+        Log.Stopped(_logger, Id, JobsCompleted);
+    }
+
+    private async Task LoopAsync(CancellationTokenSource receiveCancel, CancellationToken crash)
+    {
         try
         {
             while (!receiveCancel.IsCancellationRequested)
@@ -135,10 +160,45 @@ public sealed partial class InferenceWorker
             Log.Crashed(_logger, Id);
             throw;
         }
+    }
 
-        await DrainGenerationsAsync(crash).ConfigureAwait(false);
-        await _registry.RemoveAsync(Id, CancellationToken.None).ConfigureAwait(false);
-        Log.Stopped(_logger, Id, JobsCompleted);
+    /// <summary>Heartbeats from a timer callback when the loop has not sent one for a heartbeat interval.</summary>
+    private sealed class TimedHeartbeat(InferenceWorker worker, CancellationToken crash)
+    {
+        private readonly Lock _lock = new();
+        private Task _running = Task.CompletedTask;
+
+        public void Fire()
+        {
+            lock (_lock)
+            {
+                if (!_running.IsCompleted || crash.IsCancellationRequested
+                    || worker._timeProvider.GetElapsedTime(Interlocked.Read(ref worker._lastHeartbeat)) < worker._options.HeartbeatInterval)
+                {
+                    return;
+                }
+
+                _running = worker.HeartbeatAsync(crash).AsTask();
+            }
+        }
+
+        public async Task SettledAsync()
+        {
+            Task running;
+            lock (_lock)
+            {
+                running = _running;
+            }
+
+            try
+            {
+                await running.ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                // A crash cut it short.
+            }
+        }
     }
 
     private async ValueTask<IReadOnlyList<JobLease>> ReceiveBatchAsync(CancellationToken cancellationToken)
@@ -244,20 +304,27 @@ public sealed partial class InferenceWorker
         {
             var reason = $"dead-lettered after {lease.DeliveryCount - 1} deliveries (max {_queue.MaxDeliveryCount}); last error: {lease.LastError ?? "unknown"}";
             Log.DeadLettered(_logger, job.Id, reason);
-            await PublishAsync(job, JobStatus.Failed, null, reason, cancellationToken).ConfigureAwait(false);
+            // Replaceable: an earlier delivery may still be running on a slow worker, and its success must not hide.
+            await PublishAsync(job, JobStatus.Failed, null, reason, cancellationToken, replaceable: true).ConfigureAwait(false);
             await lease.DeadLetterAsync(reason, cancellationToken).ConfigureAwait(false);
             return false;
         }
 
-        if (_timeProvider.GetUtcNow() > job.Deadline)
+        if (_timeProvider.GetUtcNow() > job.Deadline && !await StartedBeforeDeadlineAsync(lease, cancellationToken).ConfigureAwait(false))
         {
-            await PublishAsync(job, JobStatus.Expired, null, $"the job was not started before its deadline {job.Deadline:O}", cancellationToken).ConfigureAwait(false);
+            await PublishAsync(job, JobStatus.Expired, null, $"the job was not started before its deadline {job.Deadline:O}", cancellationToken, replaceable: true).ConfigureAwait(false);
             await lease.CompleteAsync(cancellationToken).ConfigureAwait(false);
             return false;
         }
 
         if (!await _results.TryStartAsync(job.Id, cancellationToken).ConfigureAwait(false))
         {
+            if (await _results.GetAsync(job.Id, cancellationToken).ConfigureAwait(false) is null)
+            {
+                await FailRecordMissingAsync(lease, cancellationToken).ConfigureAwait(false);
+                return false;
+            }
+
             // Cancelled (or already finished by an earlier delivery): nothing to run.
             await lease.CompleteAsync(cancellationToken).ConfigureAwait(false);
             return false;
@@ -266,8 +333,30 @@ public sealed partial class InferenceWorker
         return true;
     }
 
+    /// <summary>A delivered job the result store has no record of: evicted, expired, or lost when the store restarted
+    /// while the queue kept the job (Service Bus beside Redis). Whether it was cancelled or already ran cannot be known,
+    /// so it is not run: it is failed with the reason (a record again, so a poll reads why) and dead-lettered, keeping its
+    /// request for an operator to replay.</summary>
+    private async ValueTask FailRecordMissingAsync(JobLease lease, CancellationToken cancellationToken)
+    {
+        const string reason = "the job's record was missing from the result store when a worker received it (evicted, expired, or lost in a restart of the store); it was not run: submit it again";
+        Log.RecordMissing(_logger, lease.Job.Id);
+        await PublishAsync(lease.Job, JobStatus.Failed, null, reason, cancellationToken).ConfigureAwait(false);
+        await lease.DeadLetterAsync(reason, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>The deadline is a start-by time: a redelivery whose record says Running was started in time by an
+    /// earlier delivery (whose lease expired: a slow or dead worker), so it runs again rather than being mislabelled
+    /// expired while that first delivery may still succeed.</summary>
+    private async ValueTask<bool> StartedBeforeDeadlineAsync(JobLease lease, CancellationToken cancellationToken) =>
+        lease.DeliveryCount > 1
+        && await _results.GetAsync(lease.Job.Id, cancellationToken).ConfigureAwait(false) is { Status: JobStatus.Running };
+
     private async Task RunGroupAsync(string model, string version, List<JobLease> leases, CancellationToken crash)
     {
+        // Renewed from the start, the model's load included: a cold load longer than the lease must not free the jobs
+        // to another worker.
+        using var renewal = LeaseRenewal.Start(this, leases);
         ModelManifest manifest;
         WarmModelLease warm;
         try
@@ -275,7 +364,9 @@ public sealed partial class InferenceWorker
             manifest = await _catalog.GetAsync(model, version, crash).ConfigureAwait(false);
             if (manifest.IsTextGeneration)
             {
-                // Generations run on beside the loop, which keeps receiving: each joins the model's continuous batch.
+                // Generations run on beside the loop, which keeps receiving: each joins the model's continuous batch
+                // and renews its own lease.
+                renewal.Dispose();
                 foreach (var lease in leases)
                 {
                     StartGeneration(lease, manifest, crash);
@@ -288,7 +379,9 @@ public sealed partial class InferenceWorker
         }
         catch (InferenceException ex) when (ex.Error is InferenceError.NotFound or InferenceError.ModelFailure or InferenceError.BadRequest)
         {
-            // Not transient: the model is gone or cannot load (e.g. its weights fail the sha256 check).
+            // Not transient: the model is gone or cannot load (e.g. its weights fail the sha256 check). The log keeps
+            // the full text; the job's error (what the client reads) loses local paths when it is published.
+            Log.ModelUnusable(_logger, ex, Id, model);
             await FailAllAsync(leases, ex.Message, ex.Error, crash).ConfigureAwait(false);
             return;
         }
@@ -311,9 +404,6 @@ public sealed partial class InferenceWorker
 
             IReadOnlyList<BatchItemResult> outcomes;
             var started = Stopwatch.GetTimestamp();
-            // Renewals run on timer callbacks, so they keep their schedule even when the engine blocks this thread.
-            // A plain timer, disposed after the run: no per-batch task, token or exception on the hot path.
-            var renewals = _timeProvider.CreateTimer(static state => ((LeaseRenewal)state!).Fire(), new LeaseRenewal(this, leases), _options.LeaseRenewInterval, _options.LeaseRenewInterval);
             try
             {
                 outcomes = await warm.Model.RunBatchAsync(requests, crash).ConfigureAwait(false);
@@ -326,7 +416,7 @@ public sealed partial class InferenceWorker
             }
             finally
             {
-                renewals.Dispose();
+                renewal.Dispose();
             }
 
             _metrics.Batch(model, leases.Count, Stopwatch.GetElapsedTime(started));
@@ -334,9 +424,10 @@ public sealed partial class InferenceWorker
             for (var i = 0; i < leases.Count; i++)
             {
                 var outcome = outcomes[i];
+                var lost = renewal.IsLost(leases[i]);
                 settle[i] = outcome.Response is not null
-                    ? FinishAsync(leases[i], JobStatus.Succeeded, outcome.Response, null, crash)
-                    : FinishAsync(leases[i], JobStatus.Failed, null, outcome.Error ?? "the model returned no result", crash, outcome.ErrorKind);
+                    ? FinishAsync(leases[i], JobStatus.Succeeded, outcome.Response, null, crash, leaseLost: lost)
+                    : FinishAsync(leases[i], JobStatus.Failed, null, outcome.Error ?? "the model returned no result", crash, outcome.ErrorKind, lost);
             }
 
             await Task.WhenAll(settle).ConfigureAwait(false);
@@ -344,9 +435,38 @@ public sealed partial class InferenceWorker
     }
 
     /// <summary>Keeps the leases of a running batch alive (Service Bus lock renewal, a Redis XCLAIM touch, ...).</summary>
-    private sealed class LeaseRenewal(InferenceWorker worker, List<JobLease> leases)
+    /// <remarks>A lease whose renewal fails is lost: the queue may deliver its job again at any moment. The rule
+    /// chosen: the worker settles it knowing it may run twice. The batch runs on (it is one engine call shared with
+    /// other jobs), the result is published (the result store keeps one result per job), and the completion is
+    /// tried but may fail, as the job may belong to another delivery now. A lost lease is never renewed again:
+    /// renewing it could take the job back from the delivery that holds it now. A generation whose lease is lost
+    /// steps aside as soon as its stream shows the other delivery writing.</remarks>
+    private sealed class LeaseRenewal(InferenceWorker worker, List<JobLease> leases) : IDisposable
     {
+        private readonly HashSet<JobLease> _lost = [];
+        private ITimer? _timer;
         private int _running;
+
+        /// <summary>Renews every <see cref="WorkerOptions.LeaseRenewInterval"/> until disposed. Renewals run on timer
+        /// callbacks, so they keep their schedule even when the engine blocks the worker's thread: a plain timer, no
+        /// per-batch task, token or exception on the hot path.</summary>
+        public static LeaseRenewal Start(InferenceWorker worker, List<JobLease> leases)
+        {
+            var renewal = new LeaseRenewal(worker, leases);
+            var every = worker._options.LeaseRenewInterval;
+            renewal._timer = worker._timeProvider.CreateTimer(static state => ((LeaseRenewal)state!).Fire(), renewal, every, every);
+            return renewal;
+        }
+
+        public void Dispose() => _timer?.Dispose();
+
+        public bool IsLost(JobLease lease)
+        {
+            lock (_lost)
+            {
+                return _lost.Contains(lease);
+            }
+        }
 
         public void Fire()
         {
@@ -363,13 +483,25 @@ public sealed partial class InferenceWorker
             {
                 foreach (var lease in leases)
                 {
-                    await lease.RenewAsync(CancellationToken.None).ConfigureAwait(false);
+                    if (IsLost(lease))
+                    {
+                        continue;
+                    }
+
+                    try
+                    {
+                        await lease.RenewAsync(CancellationToken.None).ConfigureAwait(false);
+                    }
+                    catch (Exception ex)
+                    {
+                        lock (_lost)
+                        {
+                            _lost.Add(lease);
+                        }
+
+                        Log.LeaseLost(worker._logger, ex, worker.Id, lease.Job.Id);
+                    }
                 }
-            }
-            catch (Exception ex)
-            {
-                // A lease that cannot be renewed may be delivered again; the result store keeps the first result.
-                Log.RenewFailed(worker._logger, ex, worker.Id);
             }
             finally
             {
@@ -382,17 +514,30 @@ public sealed partial class InferenceWorker
         Task.WhenAll(leases.Select(l => FinishAsync(l, JobStatus.Failed, null, error, cancellationToken, kind)));
 
     private async Task FinishAsync(
-        JobLease lease, JobStatus status, InferenceResponse? response, string? error, CancellationToken cancellationToken, InferenceError? errorKind = null)
+        JobLease lease, JobStatus status, InferenceResponse? response, string? error, CancellationToken cancellationToken, InferenceError? errorKind = null,
+        bool leaseLost = false)
     {
         await PublishAsync(lease.Job, status, response, error, cancellationToken, errorKind).ConfigureAwait(false);
-        await lease.CompleteAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await lease.CompleteAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (leaseLost && ex is not OperationCanceledException)
+        {
+            // The result is stored; the lease is another delivery's now (or gone), which settles the job itself.
+            Log.LostLeaseNotCompleted(_logger, ex, Id, lease.Job.Id);
+        }
+
         Interlocked.Increment(ref _completed);
     }
 
     private ValueTask PublishAsync(
-        InferenceJob job, JobStatus status, InferenceResponse? response, string? error, CancellationToken cancellationToken, InferenceError? errorKind = null)
+        InferenceJob job, JobStatus status, InferenceResponse? response, string? error, CancellationToken cancellationToken, InferenceError? errorKind = null,
+        bool replaceable = false)
     {
         _metrics.Request(job.Model, status.ToString().ToLowerInvariant());
+        // The boundary where engine and store failures become what a client reads: no local file paths past here.
+        error = error is null ? null : ClientErrorText.Scrub(error);
         return _results.PublishAsync(new JobRecord
         {
             Id = job.Id,
@@ -404,6 +549,7 @@ public sealed partial class InferenceWorker
             Response = response,
             Error = error,
             ErrorKind = status == JobStatus.Failed ? errorKind : null,
+            ReplaceableBySuccess = replaceable,
         }, cancellationToken);
     }
 
@@ -474,10 +620,19 @@ public sealed partial class InferenceWorker
         [LoggerMessage(9, LogLevel.Warning, "Worker {WorkerId} could not start or settle a batch; its unsettled jobs come back after the lease time")]
         public static partial void SettleFailed(ILogger logger, Exception exception, string workerId);
 
-        [LoggerMessage(8, LogLevel.Warning, "Worker {WorkerId} could not renew its leases")]
-        public static partial void RenewFailed(ILogger logger, Exception exception, string workerId);
+        [LoggerMessage(8, LogLevel.Warning, "Worker {WorkerId} could not renew the lease of job {JobId}: the lease is lost and the job may run twice")]
+        public static partial void LeaseLost(ILogger logger, Exception exception, string workerId, string jobId);
+
+        [LoggerMessage(12, LogLevel.Information, "Worker {WorkerId} stored the result of job {JobId} but could not complete its lost lease")]
+        public static partial void LostLeaseNotCompleted(ILogger logger, Exception exception, string workerId, string jobId);
+
+        [LoggerMessage(13, LogLevel.Warning, "Worker {WorkerId}: model {Model} cannot be used; its jobs fail")]
+        public static partial void ModelUnusable(ILogger logger, Exception exception, string workerId, string model);
 
         [LoggerMessage(7, LogLevel.Warning, "Worker {WorkerId} ended abruptly; its leases will expire and the jobs come back")]
         public static partial void Crashed(ILogger logger, string workerId);
+
+        [LoggerMessage(40, LogLevel.Error, "Job {JobId} has no record in the result store (evicted, expired or lost); it was failed and dead-lettered instead of run")]
+        public static partial void RecordMissing(ILogger logger, string jobId);
     }
 }

@@ -57,6 +57,12 @@ public sealed class WorkerOptions : IValidatableObject
         {
             yield return new ValidationResult($"{Section}:LeaseRenewInterval must be positive", [nameof(LeaseRenewInterval)]);
         }
+
+        // Half of it is the period of the timer that heartbeats while a batch or a model load blocks the loop.
+        if (HeartbeatInterval < TimeSpan.FromMilliseconds(2))
+        {
+            yield return new ValidationResult($"{Section}:HeartbeatInterval must be at least 2 ms", [nameof(HeartbeatInterval)]);
+        }
     }
 }
 

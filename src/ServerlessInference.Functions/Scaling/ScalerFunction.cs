@@ -10,7 +10,9 @@ namespace ServerlessInference.Functions.Scaling;
 /// local.settings.sample.json and the Bicep app settings). The Functions host, not this worker, resolves <c>%NAME%</c> when
 /// it indexes the function, so the setting must exist in the app settings: a default in the worker's configuration would
 /// come too late. The timer is a singleton across instances (a blob lease in <c>AzureWebJobsStorage</c>), so one tick
-/// runs at a time. A failed tick (queue, registry or orchestrator down) is logged and the next one tries again, as in
+/// runs at a time, though not always on the same instance: the scaler's windows (stabilization, idle) are read from and
+/// written to Redis beside the registry on every tick (<see cref="IScalingDecisionLog"/>), never kept in the process,
+/// so a tick on a fresh instance goes on from where the last one left off. A failed tick (queue, registry or orchestrator down) is logged and the next one tries again, as in
 /// the DevHost's background scaler.
 /// </remarks>
 public sealed partial class ScalerFunction(Scaler scaler, ILogger<ScalerFunction> logger)

@@ -67,6 +67,11 @@ public sealed class ServiceBusJobQueueContractTests : JobQueueContract
 
     protected override async ValueTask AdvanceAsync(TimeSpan duration) => await Task.Delay(duration);
 
+    /// <summary>Service Bus does not enforce <c>Inference:Queue:MaxQueuedBytes</c>: the namespace's queue size quota
+    /// (MaxSizeInMegabytes) bounds it, and a queue at its quota answers 429 (<c>QuotaExceeded</c>).</summary>
+    protected override string? QueuedBytesNotEnforced =>
+        "Service Bus does not enforce Inference:Queue:MaxQueuedBytes; the queue's size quota (MaxSizeInMegabytes) bounds it";
+
     protected override async ValueTask<IJobQueue> CreateQueueAsync(JobQueueOptions options)
     {
         Skip.If(ServiceBusBroker.Connection is null, ServiceBusBroker.NotSet);

@@ -122,6 +122,22 @@ public sealed class BlobModelStoreTests(AzuriteServer azurite) : IDisposable
     }
 
     [Fact]
+    public async Task ListAsync_OneMalformedManifest_SkipsAndReportsIt()
+    {
+        var store = Store();
+        await store.UploadAsync(ModelStoreContract.Manifest("good", "1"), new MemoryStream([1]), default);
+        await store.Container.GetBlobClient("broken/3/manifest.json").UploadAsync(BinaryData.FromString("{ \"name\": "));
+
+        var listing = await store.ListAsync(default);
+
+        Assert.Equal("good", Assert.Single(listing).Name);
+        var invalid = Assert.Single(listing.Invalid);
+        Assert.Equal(("broken", "3"), (invalid.Model, invalid.Version));
+        Assert.StartsWith("invalid model manifest", invalid.Error);
+        await Assert.ThrowsAsync<InvalidDataException>(async () => await store.GetManifestAsync("broken", "3", default));
+    }
+
+    [Fact]
     public async Task CreateContainerClient_AzuriteCheckingApiVersions_PinsAVersionItAccepts()
     {
         var strict = new AzuriteServer { SkipApiVersionCheck = false };

@@ -47,6 +47,9 @@ public sealed class InMemoryResultStoreContractTests : ResultStoreContract
 
     protected override ValueTask<IResultStore> CreateStoreAsync(TimeSpan ttl) =>
         ValueTask.FromResult<IResultStore>(new InMemoryResultStore(Options.Create(new ResultStoreOptions { Ttl = ttl }), _time));
+
+    protected override ValueTask<IResultStore> CreateStoreAsync(ResultStoreOptions options) =>
+        ValueTask.FromResult<IResultStore>(new InMemoryResultStore(Options.Create(options), _time));
 }
 
 public sealed class InMemoryWorkerRegistryContractTests : WorkerRegistryContract

@@ -20,10 +20,18 @@ internal sealed class FakeEngine : IInferenceEngine
 
     public ConcurrentBag<FakeModel> Models { get; } = [];
 
+    /// <summary>When set, loads throw what it returns for the weights path (an ONNX Runtime load error, say).</summary>
+    public Func<string, Exception>? LoadFailure { get; set; }
+
     public async ValueTask<ILoadedModel> LoadAsync(ModelManifest manifest, string weightsPath, CancellationToken cancellationToken)
     {
         Interlocked.Increment(ref _loads);
         Assert.True(File.Exists(weightsPath));
+        if (LoadFailure is { } failure)
+        {
+            throw failure(weightsPath);
+        }
+
         if (LoadGate is { } gate)
         {
             await gate.Task.WaitAsync(cancellationToken);

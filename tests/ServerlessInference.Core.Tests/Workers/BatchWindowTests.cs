@@ -59,14 +59,18 @@ public sealed class BatchWindowTests : IDisposable
 
         public ValueTask<IReadOnlyList<JobLease>> ReceiveAsync(int maxCount, TimeSpan maxWait, CancellationToken cancellationToken)
         {
+            // Call first, then tell: the in-memory queue starts its timer before its first await, so the test's next
+            // Advance cannot come before the timer exists (telling first let the Advance win the race and the wait
+            // never end).
+            var receive = inner.ReceiveAsync(maxCount, maxWait, cancellationToken);
             _receives.Writer.TryWrite((maxCount, maxWait));
-            return inner.ReceiveAsync(maxCount, maxWait, cancellationToken);
+            return receive;
         }
 
         public ValueTask<QueueDepth> GetDepthAsync(CancellationToken cancellationToken) => inner.GetDepthAsync(cancellationToken);
 
         /// <summary>The wait of the next receive asking for <paramref name="maxCount"/> jobs (earlier ones are skipped).
-        /// The receive has been called, so the worker is in it when this returns.</summary>
+        /// The receive has been called and has started its wait, so the worker is in it when this returns.</summary>
         public async Task<TimeSpan> NextWaitForAsync(int maxCount)
         {
             using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));

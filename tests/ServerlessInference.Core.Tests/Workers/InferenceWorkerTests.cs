@@ -17,6 +17,17 @@ public sealed class InferenceWorkerTests : IDisposable
         await run.WaitAsync(TimeSpan.FromSeconds(30));
     }
 
+    /// <summary>Yields until <paramref name="condition"/> holds; the real-time bound only stops a hung test.</summary>
+    private static async Task WaitUntilAsync(Func<Task<bool>> condition)
+    {
+        var bound = System.Diagnostics.Stopwatch.StartNew();
+        while (!await condition())
+        {
+            Assert.True(bound.Elapsed < TimeSpan.FromSeconds(30), "the condition did not hold within 30 s");
+            await Task.Yield();
+        }
+    }
+
     [Fact]
     public async Task RunAsync_ManyJobs_BatchesThemAndEachGetsItsOwnResult()
     {
@@ -195,6 +206,31 @@ public sealed class InferenceWorkerTests : IDisposable
         Assert.Equal(JobStatus.Cancelled, records[0].Status);
         Assert.Equal(JobStatus.Expired, records[1].Status);
         Assert.Contains("deadline", records[1].Error);
+        Assert.Empty(_rig.Engine.Models);
+    }
+
+    [Fact]
+    public async Task RunAsync_JobWithoutARecord_IsFailedWithTheReasonAndDeadLetteredNotSilentlyCompleted()
+    {
+        _rig.Models.Add("m");
+        // Its record is gone (evicted, or lost in a restart of the store) while the queue kept the job.
+        var orphan = TestJobs.Job("m", _rig.Time.GetUtcNow());
+        await _rig.Queue.EnqueueAsync(orphan, default);
+
+        var worker = _rig.Worker();
+        var run = worker.RunAsync(default);
+        // Settled either way (before the fix it was completed silently): then the record says what happened.
+        await WaitUntilAsync(async () => (await _rig.Queue.GetDepthAsync(default)).Total == 0);
+        await StopAsync(worker, run);
+        var record = await _rig.Results.GetAsync(orphan.Id, default);
+
+        Assert.NotNull(record);
+        Assert.Equal(JobStatus.Failed, record.Status);
+        Assert.Contains("record was missing from the result store", record.Error);
+        var dead = Assert.Single(_rig.Queue.DeadLetters);
+        Assert.Equal(orphan.Id, dead.Job.Id);
+        Assert.Equal(record.Error, dead.Reason);
+        Assert.Equal(new QueueDepth(0, 0), await _rig.Queue.GetDepthAsync(default));
         Assert.Empty(_rig.Engine.Models);
     }
 

@@ -40,7 +40,7 @@ public sealed class DemoModelsTests
 
         public List<(ModelManifest Manifest, long Bytes)> Uploads { get; } = [];
 
-        public ValueTask<IReadOnlyList<ModelManifest>> ListAsync(CancellationToken cancellationToken) => new(Present);
+        public ValueTask<ModelListing> ListAsync(CancellationToken cancellationToken) => new(new ModelListing([.. Present], []));
 
         public ValueTask<ModelManifest?> GetManifestAsync(string name, string? version, CancellationToken cancellationToken) =>
             new(Present.FirstOrDefault(m => m.Name == name && (version is null || m.Version == version)));

@@ -12,6 +12,10 @@ public abstract class JobQueueContract : ContractClock
     /// <summary>The lease every test uses: long on a fake clock, a second or two on a server's clock.</summary>
     protected virtual TimeSpan LeaseDuration => TimeSpan.FromSeconds(30);
 
+    /// <summary>Null when the provider enforces <see cref="JobQueueOptions.MaxQueuedBytes"/>; otherwise why not (the
+    /// byte-budget case is then reported as skipped with this reason).</summary>
+    protected virtual string? QueuedBytesNotEnforced => null;
+
     /// <summary>A fresh queue no other test sees.</summary>
     protected abstract ValueTask<IJobQueue> CreateQueueAsync(JobQueueOptions options);
 
@@ -312,6 +316,76 @@ public abstract class JobQueueContract : ContractClock
         await queue.EnqueueAsync(NewJob(), default);
 
         Assert.Equal(new QueueDepth(1, 1), await queue.GetDepthAsync(default));
+    }
+
+    [SkippableFact]
+    public async Task EnqueueAsync_BeyondMaxQueuedBytes_ThrowsQueueFullUntilAJobLeaves()
+    {
+        Skip.If(QueuedBytesNotEnforced is not null, QueuedBytesNotEnforced);
+
+        // Jobs of 64 KiB of tensor data: two fit in 150 KiB whatever a provider adds per job, three do not.
+        var queue = await CreateQueueAsync(new JobQueueOptions
+        {
+            Capacity = 100,
+            MaxQueuedBytes = 150 * 1024,
+            LeaseDuration = LeaseDuration,
+            MaxDeliveryCount = 3,
+            RetryAfterSeconds = 2,
+        });
+        InferenceJob BigJob(float seed) => new()
+        {
+            Id = InferenceJob.NewId(),
+            Model = "m",
+            Version = "1",
+            Request = ContractJobs.Request([.. Enumerable.Range(0, 16 * 1024).Select(i => seed + i)]),
+            SubmittedAt = Time.GetUtcNow(),
+            Deadline = Time.GetUtcNow() + TimeSpan.FromMinutes(10),
+        };
+        await queue.EnqueueAsync(BigJob(1), default);
+        await queue.EnqueueAsync(BigJob(2), default);
+
+        var full = await Assert.ThrowsAsync<InferenceException>(() => queue.EnqueueAsync(BigJob(3), default).AsTask());
+        Assert.Equal(InferenceError.QueueFull, full.Error);
+        Assert.Equal(2, full.RetryAfterSeconds);
+        Assert.Contains("bytes", full.Message);
+
+        // Small jobs still fit beside them (the count is far from its capacity).
+        await queue.EnqueueAsync(NewJob(), default);
+
+        // A job that leaves (completed, or dead-lettered) gives its bytes back; an abandoned one keeps them.
+        var leases = await queue.ReceiveAsync(2, TimeSpan.Zero, default);
+        await leases[1].AbandonAsync("retry later", default);
+        await Assert.ThrowsAsync<InferenceException>(() => queue.EnqueueAsync(BigJob(4), default).AsTask());
+        await leases[0].CompleteAsync(default);
+        await queue.EnqueueAsync(BigJob(5), default);
+        Assert.Equal(new QueueDepth(3, 0), await queue.GetDepthAsync(default));
+
+        var queued = await queue.ReceiveAsync(3, TimeSpan.Zero, default);
+        await queued.First(l => l.Job.Request.Inputs[0].Data.Length == 64 * 1024).DeadLetterAsync("poison", default);
+        await queue.EnqueueAsync(BigJob(6), default);
+    }
+
+    [SkippableFact]
+    public async Task EnqueueAsync_OneJobLargerThanMaxQueuedBytes_ThrowsPayloadTooLarge()
+    {
+        Skip.If(QueuedBytesNotEnforced is not null, QueuedBytesNotEnforced);
+        var queue = await CreateQueueAsync(new JobQueueOptions { MaxQueuedBytes = 16 * 1024, LeaseDuration = LeaseDuration });
+        var job = NewJob();
+        var huge = new InferenceJob
+        {
+            Id = job.Id,
+            Model = job.Model,
+            Version = job.Version,
+            Request = ContractJobs.Request(new float[8 * 1024]),
+            SubmittedAt = job.SubmittedAt,
+            Deadline = job.Deadline,
+        };
+
+        var ex = await Assert.ThrowsAsync<InferenceException>(() => queue.EnqueueAsync(huge, default).AsTask());
+
+        Assert.Equal(InferenceError.PayloadTooLarge, ex.Error);
+        Assert.Contains("MaxQueuedBytes", ex.Message);
+        Assert.Equal(new QueueDepth(0, 0), await queue.GetDepthAsync(default));
     }
 
     [SkippableFact]

@@ -11,6 +11,9 @@ public abstract class ResultStoreContract : ContractClock
     /// <summary>A fresh store no other test sees, keeping records for <paramref name="ttl"/>.</summary>
     protected abstract ValueTask<IResultStore> CreateStoreAsync(TimeSpan ttl);
 
+    /// <summary>A fresh store no other test sees, with <paramref name="options"/> (retention bounds, answered retention).</summary>
+    protected abstract ValueTask<IResultStore> CreateStoreAsync(ResultStoreOptions options);
+
     private ValueTask<IResultStore> StoreAsync() => CreateStoreAsync(TimeSpan.FromMinutes(5));
 
     private InferenceJob NewJob(TimeSpan? deadline = null) => ContractJobs.Job(Time.GetUtcNow(), deadline: deadline);
@@ -191,6 +194,63 @@ public abstract class ResultStoreContract : ContractClock
         Assert.Null(record.Error);
     }
 
+    [Theory]
+    [InlineData(JobStatus.Failed)]
+    [InlineData(JobStatus.Expired)]
+    public async Task PublishAsync_SuccessAfterAReplaceableEnd_ReplacesIt(JobStatus platformEnd)
+    {
+        var store = await StoreAsync();
+        var job = NewJob();
+        await store.TrackAsync(job, default);
+        Assert.True(await store.TryStartAsync(job.Id, default));
+        var wait = store.WaitAsync(job.Id, TimeSpan.FromMinutes(1), default).AsTask();
+
+        // Dead-lettered (or expired) by a redelivery while the first delivery still ran; then that delivery succeeds.
+        await store.PublishAsync(Done(job, platformEnd, "dead-lettered after 3 deliveries") with { ErrorKind = InferenceError.ModelFailure, ReplaceableBySuccess = true }, default);
+        Assert.Equal(platformEnd, (await Within(wait, "the waiter to wake"))!.Status);
+        await store.PublishAsync(Done(job, response: ContractJobs.Response("m", 1, 2, 3, 4)), default);
+
+        var record = await store.GetAsync(job.Id, default);
+        Assert.Equal(JobStatus.Succeeded, record!.Status);
+        Assert.Null(record.Error);
+        Assert.Null(record.ErrorKind);
+        Assert.False(record.ReplaceableBySuccess);
+        Assert.NotNull(record.StartedAt);
+        Assert.Equal([1f, 2, 3, 4], record.Response!.Outputs.Single().AsSpan<float>().ToArray());
+        Assert.False(await store.TryStartAsync(job.Id, default));
+    }
+
+    [Fact]
+    public async Task PublishAsync_FailureAfterAReplaceableEnd_KeepsTheFirst()
+    {
+        var store = await StoreAsync();
+        var job = NewJob();
+        await store.TrackAsync(job, default);
+
+        await store.PublishAsync(Done(job, JobStatus.Expired, "not started before its deadline") with { ReplaceableBySuccess = true }, default);
+        await store.PublishAsync(Done(job, JobStatus.Failed, "late failure"), default);
+
+        var record = await store.GetAsync(job.Id, default);
+        Assert.Equal(JobStatus.Expired, record!.Status);
+        Assert.Equal("not started before its deadline", record.Error);
+        Assert.True(record.ReplaceableBySuccess);
+    }
+
+    [Fact]
+    public async Task PublishAsync_SuccessAfterAnOrdinaryFailure_KeepsTheFailure()
+    {
+        var store = await StoreAsync();
+        var job = NewJob();
+        await store.TrackAsync(job, default);
+
+        await store.PublishAsync(Done(job, JobStatus.Failed, "the model failed"), default);
+        await store.PublishAsync(Done(job, JobStatus.Succeeded), default);
+
+        var record = await store.GetAsync(job.Id, default);
+        Assert.Equal(JobStatus.Failed, record!.Status);
+        Assert.Equal("the model failed", record.Error);
+    }
+
     [Fact]
     public async Task PublishAsync_AfterCancel_KeepsTheCancellation()
     {
@@ -289,5 +349,112 @@ public abstract class ResultStoreContract : ContractClock
         await AdvanceAsync(ShortTtl * 1.5);
 
         Assert.NotNull(await store.GetAsync(job.Id, default));
+    }
+
+    [Fact]
+    public async Task MarkAnsweredAsync_EndedJob_KeepsItOnlyForTheAnsweredRetention()
+    {
+        var store = await CreateStoreAsync(new ResultStoreOptions { Ttl = TimeSpan.FromHours(1), AnsweredRetention = ShortTtl });
+        var answered = NewJob();
+        var polled = NewJob();
+        var running = NewJob();
+        foreach (var job in new[] { answered, polled, running })
+        {
+            await store.TrackAsync(job, default);
+        }
+
+        await store.PublishAsync(Done(answered), default);
+        await store.PublishAsync(Done(polled), default);
+        Assert.True(await store.TryStartAsync(running.Id, default));
+
+        await store.MarkAnsweredAsync(answered.Id, default);
+        await store.MarkAnsweredAsync(running.Id, default);
+        await store.MarkAnsweredAsync(InferenceJob.NewId(), default);
+        Assert.NotNull(await store.GetAsync(answered.Id, default));
+
+        await AdvanceAsync(ShortTtl);
+
+        await EventuallyAsync(() => store.GetAsync(answered.Id, default).AsTask(), r => r is null, "the answered record to go");
+        Assert.Equal(JobStatus.Succeeded, (await store.GetAsync(polled.Id, default))?.Status);
+        Assert.Equal(JobStatus.Running, (await store.GetAsync(running.Id, default))?.Status);
+    }
+
+    [Fact]
+    public async Task PublishAsync_BeyondMaxRetainedRecords_EndsTheOldestEarly()
+    {
+        var store = await CreateStoreAsync(new ResultStoreOptions { Ttl = TimeSpan.FromHours(1), MaxRetainedRecords = 3 });
+        var waiting = NewJob();
+        await store.TrackAsync(waiting, default);
+        var jobs = new List<InferenceJob>();
+        for (var i = 0; i < 5; i++)
+        {
+            var job = NewJob();
+            jobs.Add(job);
+            await store.TrackAsync(job, default);
+            await store.PublishAsync(Done(job), default);
+            await AdvanceAsync(TimeSpan.FromMilliseconds(5));
+        }
+
+        var kept = new List<bool>();
+        foreach (var job in jobs)
+        {
+            kept.Add(await store.GetAsync(job.Id, default) is not null);
+        }
+
+        Assert.Equal([false, false, true, true, true], kept);
+
+        // A job still waiting is never evicted: the queue's capacity bounds those.
+        Assert.Equal(JobStatus.Queued, (await store.GetAsync(waiting.Id, default))?.Status);
+    }
+
+    [Fact]
+    public async Task PublishAsync_BeyondMaxRetainedBytes_EndsTheOldestEarly()
+    {
+        // Responses of 4 KiB: two fit in 10 KiB whatever a provider adds per record, three do not.
+        var store = await CreateStoreAsync(new ResultStoreOptions { Ttl = TimeSpan.FromHours(1), MaxRetainedBytes = 10 * 1024 });
+        var jobs = new List<InferenceJob>();
+        for (var i = 0; i < 4; i++)
+        {
+            var job = NewJob();
+            jobs.Add(job);
+            await store.TrackAsync(job, default);
+            await store.PublishAsync(Done(job, response: ContractJobs.Response(job.Model, new float[1024])), default);
+            await AdvanceAsync(TimeSpan.FromMilliseconds(5));
+        }
+
+        var kept = new List<bool>();
+        foreach (var job in jobs)
+        {
+            kept.Add(await store.GetAsync(job.Id, default) is not null);
+        }
+
+        Assert.Equal([false, false, true, true], kept);
+    }
+
+    [Fact]
+    public async Task PublishAsync_SuccessReplacingADeadLetter_CountsAtItsNewSize()
+    {
+        var store = await CreateStoreAsync(new ResultStoreOptions { Ttl = TimeSpan.FromHours(1), MaxRetainedBytes = 10 * 1024 });
+        var late = NewJob();
+        await store.TrackAsync(late, default);
+        await store.PublishAsync(Done(late, JobStatus.Failed, "dead-lettered") with { ReplaceableBySuccess = true }, default);
+        var others = new List<InferenceJob>();
+        for (var i = 0; i < 2; i++)
+        {
+            await AdvanceAsync(TimeSpan.FromMilliseconds(5));
+            var job = NewJob();
+            others.Add(job);
+            await store.TrackAsync(job, default);
+            await store.PublishAsync(Done(job, response: ContractJobs.Response(job.Model, new float[1024])), default);
+        }
+
+        await AdvanceAsync(TimeSpan.FromMilliseconds(5));
+
+        // The slow worker's 4 KiB success replaces the small dead-letter: three responses no longer fit in 10 KiB.
+        await store.PublishAsync(Done(late, response: ContractJobs.Response(late.Model, new float[1024])), default);
+
+        Assert.Equal(JobStatus.Succeeded, (await store.GetAsync(late.Id, default))?.Status);
+        Assert.Null(await store.GetAsync(others[0].Id, default));
+        Assert.NotNull(await store.GetAsync(others[1].Id, default));
     }
 }

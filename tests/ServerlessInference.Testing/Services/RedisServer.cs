@@ -16,11 +16,13 @@ namespace ServerlessInference.Testing.Services;
 /// process dies without either (a crashed or hung-and-killed test host).</para>
 /// <para><see cref="StopAsync"/> and <see cref="RestartAsync"/> take the server down and bring it back on the same
 /// port; with <c>appendOnly</c> the data survives, as it does for the platform's local services.</para>
+/// <para>Like every Redis the platform deploys, it never evicts a key (<c>maxmemory-policy noeviction</c>).</para>
 /// </remarks>
 public sealed class RedisServer : IAsyncLifetime, IAsyncDisposable
 {
     private const int ContainerPort = 6379;
     private readonly bool _appendOnly;
+    private readonly string _appendFsync;
     private readonly StringBuilder _output = new();
     private RedisContainer? _container;
     private Process? _process;
@@ -35,9 +37,15 @@ public sealed class RedisServer : IAsyncLifetime, IAsyncDisposable
     {
     }
 
-    private RedisServer(bool appendOnly)
+    private RedisServer(bool appendOnly, string appendFsync = "everysec")
     {
+        if (appendFsync is not ("everysec" or "always" or "no"))
+        {
+            throw new ArgumentOutOfRangeException(nameof(appendFsync), appendFsync, "appendfsync is everysec, always or no");
+        }
+
         _appendOnly = appendOnly;
+        _appendFsync = appendFsync;
     }
 
     public string Host => "127.0.0.1";
@@ -47,13 +55,18 @@ public sealed class RedisServer : IAsyncLifetime, IAsyncDisposable
     /// <summary>A StackExchange.Redis configuration string for this server.</summary>
     public string ConnectionString => $"{Host}:{Port}";
 
+    /// <summary>The local server's data folder (its append-only files are under <c>appendonlydir</c>); null when a
+    /// container runs.</summary>
+    public string? DataDirectory => _container is null ? _directory : null;
+
     /// <summary>How the server runs, for test output: <c>container redis:7.0</c> or the redis-server path.</summary>
     public string Kind => _container is not null ? "container redis:7.0" : _executable ?? "not started";
 
-    /// <summary>Starts a server of its own (for tests that stop and restart it).</summary>
-    public static async Task<RedisServer> StartAsync(bool appendOnly = false)
+    /// <summary>Starts a server of its own (for tests that stop and restart it). <paramref name="appendFsync"/>: when an
+    /// append-only server syncs its file (<c>everysec</c>, as deployed; <c>always</c>; <c>no</c>).</summary>
+    public static async Task<RedisServer> StartAsync(bool appendOnly = false, string appendFsync = "everysec")
     {
-        var server = new RedisServer(appendOnly);
+        var server = new RedisServer(appendOnly, appendFsync);
         try
         {
             await server.InitializeAsync().ConfigureAwait(false);
@@ -216,10 +229,10 @@ public sealed class RedisServer : IAsyncLifetime, IAsyncDisposable
         }
 
         var port = FreePort();
-        var builder = new RedisBuilder("redis:7.0").WithPortBinding(port, ContainerPort);
+        var builder = new RedisBuilder("redis:7.0").WithPortBinding(port, ContainerPort).WithCommand("--maxmemory-policy", "noeviction");
         if (_appendOnly)
         {
-            builder = builder.WithCommand("--appendonly", "yes");
+            builder = builder.WithCommand("--appendonly", "yes", "--appendfsync", _appendFsync);
         }
 
         // Build() throws DockerUnavailableException when no engine answers.
@@ -245,7 +258,8 @@ public sealed class RedisServer : IAsyncLifetime, IAsyncDisposable
             WorkingDirectory = _directory,
         };
         foreach (var argument in (string[])["--port", Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", Host,
-                     "--dir", _directory!, "--save", "", "--appendonly", _appendOnly ? "yes" : "no", "--daemonize", "no", "--loglevel", "warning"])
+                     "--dir", _directory!, "--save", "", "--appendonly", _appendOnly ? "yes" : "no", "--appendfsync", _appendFsync,
+                     "--maxmemory-policy", "noeviction", "--daemonize", "no", "--loglevel", "warning"])
         {
             start.ArgumentList.Add(argument);
         }

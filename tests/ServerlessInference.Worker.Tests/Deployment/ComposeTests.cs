@@ -73,6 +73,12 @@ public sealed class ComposeTests
         Assert.Contains("\"--appendonly\", \"yes\"", s_compose, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void Compose_Redis_NeverEvictsAKey()
+    {
+        Assert.Contains("\"--maxmemory-policy\", \"noeviction\"", s_compose, StringComparison.Ordinal);
+    }
+
     private static JsonElement JobsQueue()
     {
         using var config = JsonDocument.Parse(RepositoryFiles.Read("infra/servicebus/Config.json"));
