@@ -21,6 +21,11 @@ public sealed class WorkerHostOptions : IValidatableObject
     /// <summary>How often the parent process is looked for.</summary>
     public TimeSpan ParentCheckInterval { get; set; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>Start as a standby: build the host, create ONNX Runtime's environment and connect to the services, then
+    /// wait without registering or taking jobs until a line arrives on standard input (the child-process orchestrator
+    /// writes one when a scale-up takes this process). The end of standard input stops the process.</summary>
+    public bool Standby { get; set; }
+
     public string ResolveId() => string.IsNullOrWhiteSpace(Id) ? $"{Environment.MachineName}-{Environment.ProcessId}" : Id;
 
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)

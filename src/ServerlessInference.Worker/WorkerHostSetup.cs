@@ -1,4 +1,7 @@
 using ServerlessInference.Hosting;
+using ServerlessInference.Jobs;
+using ServerlessInference.Models;
+using ServerlessInference.Workers;
 
 namespace ServerlessInference.Worker;
 
@@ -22,7 +25,20 @@ public static class WorkerHostSetup
         builder.AddInferencePlatform(Host);
         builder.Services.AddValidatedOptions<WorkerHostOptions, WorkerHostOptionsValidator>(WorkerHostOptions.Section);
         // Registered as itself too: /healthz reads it (AddHostedService alone hides it behind IHostedService).
-        builder.Services.AddSingleton<WorkerService>();
+        // Resolved step by step so the start-up log says what each took (ONNX Runtime's environment and provider probe,
+        // the queue's and the registry's connections, the model store's client).
+        builder.Services.AddSingleton(sp =>
+        {
+            sp.GetRequiredService<IInferenceEngine>();
+            StartupTimeline.Mark("onnx-runtime");
+            sp.GetRequiredService<IWorkerRegistry>();
+            sp.GetRequiredService<IJobQueue>();
+            sp.GetRequiredService<IResultStore>();
+            StartupTimeline.Mark("queue-registry-results");
+            sp.GetRequiredService<IModelStore>();
+            StartupTimeline.Mark("model-store");
+            return ActivatorUtilities.CreateInstance<WorkerService>(sp);
+        });
         builder.Services.AddHostedService(sp => sp.GetRequiredService<WorkerService>());
         builder.Services.AddHostedService<ParentWatch>();
         var drain = builder.Configuration.GetValue($"{WorkerHostOptions.Section}:DrainTimeout", TimeSpan.FromSeconds(60));

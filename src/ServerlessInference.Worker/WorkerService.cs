@@ -13,10 +13,12 @@ public sealed partial class WorkerService(
     WarmPool pool,
     IInferenceEngine engine,
     IOptions<WorkerHostOptions> options,
+    IHostApplicationLifetime lifetime,
     ILogger<WorkerService> logger)
     : BackgroundService
 {
     private InferenceWorker? _worker;
+    private volatile bool _standby;
 
     public string Id { get; } = options.Value.ResolveId();
 
@@ -26,12 +28,18 @@ public sealed partial class WorkerService(
     /// <summary>Why: <c>device 0</c>, or <c>CUDA unavailable: reason</c> after a fallback to the CPU.</summary>
     public string? ExecutionProviderDetail => (engine as OnnxInferenceEngine)?.ExecutionProviderDetail;
 
-    public string State => _worker?.State.ToString().ToLowerInvariant() ?? "starting";
+    public string State => _worker?.State.ToString().ToLowerInvariant() ?? (_standby ? "standby" : "starting");
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        if (options.Value.Standby && !await WaitForActivationAsync(stoppingToken).ConfigureAwait(false))
+        {
+            return;
+        }
+
         _worker = factory.Create(Id);
-        Log.Starting(logger, Id, pool.ExecutionProvider);
+        StartupTimeline.Mark("loop");
+        Log.Starting(logger, Id, pool.ExecutionProvider, StartupTimeline.Describe());
         using var drain = stoppingToken.Register(() => _worker.RequestStop());
         try
         {
@@ -45,10 +53,47 @@ public sealed partial class WorkerService(
         }
     }
 
+    /// <summary>Waits, unregistered and taking no jobs, for a line on standard input. False when the host is stopping
+    /// or standard input ended (the orchestrator is gone): the process then exits without having served.</summary>
+    private async Task<bool> WaitForActivationAsync(CancellationToken stoppingToken)
+    {
+        Log.Standby(logger, Id, StartupTimeline.Describe());
+        _standby = true;
+        string? line;
+        try
+        {
+            line = await Console.In.ReadLineAsync(stoppingToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            return false;
+        }
+        finally
+        {
+            _standby = false;
+        }
+
+        if (line is null)
+        {
+            Log.StandbyInputEnded(logger, Id);
+            lifetime.StopApplication();
+            return false;
+        }
+
+        StartupTimeline.Mark("activated");
+        return true;
+    }
+
     private static partial class Log
     {
-        [LoggerMessage(1, LogLevel.Information, "Worker process {WorkerId} starting; execution provider {Provider}")]
-        public static partial void Starting(ILogger logger, string workerId, string provider);
+        [LoggerMessage(2, LogLevel.Information, "Worker process {WorkerId} is a standby: not registered, taking no jobs until activated; start-up since the process began: {Timeline}")]
+        public static partial void Standby(ILogger logger, string workerId, string timeline);
+
+        [LoggerMessage(3, LogLevel.Information, "Worker process {WorkerId}: standard input ended while on standby; stopping")]
+        public static partial void StandbyInputEnded(ILogger logger, string workerId);
+
+        [LoggerMessage(1, LogLevel.Information, "Worker process {WorkerId} starting; execution provider {Provider}; start-up since the process began: {Timeline}")]
+        public static partial void Starting(ILogger logger, string workerId, string provider, string timeline);
     }
 }
 

@@ -143,6 +143,40 @@ public sealed class ChildProcessWorkerOrchestratorContractTests : WorkerOrchestr
         await EventuallyAsync(() => PlatformReplicasAsync().AsTask(), n => n == 1, "two workers to exit");
     }
 
+    [Fact]
+    public async Task SetReplicasAsync_WithAStandby_ActivatesThatProcessAndStartsAnotherStandby()
+    {
+        // Like the worker, the stand-in waits for a line on standard input when started as a standby; it leaves a file
+        // when it gets one.
+        var script = Path.Combine(_root, "standby.sh");
+        File.WriteAllText(script, $$"""
+            #!/bin/sh
+            if [ "$Inference__WorkerHost__Standby" = "true" ] && read line; then
+              echo "$line" > "{{_root}}/$Inference__WorkerHost__Id.activated"
+            fi
+            exec tail --pid="$Inference__WorkerHost__ParentProcessId" -f /dev/null
+            """);
+        File.SetUnixFileMode(script, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        _options.Path = script;
+        _options.Standby = 1;
+        var orchestrator = Create(_registry);
+
+        // The scaler's first look fills the standby pool; a standby is no replica.
+        Assert.Equal(0, await orchestrator.GetReplicasAsync(default));
+        var standby = Assert.Single(orchestrator.Standby);
+        Observe();
+        await new Observed(orchestrator, Observe).SetReplicasAsync(1, default);
+
+        Assert.Equal(standby, Assert.Single(orchestrator.Workers));
+        var next = Assert.Single(orchestrator.Standby);
+        Assert.NotEqual(standby.ProcessId, next.ProcessId);
+        Assert.Equal(1, await orchestrator.GetReplicasAsync(default));
+        await EventuallyAsync(() => Task.FromResult(File.Exists(Path.Combine(_root, $"{standby.Id}.activated"))), b => b, "the standby to be told to start");
+        Assert.Equal("start", File.ReadAllText(Path.Combine(_root, $"{standby.Id}.activated")).Trim());
+        Assert.False(File.Exists(Path.Combine(_root, $"{next.Id}.activated")));
+        Assert.Equal(2, WorkersStarted);
+    }
+
     private ChildProcessWorkerOrchestrator Create(IWorkerRegistry registry)
     {
         var orchestrator = Track(new ChildProcessWorkerOrchestrator(
@@ -195,6 +229,7 @@ public sealed class ChildProcessWorkerOrchestratorContractTests : WorkerOrchestr
             foreach (var orchestrator in _orchestrators)
             {
                 _seen.UnionWith(orchestrator.Workers.Select(w => w.ProcessId));
+                _seen.UnionWith(orchestrator.Standby.Select(w => w.ProcessId));
             }
         }
     }

@@ -16,6 +16,10 @@ public sealed class ChildProcessOptions : IValidatableObject
     /// <summary>How long a stopped worker may drain after SIGTERM before it is killed.</summary>
     public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(60);
 
+    /// <summary>Worker processes kept started but idle (no model, not registered, taking no jobs), so a scale-up takes
+    /// one instead of starting a process; each one taken is replaced. They do not count as replicas. Default 0 (none).</summary>
+    public int Standby { get; set; }
+
     public string ResolvePath()
     {
         var path = string.IsNullOrWhiteSpace(Path) ? System.IO.Path.Combine(AppContext.BaseDirectory, "ServerlessInference.Worker.dll") : Path;
@@ -29,6 +33,11 @@ public sealed class ChildProcessOptions : IValidatableObject
         if (DrainTimeout <= TimeSpan.Zero)
         {
             yield return new ValidationResult($"{Section}:DrainTimeout must be positive", [nameof(DrainTimeout)]);
+        }
+
+        if (Standby is < 0 or > 64)
+        {
+            yield return new ValidationResult($"{Section}:Standby must be between 0 and 64", [nameof(Standby)]);
         }
     }
 }

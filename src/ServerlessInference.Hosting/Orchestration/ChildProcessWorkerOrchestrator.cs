@@ -15,6 +15,10 @@ namespace ServerlessInference.Hosting.Orchestration;
 /// Stopping sends SIGTERM to the idlest worker (as the registry's heartbeats tell) and waits for it to drain;
 /// after <see cref="ChildProcessOptions.DrainTimeout"/> it is killed. A child that dies on its own stops counting
 /// and the next scaler tick replaces it.</para>
+/// <para>With <see cref="ChildProcessOptions.Standby"/> above zero it also keeps that many standby processes: started
+/// with <c>Inference:WorkerHost:Standby</c>, so they build their host, create ONNX Runtime's environment and connect,
+/// then wait unregistered and taking no jobs. A scale-up activates one (a line on its standard input) before it
+/// starts a process, and the pool is topped up by every call. Standbys are not replicas.</para>
 /// <para>Thread-safe. Disposing drains every child.</para>
 /// </remarks>
 public sealed partial class ChildProcessWorkerOrchestrator(
@@ -25,9 +29,11 @@ public sealed partial class ChildProcessWorkerOrchestrator(
 {
     private readonly Lock _lock = new();
     private readonly List<Child> _running = [];
+    private readonly List<Child> _standby = [];
     private readonly List<Task> _draining = [];
     private readonly string _instance = Guid.NewGuid().ToString("N")[..6];
     private int _next;
+    private bool _disposed;
 
     /// <summary>Worker processes running now (not draining).</summary>
     public IReadOnlyList<(string Id, int ProcessId)> Workers
@@ -37,6 +43,18 @@ public sealed partial class ChildProcessWorkerOrchestrator(
             lock (_lock)
             {
                 return _running.Select(c => (c.Id, c.Process.Id)).ToList();
+            }
+        }
+    }
+
+    /// <summary>Standby processes waiting now (not replicas).</summary>
+    public IReadOnlyList<(string Id, int ProcessId)> Standby
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _standby.Select(c => (c.Id, c.Process.Id)).ToList();
             }
         }
     }
@@ -51,6 +69,8 @@ public sealed partial class ChildProcessWorkerOrchestrator(
         lock (_lock)
         {
             PruneExitedLocked();
+            // The scaler asks every tick: standbys that died (or were taken) come back here.
+            TopUpStandbyLocked();
             return ValueTask.FromResult(_running.Count);
         }
     }
@@ -65,9 +85,10 @@ public sealed partial class ChildProcessWorkerOrchestrator(
             PruneExitedLocked();
             while (_running.Count < replicas)
             {
-                _running.Add(Start($"worker-{_instance}-{Interlocked.Increment(ref _next)}"));
+                _running.Add(ActivateStandbyLocked() ?? Start(NextId(), standby: false));
             }
 
+            TopUpStandbyLocked();
             surplus = _running.Count - replicas;
         }
 
@@ -89,7 +110,50 @@ public sealed partial class ChildProcessWorkerOrchestrator(
         }
     }
 
-    private Child Start(string id)
+    private string NextId() => $"worker-{_instance}-{Interlocked.Increment(ref _next)}";
+
+    /// <summary>The oldest live standby, told to start serving; null when there is none.</summary>
+    private Child? ActivateStandbyLocked()
+    {
+        while (_standby.Count > 0)
+        {
+            var child = _standby[0];
+            _standby.RemoveAt(0);
+            try
+            {
+                child.Process.StandardInput.WriteLine("start");
+                child.Process.StandardInput.Flush();
+                Log.Activated(logger, child.Id, child.Process.Id);
+                return child;
+            }
+            catch (Exception ex) when (ex is IOException or InvalidOperationException)
+            {
+                // It died since the last look (the pipe is closed): stop it for good and try the next.
+                Log.ActivationFailed(logger, ex, child.Id);
+                _draining.Add(DrainAsync(child));
+            }
+        }
+
+        return null;
+    }
+
+    private void TopUpStandbyLocked()
+    {
+        try
+        {
+            while (!_disposed && _standby.Count < options.Value.Standby)
+            {
+                _standby.Add(Start(NextId(), standby: true));
+            }
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or System.ComponentModel.Win32Exception)
+        {
+            // Standbys only save time: a worker that cannot start fails the next scale-up, which says so.
+            Log.StandbyFailed(logger, ex);
+        }
+    }
+
+    private Child Start(string id, bool standby)
     {
         var path = options.Value.ResolvePath();
         var start = path.EndsWith(".dll", StringComparison.OrdinalIgnoreCase)
@@ -113,12 +177,27 @@ public sealed partial class ChildProcessWorkerOrchestrator(
         start.Environment["Inference__WorkerHost__DrainTimeout"] = options.Value.DrainTimeout.ToString();
         start.Environment["ASPNETCORE_URLS"] = "http://127.0.0.1:0";
         start.Environment["Logging__LogLevel__Microsoft.AspNetCore"] = "Warning";
+        if (standby)
+        {
+            // Waits for a line here; the pipe closing (this process gone) stops it.
+            start.Environment["Inference__WorkerHost__Standby"] = "true";
+            start.RedirectStandardInput = true;
+        }
+
         var process = Process.Start(start) ?? throw new InvalidOperationException($"could not start the worker '{path}'");
         process.OutputDataReceived += (_, e) => Forward(id, e.Data);
         process.ErrorDataReceived += (_, e) => Forward(id, e.Data);
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
-        Log.Started(logger, id, process.Id);
+        if (standby)
+        {
+            Log.StartedStandby(logger, id, process.Id);
+        }
+        else
+        {
+            Log.Started(logger, id, process.Id);
+        }
+
         return new Child(id, process);
     }
 
@@ -153,6 +232,14 @@ public sealed partial class ChildProcessWorkerOrchestrator(
 
     private void PruneExitedLocked()
     {
+        foreach (var child in _standby.Where(c => c.Process.HasExited).ToList())
+        {
+            // Never registered: nothing to forget.
+            _standby.Remove(child);
+            Log.Exited(logger, child.Id, child.Process.ExitCode);
+            child.Process.Dispose();
+        }
+
         foreach (var child in _running.Where(c => c.Process.HasExited).ToList())
         {
             _running.Remove(child);
@@ -192,6 +279,17 @@ public sealed partial class ChildProcessWorkerOrchestrator(
 
     public async ValueTask DisposeAsync()
     {
+        lock (_lock)
+        {
+            _disposed = true;
+            foreach (var child in _standby)
+            {
+                _draining.Add(DrainAsync(child));
+            }
+
+            _standby.Clear();
+        }
+
         await SetReplicasAsync(0, CancellationToken.None).ConfigureAwait(false);
         Task[] draining;
         lock (_lock)
@@ -228,6 +326,18 @@ public sealed partial class ChildProcessWorkerOrchestrator(
 
         [LoggerMessage(6, LogLevel.Warning, "Could not remove dead worker {WorkerId} from the registry; it disappears when its heartbeat expires")]
         public static partial void ForgetFailed(ILogger logger, Exception exception, string workerId);
+
+        [LoggerMessage(7, LogLevel.Information, "Started standby worker process {WorkerId} (pid {ProcessId})")]
+        public static partial void StartedStandby(ILogger logger, string workerId, int processId);
+
+        [LoggerMessage(8, LogLevel.Information, "Activated standby worker process {WorkerId} (pid {ProcessId})")]
+        public static partial void Activated(ILogger logger, string workerId, int processId);
+
+        [LoggerMessage(9, LogLevel.Warning, "Standby worker process {WorkerId} could not be activated; stopping it")]
+        public static partial void ActivationFailed(ILogger logger, Exception exception, string workerId);
+
+        [LoggerMessage(10, LogLevel.Warning, "Could not start a standby worker process")]
+        public static partial void StandbyFailed(ILogger logger, Exception exception);
 
         [LoggerMessage(5, LogLevel.Information, "[{WorkerId}] {Line}")]
         public static partial void Output(ILogger logger, string workerId, string line);
