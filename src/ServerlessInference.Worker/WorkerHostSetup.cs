@@ -40,6 +40,7 @@ public static class WorkerHostSetup
             return ActivatorUtilities.CreateInstance<WorkerService>(sp);
         });
         builder.Services.AddHostedService(sp => sp.GetRequiredService<WorkerService>());
+        builder.Services.AddSingleton(_ => new StandbyActivation(Console.In));
         builder.Services.AddHostedService<ParentWatch>();
         var drain = builder.Configuration.GetValue($"{WorkerHostOptions.Section}:DrainTimeout", TimeSpan.FromSeconds(60));
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = drain + TimeSpan.FromSeconds(5));

@@ -1,5 +1,6 @@
 using System.Text.Json.Serialization;
 using Microsoft.Extensions.Options;
+using ServerlessInference.Jobs;
 using ServerlessInference.Models;
 using ServerlessInference.Onnx;
 using ServerlessInference.Workers;
@@ -12,6 +13,9 @@ public sealed partial class WorkerService(
     WorkerFactory factory,
     WarmPool pool,
     IInferenceEngine engine,
+    IJobQueue queue,
+    IWorkerRegistry registry,
+    StandbyActivation activation,
     IOptions<WorkerHostOptions> options,
     IHostApplicationLifetime lifetime,
     ILogger<WorkerService> logger)
@@ -32,12 +36,13 @@ public sealed partial class WorkerService(
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        var worker = factory.Create(Id);
         if (options.Value.Standby && !await WaitForActivationAsync(stoppingToken).ConfigureAwait(false))
         {
             return;
         }
 
-        _worker = factory.Create(Id);
+        _worker = worker;
         StartupTimeline.Mark("loop");
         Log.Starting(logger, Id, pool.ExecutionProvider, StartupTimeline.Describe());
         using var drain = stoppingToken.Register(() => _worker.RequestStop());
@@ -57,12 +62,29 @@ public sealed partial class WorkerService(
     /// or standard input ended (the orchestrator is gone): the process then exits without having served.</summary>
     private async Task<bool> WaitForActivationAsync(CancellationToken stoppingToken)
     {
+        try
+        {
+            // Read-only calls that open the connections and compile the client paths the first heartbeat and receive
+            // take, so an activated standby does not pay for them.
+            await registry.ListAsync(stoppingToken).ConfigureAwait(false);
+            await queue.GetDepthAsync(stoppingToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
+        {
+            // The worker loop meets the same failure and handles it as it always does.
+            Log.WarmUpFailed(logger, ex, Id);
+        }
+        catch (OperationCanceledException)
+        {
+            return false;
+        }
+
         Log.Standby(logger, Id, StartupTimeline.Describe());
         _standby = true;
         string? line;
         try
         {
-            line = await Console.In.ReadLineAsync(stoppingToken).ConfigureAwait(false);
+            line = await activation.WaitAsync(stoppingToken).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
@@ -76,7 +98,8 @@ public sealed partial class WorkerService(
         if (line is null)
         {
             Log.StandbyInputEnded(logger, Id);
-            lifetime.StopApplication();
+            // Once started: a stop while the host is still starting fails its start instead.
+            lifetime.ApplicationStarted.Register(lifetime.StopApplication);
             return false;
         }
 
@@ -91,6 +114,9 @@ public sealed partial class WorkerService(
 
         [LoggerMessage(3, LogLevel.Information, "Worker process {WorkerId}: standard input ended while on standby; stopping")]
         public static partial void StandbyInputEnded(ILogger logger, string workerId);
+
+        [LoggerMessage(4, LogLevel.Warning, "Worker process {WorkerId}: warming up its connections on standby failed")]
+        public static partial void WarmUpFailed(ILogger logger, Exception exception, string workerId);
 
         [LoggerMessage(1, LogLevel.Information, "Worker process {WorkerId} starting; execution provider {Provider}; start-up since the process began: {Timeline}")]
         public static partial void Starting(ILogger logger, string workerId, string provider, string timeline);

@@ -74,8 +74,57 @@ public sealed class WorkerHostTests : IDisposable
         }
     }
 
+    [Fact]
+    public async Task WorkerHost_Standby_RegistersOnlyOnceActivated()
+    {
+        var line = new TaskCompletionSource<string?>(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var app = Build("standby-under-test", new Dictionary<string, string?>
+        {
+            ["Inference:WorkerHost:Standby"] = "true",
+        }, services => services.AddSingleton(new StandbyActivation(new LineReader(line.Task))));
+        await app.StartAsync();
+        var worker = app.Services.GetRequiredService<WorkerService>();
+        var registry = app.Services.GetRequiredService<IWorkerRegistry>();
+        var deadline = Stopwatch.GetTimestamp() + (30 * Stopwatch.Frequency);
+        while (worker.State != "standby")
+        {
+            Assert.True(Stopwatch.GetTimestamp() < deadline, $"the worker never went on standby (state {worker.State})");
+            await Task.Delay(20);
+        }
+
+        Assert.Empty(await registry.ListAsync(CancellationToken.None));
+
+        line.SetResult("start");
+
+        var status = await WaitForHeartbeatAsync(registry, "standby-under-test");
+        Assert.Equal(WorkerState.Running, status.State);
+        await app.StopAsync();
+    }
+
+    [Fact]
+    public async Task WorkerHost_StandbyInputEnds_StopsWithoutRegistering()
+    {
+        await using var app = Build("standby-orphan", new Dictionary<string, string?>
+        {
+            ["Inference:WorkerHost:Standby"] = "true",
+        }, services => services.AddSingleton(new StandbyActivation(new StringReader(""))));
+        var stopping = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        app.Lifetime.ApplicationStopping.Register(() => stopping.TrySetResult());
+        await app.StartAsync();
+
+        await stopping.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Empty(await app.Services.GetRequiredService<IWorkerRegistry>().ListAsync(CancellationToken.None));
+        await app.StopAsync();
+    }
+
+    /// <summary>Standard input as the test controls it: one line, when the test gives it.</summary>
+    private sealed class LineReader(Task<string?> line) : TextReader
+    {
+        public override ValueTask<string?> ReadLineAsync(CancellationToken cancellationToken) => new(line.WaitAsync(cancellationToken));
+    }
+
     /// <summary>A worker host on the CPU over a temporary model folder and cache, with <paramref name="extra"/> settings.</summary>
-    private WebApplication Build(string id, IReadOnlyDictionary<string, string?>? extra = null)
+    private WebApplication Build(string id, IReadOnlyDictionary<string, string?>? extra = null, Action<IServiceCollection>? services = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
@@ -86,6 +135,7 @@ public sealed class WorkerHostTests : IDisposable
             ["Inference:WorkerHost:Id"] = id,
         }.Concat(extra ?? new Dictionary<string, string?>()));
         builder.AddWorkerHost();
+        services?.Invoke(builder.Services);
         return builder.Build();
     }
 
