@@ -43,7 +43,9 @@ public static class DevHostSetup
     public static WebApplicationBuilder AddDevHost(this WebApplicationBuilder builder)
     {
         builder.UseDefaultUrl(DefaultUrl);
+        builder.UseManagementUrl();
         builder.AddInferencePlatform(Host(IsServicesProfile(builder.Configuration)));
+        builder.Services.AddHostedService<ListenAddressCheck>(); // before the server listens: the loopback rule
         builder.Services.AddOptions<DemoModelOptions>().BindConfiguration(DemoModelOptions.Section).ValidateOnStart();
         builder.Services.AddHostedService<DemoModelSeeder>();
         return builder;

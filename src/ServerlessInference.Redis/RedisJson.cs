@@ -8,4 +8,5 @@ namespace ServerlessInference.Redis;
 [JsonSourceGenerationOptions(UseStringEnumConverter = true)]
 [JsonSerializable(typeof(WorkerStatus))]
 [JsonSerializable(typeof(ScalingDecision))]
+[JsonSerializable(typeof(ServerlessInference.Security.ApiKey))]
 internal sealed partial class RedisJson : JsonSerializerContext;

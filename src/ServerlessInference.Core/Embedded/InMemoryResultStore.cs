@@ -28,6 +28,7 @@ public sealed class InMemoryResultStore(IOptions<ResultStoreOptions> options, Ti
                 Version = job.Version,
                 Status = JobStatus.Queued,
                 SubmittedAt = job.SubmittedAt,
+                Tenant = job.Tenant,
             }, now + ttl);
         }
 
@@ -91,7 +92,7 @@ public sealed class InMemoryResultStore(IOptions<ResultStoreOptions> options, Ti
                     return ValueTask.CompletedTask;
                 }
 
-                existing.Record = result with { StartedAt = existing.Record.StartedAt };
+                existing.Record = result with { StartedAt = existing.Record.StartedAt, Tenant = existing.Record.Tenant };
                 existing.ExpiresAt = now + _ttl;
                 slot = existing;
             }

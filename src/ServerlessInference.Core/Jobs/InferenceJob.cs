@@ -18,6 +18,10 @@ public sealed class InferenceJob
     /// <summary>After this instant the job is not started; it ends as <see cref="JobStatus.Expired"/>.</summary>
     public required DateTimeOffset Deadline { get; init; }
 
+    /// <summary>The tenant whose key submitted the job (null: the host runs open, one tenant). Kept with the job's record,
+    /// where the gateway checks it; the queue does not carry it.</summary>
+    public string? Tenant { get; init; }
+
     public static string NewId() => Guid.CreateVersion7().ToString("N");
 }
 
@@ -49,6 +53,10 @@ public sealed record JobRecord
     public required JobStatus Status { get; init; }
 
     public required DateTimeOffset SubmittedAt { get; init; }
+
+    /// <summary>The tenant that submitted the job (<see cref="InferenceJob.Tenant"/>); only its keys may read, stream or
+    /// cancel it. Stores keep the tracked tenant when a result is published.</summary>
+    public string? Tenant { get; init; }
 
     public DateTimeOffset? StartedAt { get; init; }
 
