@@ -1,8 +1,8 @@
-using ServerlessInference.Protocol;
 using System.Globalization;
 using Microsoft.Extensions.Configuration.Memory;
 using ServerlessInference.Hosting;
 using ServerlessInference.Hosting.Providers;
+using ServerlessInference.Protocol;
 using ServerlessInference.Security;
 
 namespace ServerlessInference.DevHost;

@@ -1,5 +1,5 @@
-using ServerlessInference.Protocol;
 using Microsoft.Extensions.Options;
+using ServerlessInference.Protocol;
 using ServerlessInference.Security;
 
 namespace ServerlessInference.DevHost;
@@ -22,10 +22,19 @@ internal sealed partial class ListenAddressCheck(
         var exposed = addresses.Where(a => !ListenAddresses.IsLoopback(a)).ToList();
         if (exposed.Count == 0)
         {
+            // Open or not is decided per request (keys may be made later); a key store that is down must not stop a
+            // loopback host from starting (it answers 503 until the store is back).
             anonymous.Set(true);
-            if (!await AnyKeyAsync(cancellationToken).ConfigureAwait(false))
+            try
             {
-                Log.OpenOnLoopback(logger, string.Join(", ", addresses));
+                if (!await keys.AnyAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    Log.OpenOnLoopback(logger, string.Join(", ", addresses));
+                }
+            }
+            catch (InferenceException ex)
+            {
+                Log.KeysUnreadable(logger, ex.Message);
             }
 
             return;
@@ -69,5 +78,8 @@ internal sealed partial class ListenAddressCheck(
 
         [LoggerMessage(2, LogLevel.Warning, "No API keys and {Setting}=true: anyone who reaches {Addresses} may call this gateway")]
         public static partial void OpenBeyondLoopback(ILogger logger, string addresses, string setting);
+
+        [LoggerMessage(3, LogLevel.Warning, "Cannot read the API keys at start ({Reason}); on loopback the gateway starts anyway and decides per request")]
+        public static partial void KeysUnreadable(ILogger logger, string reason);
     }
 }

@@ -1,6 +1,6 @@
-using ServerlessInference.Protocol;
 using Microsoft.Extensions.Options;
 using ServerlessInference.Gateway;
+using ServerlessInference.Protocol;
 using ServerlessInference.Security;
 
 namespace ServerlessInference.DevHost;

@@ -1,3 +1,4 @@
+using System.Globalization;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
@@ -50,8 +51,8 @@ public static class GatewayAuth
             var limiter = context.RequestServices.GetRequiredService<RequestRateLimiter>();
             if (!limiter.TryTake(keyId, caller.RequestsPerSecond, caller.Burst, out var retryAfter))
             {
-                throw new InferenceException(InferenceError.RateLimited,
-                    $"this key's request rate is exceeded ({caller.RequestsPerSecond:0.###} requests/s, burst {caller.Burst}); retry after {retryAfter} s")
+                throw new InferenceException(InferenceError.RateLimited, string.Create(CultureInfo.InvariantCulture,
+                    $"this key's request rate is exceeded ({caller.RequestsPerSecond:0.###} requests/s, burst {caller.Burst}); retry after {retryAfter} s"))
                 {
                     RetryAfterSeconds = retryAfter,
                 };
