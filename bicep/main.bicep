@@ -162,8 +162,23 @@ module storage 'modules/storage.bicep' = {
     location: location
     tags: tags
     name: 'st${resourceToken}'
-    modelsContainerName: modelsContainerName
-    deploymentContainerName: deploymentContainerName
+    containerNames: [
+      modelsContainerName
+    ]
+  }
+}
+
+// The Functions host's own account: the identity that owns it must not be able to write models.
+module hostStorage 'modules/storage.bicep' = {
+  name: 'host-storage'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    name: 'stfn${resourceToken}'
+    containerNames: [
+      deploymentContainerName
+    ]
   }
 }
 
@@ -227,7 +242,8 @@ module rbac 'modules/rbac.bicep' = {
     userPrincipalId: principalId
     userPrincipalType: principalType
     storageAccountName: storage.outputs.name
-    modelsContainerName: storage.outputs.modelsContainerName
+    modelsContainerName: storage.outputs.containerNames[0]
+    hostStorageAccountName: hostStorage.outputs.name
     serviceBusName: serviceBus.outputs.name
     redisName: redis.outputs.name
     registryName: registry.outputs.name
@@ -330,9 +346,9 @@ module functions 'modules/function-app.bicep' = {
     name: functionAppName
     identityId: identities.outputs.functionsIdentityId
     identityClientId: identities.outputs.functionsIdentityClientId
-    storageAccountName: storage.outputs.name
-    storageBlobEndpoint: storage.outputs.blobEndpoint
-    deploymentContainerName: storage.outputs.deploymentContainerName
+    storageAccountName: hostStorage.outputs.name
+    storageBlobEndpoint: hostStorage.outputs.blobEndpoint
+    deploymentContainerName: hostStorage.outputs.containerNames[0]
     applicationInsightsConnectionString: monitoring.outputs.applicationInsightsConnectionString
     maximumInstanceCount: functionMaximumInstanceCount
     instanceMemoryMB: functionInstanceMemoryMB
@@ -363,7 +379,7 @@ output AZURE_CONTAINER_APPS_ENVIRONMENT_NAME string = containerAppsEnvironment.o
 output AZURE_CONTAINER_APPS_ENVIRONMENT_ID string = containerAppsEnvironment.outputs.id
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output AZURE_STORAGE_BLOB_ENDPOINT string = storage.outputs.blobEndpoint
-output AZURE_MODELS_CONTAINER_NAME string = storage.outputs.modelsContainerName
+output AZURE_MODELS_CONTAINER_NAME string = storage.outputs.containerNames[0]
 output AZURE_SERVICEBUS_NAMESPACE string = serviceBus.outputs.fullyQualifiedNamespace
 output AZURE_SERVICEBUS_QUEUE_NAME string = serviceBus.outputs.queueName
 output AZURE_REDIS_HOST_NAME string = redis.outputs.hostName

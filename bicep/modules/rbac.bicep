@@ -21,8 +21,11 @@ param userPrincipalId string
 ])
 param userPrincipalType string
 
-@description('Name of the storage account.')
+@description('Name of the model store\'s storage account.')
 param storageAccountName string
+
+@description('Name of the Functions host\'s storage account (AzureWebJobsStorage and the deployment package).')
+param hostStorageAccountName string
 
 @description('Name of the models container.')
 param modelsContainerName string
@@ -42,11 +45,13 @@ param applicationInsightsName string
 var roles = {
   // Storage Blob Data Owner: the Functions host storage (AzureWebJobsStorage) needs blob read/write and container
   // creation (timer singleton leases, function keys in azure-webjobs-secrets), and the Flex Consumption plan reads
-  // its deployment package. The docs name this role as what covers the host's basic needs.
+  // its deployment package. The docs name this role as what covers the host's basic needs. Granted on the host's own
+  // account only, never on the model store.
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
-  // Storage Blob Data Contributor: the deploying user uploads models.
+  // Storage Blob Data Contributor: the deploying user uploads models; nobody else can write them.
   storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
-  // Storage Blob Data Reader: the worker downloads manifests and weights.
+  // Storage Blob Data Reader: the worker downloads manifests and weights; the gateway reads manifests (validation,
+  // model metadata) and a generation model's tokenizer from its weights file.
   storageBlobDataReader: '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1'
   // Azure Service Bus Data Owner: the gateway sends jobs and the scaler and /status read the queue depth with
   // ServiceBusAdministrationClient.GetQueueRuntimePropertiesAsync, which needs the Manage claim; among the built-in
@@ -66,6 +71,10 @@ var roles = {
 
 resource storage 'Microsoft.Storage/storageAccounts@2025-06-01' existing = {
   name: storageAccountName
+}
+
+resource hostStorage 'Microsoft.Storage/storageAccounts@2025-06-01' existing = {
+  name: hostStorageAccountName
 }
 
 resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2025-06-01' existing = {
@@ -99,10 +108,10 @@ resource redisDatabase 'Microsoft.Cache/redisEnterprise/databases@2025-04-01' ex
   name: 'default'
 }
 
-// Functions identity: Storage Blob Data Owner on the account (host storage, deployment package, model manifests).
+// Functions identity: Storage Blob Data Owner on its host account (host storage, deployment package).
 resource functionsStorage 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(storage.id, functionsPrincipalId, roles.storageBlobDataOwner)
-  scope: storage
+  name: guid(hostStorage.id, functionsPrincipalId, roles.storageBlobDataOwner)
+  scope: hostStorage
   properties: {
     principalId: functionsPrincipalId
     principalType: 'ServicePrincipal'
@@ -116,6 +125,17 @@ resource workerModels 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   scope: modelsContainer
   properties: {
     principalId: workerPrincipalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataReader)
+  }
+}
+
+// Functions identity: Storage Blob Data Reader on the models container (manifests, tokenizers).
+resource functionsModels 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(modelsContainer.id, functionsPrincipalId, roles.storageBlobDataReader)
+  scope: modelsContainer
+  properties: {
+    principalId: functionsPrincipalId
     principalType: 'ServicePrincipal'
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataReader)
   }

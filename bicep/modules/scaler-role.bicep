@@ -31,9 +31,14 @@ resource workerIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2024-1
   name: workerIdentityName
 }
 
-// Custom role "ServerlessInference worker scaler": read and update container apps (replica bounds are part of the
-// app's template), read revisions and replicas (how many run), join the environment and assign the identity the app
-// already has (both checked when the app is written back whole).
+// Custom role "ServerlessInference worker scaler", one action per need of ContainerAppsWorkerOrchestrator, which sends
+// exactly two ARM requests, both on the worker app:
+// - GET the app (its template.scale.minReplicas is the current count): Microsoft.App/containerApps/read.
+// - PATCH the app's template.scale (a merge patch): Microsoft.App/containerApps/write.
+// - ARM checks the linked resources of a written app, the environment it runs in and the user-assigned identity it
+//   carries, against the caller: Microsoft.App/managedEnvironments/join/action and
+//   Microsoft.ManagedIdentity/userAssignedIdentities/assign/action.
+// Nothing reads revisions or replicas (the count is the app's minReplicas, not what runs), so no revisions/* action.
 resource scalerRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: guid(resourceGroup().id, 'serverless-inference-worker-scaler')
   properties: {
@@ -48,8 +53,6 @@ resource scalerRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
         actions: [
           'Microsoft.App/containerApps/read'
           'Microsoft.App/containerApps/write'
-          'Microsoft.App/containerApps/revisions/read'
-          'Microsoft.App/containerApps/revisions/replicas/read'
           'Microsoft.App/managedEnvironments/join/action'
           'Microsoft.ManagedIdentity/userAssignedIdentities/assign/action'
         ]

@@ -1,6 +1,8 @@
-// One storage account for the model store (container `models`, blobs {name}/{version}/model.onnx + manifest.json) and
-// the Functions host (its deployment-package container, plus the azure-webjobs-* containers the host creates itself).
-// Shared-key access is off: every client authenticates with Microsoft Entra ID.
+// A storage account with its blob containers. main.bicep makes two: the model store (container `models`, blobs
+// {name}/{version}/model.onnx + manifest.json), which only the uploader may write, and the Functions host's (its
+// deployment-package container, plus the azure-webjobs-* containers the host creates itself), which the Functions
+// identity owns. Kept apart because the host needs Storage Blob Data Owner on its account, and on a shared account that
+// would let the gateway overwrite models. Shared-key access is off: every client authenticates with Microsoft Entra ID.
 
 @description('Azure region of the resources.')
 param location string
@@ -13,11 +15,8 @@ param tags object
 @maxLength(24)
 param name string
 
-@description('Blob container the model store reads.')
-param modelsContainerName string
-
-@description('Blob container the Flex Consumption plan deploys the Functions package to.')
-param deploymentContainerName string
+@description('Blob containers to create (lower-case letters, digits and hyphens).')
+param containerNames string[]
 
 resource storage 'Microsoft.Storage/storageAccounts@2025-06-01' = {
   name: name
@@ -47,24 +46,17 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2025-06-01'
   name: 'default'
 }
 
-resource modelsContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2025-06-01' = {
-  parent: blobService
-  name: modelsContainerName
-  properties: {
-    publicAccess: 'None'
+resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2025-06-01' = [
+  for containerName in containerNames: {
+    parent: blobService
+    name: containerName
+    properties: {
+      publicAccess: 'None'
+    }
   }
-}
-
-resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2025-06-01' = {
-  parent: blobService
-  name: deploymentContainerName
-  properties: {
-    publicAccess: 'None'
-  }
-}
+]
 
 output name string = storage.name
 output id string = storage.id
 output blobEndpoint string = storage.properties.primaryEndpoints.blob
-output modelsContainerName string = modelsContainer.name
-output deploymentContainerName string = deploymentContainer.name
+output containerNames string[] = [for (containerName, i) in containerNames: containers[i].name]

@@ -25,7 +25,6 @@ namespace ServerlessInference.Redis;
 /// </remarks>
 public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
 {
-    private const string LeaseExpiredError = "the worker's lease expired before it finished (the worker stopped or crashed)";
 
     private readonly IConnectionMultiplexer _redis;
     private readonly JobQueueOptions _options;
@@ -282,7 +281,7 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
 
             var prior = fields.TryGetValue("n", out var n) ? (int)n : 0;
             var error = fields.TryGetValue("err", out var err) ? (string?)err : null;
-            leases.Add(new Lease(this, id, pelCount, job, prior + (int)pelCount, error ?? (pelCount > 1 ? LeaseExpiredError : null), bodyKey));
+            leases.Add(new Lease(this, id, pelCount, job, prior + (int)pelCount, error ?? (pelCount > 1 ? JobLease.LeaseExpiredError : null), bodyKey));
         }
 
         if (reclaimDue && now >= Interlocked.Read(ref _nextPrune))

@@ -129,7 +129,7 @@ public sealed class AzdTests(BicepFixture bicep)
         Assert.Equal("rg-ci-gpu", (string?)outputs["AZURE_RESOURCE_GROUP"]);
         Assert.Equal((string?)FunctionAppTests.FunctionApp(bicep.Gpu)["name"], (string?)outputs["SERVICE_FUNCTIONS_NAME"]);
         Assert.Equal((string?)WorkerTests.Worker(bicep.Gpu)["name"], (string?)outputs["SERVICE_WORKER_NAME"]);
-        Assert.Equal((string?)bicep.Gpu.Single("Microsoft.Storage/storageAccounts")["name"], (string?)outputs["AZURE_STORAGE_ACCOUNT_NAME"]);
+        Assert.Equal((string?)bicep.Gpu.ModelStorage["name"], (string?)outputs["AZURE_STORAGE_ACCOUNT_NAME"]);
         Assert.Equal("models", (string?)outputs["AZURE_MODELS_CONTAINER_NAME"]);
         Assert.StartsWith("[format('https://{0}', reference(", (string?)outputs["SERVICE_FUNCTIONS_URI"], StringComparison.Ordinal);
         foreach (var name in new[] { "AZURE_FUNCTIONS_IDENTITY_CLIENT_ID", "AZURE_WORKER_IDENTITY_CLIENT_ID", "AZURE_SERVICEBUS_NAMESPACE", "AZURE_REDIS_HOST_NAME", "AZURE_TENANT_ID", "AZURE_LOCATION" })
@@ -142,7 +142,7 @@ public sealed class AzdTests(BicepFixture bicep)
     public void ResourceNames_FitAzureNamingRules()
     {
         var snapshot = bicep.Gpu;
-        Assert.Matches("^[a-z0-9]{3,24}$", (string?)snapshot.Single("Microsoft.Storage/storageAccounts")["name"]);
+        Assert.All(snapshot.OfType("Microsoft.Storage/storageAccounts"), a => Assert.Matches("^[a-z0-9]{3,24}$", (string?)a["name"]));
         Assert.Matches("^[a-zA-Z0-9]{5,50}$", (string?)snapshot.Single("Microsoft.ContainerRegistry/registries")["name"]);
         Assert.Matches("^[a-z][a-z0-9-]{0,30}[a-z0-9]$", (string?)WorkerTests.Worker(snapshot)["name"]);
         Assert.Matches("^[a-zA-Z0-9]{1,60}$", ((string)snapshot.OfType("Microsoft.Cache/redisEnterprise/databases/accessPolicyAssignments").First()["name"]!).Split('/')[^1]);

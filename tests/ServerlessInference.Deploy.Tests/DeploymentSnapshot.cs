@@ -40,6 +40,23 @@ public sealed class DeploymentSnapshot
         return matches[0];
     }
 
+    /// <summary>The model store's storage account: the one holding the <c>models</c> container.</summary>
+    public JsonObject ModelStorage => StorageAccountWith(c => c == "models");
+
+    /// <summary>The Functions host's storage account: the one holding the deployment package container.</summary>
+    public JsonObject HostStorage => StorageAccountWith(c => c.StartsWith("app-package-", StringComparison.Ordinal));
+
+    private JsonObject StorageAccountWith(Func<string, bool> container)
+    {
+        var accounts = OfType("Microsoft.Storage/storageAccounts/blobServices/containers")
+            .Select(c => ((string)c["name"]!).Split('/'))
+            .Where(parts => container(parts[^1]))
+            .Select(parts => parts[0])
+            .ToList();
+        var account = Assert.Single(accounts);
+        return Assert.Single(OfType("Microsoft.Storage/storageAccounts"), a => (string?)a["name"] == account);
+    }
+
     public static string Id(JsonObject resource) => (string?)resource["id"] ?? throw new InvalidDataException("a resource has no id");
 
     /// <summary>The resource a role assignment (an extension resource) applies to.</summary>

@@ -34,13 +34,15 @@ public sealed class FunctionAppTests(BicepFixture bicep)
         Assert.Equal("UserAssignedIdentity", (string?)storage["authentication"]!["type"]);
         Assert.Equal(identity, (string?)storage["authentication"]!["userAssignedIdentityResourceId"]);
 
-        // The package container exists in the storage account.
+        // The package container exists in the host's storage account, not in the model store's.
         var containers = bicep.Gpu.OfType("Microsoft.Storage/storageAccounts/blobServices/containers")
-            .Select(c => ((string)c["name"]!).Split('/')[^1]).ToList();
-        var packageContainer = Assert.Single(containers, c => c.StartsWith("app-package-", StringComparison.Ordinal));
-        Assert.True(packageContainer.Length <= 63, packageContainer);
-        Assert.EndsWith($", '{packageContainer}')]", (string?)storage["value"], StringComparison.Ordinal);
-        Assert.Contains("models", containers);
+            .Select(c => ((string)c["name"]!).Split('/')).ToList();
+        var packageContainer = Assert.Single(containers, c => c[^1].StartsWith("app-package-", StringComparison.Ordinal));
+        Assert.True(packageContainer[^1].Length <= 63, packageContainer[^1]);
+        Assert.Equal((string?)bicep.Gpu.HostStorage["name"], packageContainer[0]);
+        Assert.StartsWith($"[format('{{0}}{{1}}', reference('{DeploymentSnapshot.Id(bicep.Gpu.HostStorage)}'", (string?)storage["value"], StringComparison.Ordinal);
+        Assert.EndsWith($", '{packageContainer[^1]}')]", (string?)storage["value"], StringComparison.Ordinal);
+        Assert.Equal((string?)bicep.Gpu.ModelStorage["name"], Assert.Single(containers, c => c[^1] == "models")[0]);
     }
 
     [Fact]
@@ -48,7 +50,8 @@ public sealed class FunctionAppTests(BicepFixture bicep)
     {
         var settings = AppSettings(bicep.Gpu);
         var identity = WorkerTests.IdentityId(bicep.Gpu, "id-func-");
-        Assert.Equal((string?)bicep.Gpu.Single("Microsoft.Storage/storageAccounts")["name"], settings["AzureWebJobsStorage__accountName"]);
+        Assert.Equal((string?)bicep.Gpu.HostStorage["name"], settings["AzureWebJobsStorage__accountName"]);
+        Assert.NotEqual((string?)bicep.Gpu.ModelStorage["name"], settings["AzureWebJobsStorage__accountName"]);
         Assert.Equal("managedidentity", settings["AzureWebJobsStorage__credential"]);
         Assert.True(DeploymentSnapshot.IsReferenceTo(settings["AzureWebJobsStorage__clientId"], identity, "clientId"));
         Assert.False(settings.ContainsKey("AzureWebJobsStorage"), "AzureWebJobsStorage (a connection string) must not be set");

@@ -16,10 +16,22 @@ public sealed class RoleAssignmentTests(BicepFixture bicep)
     private const string AcrPull = "7f951dda-4ed3-4680-a7ca-43fe172d538d";
     private const string MonitoringMetricsPublisher = "3913510d-42f4-4e42-8a64-420c390055eb";
 
+    /// <summary>Built-in roles that may write anything: none of them is granted to anyone.</summary>
+    private static readonly string[] s_broadRoles =
+    [
+        "8e3af657-a8ff-443c-a75c-2fe8c4bcb635", // Owner
+        "b24988ac-6180-42a0-ab88-20f7382dd24c", // Contributor
+        "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9", // User Access Administrator
+        "f58310d9-a9f6-439a-9e8d-f62e7b41a168", // Role Based Access Control Administrator
+        "17d1049b-9a84-46fb-8f53-869881c3d3ab", // Storage Account Contributor
+        "358470bc-b998-42bd-ab17-a7e34c199c0d", // Container Apps Contributor
+    ];
+
     /// <summary>(scope, principal, built-in role): the grants of the default deployment.</summary>
     public static TheoryData<string, string, string> BuiltInGrants => new()
     {
-        { "storage", "functions", StorageBlobDataOwner },
+        { "hoststorage", "functions", StorageBlobDataOwner },
+        { "models", "functions", StorageBlobDataReader },
         { "models", "worker", StorageBlobDataReader },
         { "models", "user", StorageBlobDataContributor },
         { "servicebus", "functions", ServiceBusDataOwner },
@@ -44,7 +56,7 @@ public sealed class RoleAssignmentTests(BicepFixture bicep)
     [Fact]
     public void RoleAssignments_DefaultDeployment_AreExactlyTheExpectedOnes()
     {
-        // 7 built-in grants + the scaler role at 3 scopes. Nothing broader (no Owner, no Contributor).
+        // 8 built-in grants + the scaler role at 3 scopes. Nothing broader (no Owner, no Contributor).
         var assignments = Assignments(bicep.Gpu).ToList();
         Assert.Equal(BuiltInGrants.Count + 3, assignments.Count);
         var scalerRole = DeploymentSnapshot.BuiltInRole((string)bicep.Gpu.Single("Microsoft.Authorization/roleDefinitions")["name"]!);
@@ -60,6 +72,55 @@ public sealed class RoleAssignmentTests(BicepFixture bicep)
         Assert.All(assignments, a => Assert.Equal("ServicePrincipal", (string?)a["properties"]!["principalType"]));
     }
 
+    [Theory]
+    [InlineData("gpu")]
+    [InlineData("cpu")]
+    public void RoleAssignments_NoneIsABroadBuiltInRole(string variant)
+    {
+        var snapshot = variant == "gpu" ? bicep.Gpu : bicep.Cpu;
+        var broad = s_broadRoles.Select(r => (string?)DeploymentSnapshot.BuiltInRole(r)).ToHashSet();
+
+        Assert.All(Assignments(snapshot), a => Assert.DoesNotContain((string?)a["properties"]!["roleDefinitionId"], broad));
+    }
+
+    [Fact]
+    public void ModelStore_OnlyTheDeployingUserCanWriteAndEveryoneElseOnlyReads()
+    {
+        var snapshot = bicep.Gpu;
+        var modelStorage = DeploymentSnapshot.Id(snapshot.ModelStorage);
+
+        // Every grant on the model store's account, or on anything in it, or on a scope above it.
+        var onModels = Assignments(snapshot).Where(a =>
+        {
+            var scope = DeploymentSnapshot.ScopeOf(a);
+            return scope.StartsWith(modelStorage, StringComparison.OrdinalIgnoreCase) || modelStorage.StartsWith(scope + "/", StringComparison.OrdinalIgnoreCase);
+        }).ToList();
+
+        Assert.Equal(3, onModels.Count);
+        Assert.All(onModels, a =>
+        {
+            var role = (string?)a["properties"]!["roleDefinitionId"];
+            var user = IsPrincipal(snapshot, (string?)a["properties"]!["principalId"], "user");
+            Assert.Equal(DeploymentSnapshot.BuiltInRole(user ? StorageBlobDataContributor : StorageBlobDataReader), role);
+        });
+    }
+
+    [Theory]
+    [InlineData("gpu")]
+    [InlineData("cpu")]
+    public void WorkerIdentity_BlobAccess_IsStorageBlobDataReaderOnly(string variant)
+    {
+        var snapshot = variant == "gpu" ? bicep.Gpu : bicep.Cpu;
+        string[] blobRoles = [StorageBlobDataOwner, StorageBlobDataContributor, StorageBlobDataReader];
+        var workerBlobRoles = Assignments(snapshot)
+            .Where(a => IsPrincipal(snapshot, (string?)a["properties"]!["principalId"], "worker"))
+            .Select(a => (string?)a["properties"]!["roleDefinitionId"])
+            .Where(r => blobRoles.Select(DeploymentSnapshot.BuiltInRole).Contains(r))
+            .ToList();
+
+        Assert.Equal([DeploymentSnapshot.BuiltInRole(StorageBlobDataReader)], workerBlobRoles);
+    }
+
     [Fact]
     public void ScalerRole_CustomRole_CanOnlyReadAndWriteTheWorkerApp()
     {
@@ -71,14 +132,13 @@ public sealed class RoleAssignmentTests(BicepFixture bicep)
         Assert.Equal(
             [
                 "Microsoft.App/containerApps/read",
-                "Microsoft.App/containerApps/revisions/read",
-                "Microsoft.App/containerApps/revisions/replicas/read",
                 "Microsoft.App/containerApps/write",
                 "Microsoft.App/managedEnvironments/join/action",
                 "Microsoft.ManagedIdentity/userAssignedIdentities/assign/action",
             ],
             permissions["actions"]!.AsArray().Select(a => (string)a!).Order(StringComparer.Ordinal));
         Assert.Empty(permissions["dataActions"]!.AsArray());
+        Assert.Empty(permissions["notActions"]!.AsArray());
     }
 
     [Fact]
@@ -123,7 +183,7 @@ public sealed class RoleAssignmentTests(BicepFixture bicep)
 
     private static string Scope(DeploymentSnapshot snapshot, string scope) => scope switch
     {
-        "storage" => DeploymentSnapshot.Id(snapshot.Single("Microsoft.Storage/storageAccounts")),
+        "hoststorage" => DeploymentSnapshot.Id(snapshot.HostStorage),
         "models" => DeploymentSnapshot.Id(snapshot.OfType("Microsoft.Storage/storageAccounts/blobServices/containers")
             .Single(c => ((string)c["name"]!).EndsWith("/models", StringComparison.Ordinal))),
         "servicebus" => DeploymentSnapshot.Id(snapshot.Single("Microsoft.ServiceBus/namespaces")),

@@ -14,9 +14,13 @@ public sealed class SecurityTests(BicepFixture bicep)
     [MemberData(nameof(Variants))]
     public void Storage_SharedKeyAccess_IsDisabled(string variant)
     {
-        var storage = Snapshot(variant).Single("Microsoft.Storage/storageAccounts");
-        Assert.False((bool?)storage["properties"]!["allowSharedKeyAccess"] ?? true);
-        Assert.False((bool?)storage["properties"]!["allowBlobPublicAccess"] ?? true);
+        var accounts = Snapshot(variant).OfType("Microsoft.Storage/storageAccounts").ToList();
+        Assert.Equal(2, accounts.Count);
+        Assert.All(accounts, storage =>
+        {
+            Assert.False((bool?)storage["properties"]!["allowSharedKeyAccess"] ?? true);
+            Assert.False((bool?)storage["properties"]!["allowBlobPublicAccess"] ?? true);
+        });
     }
 
     [Theory]

@@ -89,7 +89,7 @@ public sealed class WorkerTests(BicepFixture bicep)
         var snapshot = bicep.Gpu;
         var env = Env(Worker(snapshot));
         var identity = IdentityId(snapshot, "id-worker-");
-        var storageId = DeploymentSnapshot.Id(snapshot.Single("Microsoft.Storage/storageAccounts"));
+        var storageId = DeploymentSnapshot.Id(snapshot.ModelStorage);
         var serviceBusId = DeploymentSnapshot.Id(snapshot.Single("Microsoft.ServiceBus/namespaces"));
 
         Assert.Equal("ServiceBus", env["Inference__Queue__Provider"]);

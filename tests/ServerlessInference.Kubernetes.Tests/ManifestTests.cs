@@ -103,16 +103,120 @@ public sealed class ManifestTests
         Assert.Equal("serverless-inference-settings", Assert.Single(container.EnvFrom).ConfigMapRef.Name);
     }
 
-    [Fact]
-    public void Settings_PointAtTheServicesBesideThem()
+    [Theory]
+    [InlineData("serverless-inference-gateway")]
+    [InlineData(KubernetesOrchestratorOptions.DefaultDeployment)]
+    public void Settings_PointAtTheServicesBesideThem(string deployment)
     {
         var settings = Settings();
+        var env = Env(deployment);
         var services = Objects.OfType<V1Service>().ToDictionary(s => s.Metadata.Name, s => s.Spec.Ports.Single().Port);
 
-        Assert.Equal($"redis:{services["redis"]}", settings["Inference__Redis__ConnectionString"]);
-        Assert.Contains($"BlobEndpoint=http://azurite:{services["azurite"]}/devstoreaccount1;", settings["Inference__ModelStore__Blob__ConnectionString"]);
+        Assert.Equal($"redis:{services["redis"]},password=$(REDIS_PASSWORD)", env["Inference__Redis__ConnectionString"].Value);
+        Assert.Contains($"BlobEndpoint=http://azurite:{services["azurite"]}/devstoreaccount1;", env["Inference__ModelStore__Blob__ConnectionString"].Value);
         Assert.Equal("Redis", settings["Inference__Queue__Provider"]);
         Assert.Equal("Blob", settings["Inference__ModelStore__Provider"]);
+    }
+
+    [Fact]
+    public void ConfigMaps_HoldNoKeyOrPassword()
+    {
+        string[] credentials = ["AccountKey=", "password=", "SharedAccessKey=", "SharedAccessSignature=", "sig=", "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="];
+        var configMaps = Objects.OfType<V1ConfigMap>().ToList();
+
+        Assert.NotEmpty(configMaps);
+        foreach (var (key, value) in configMaps.SelectMany(c => c.Data))
+        {
+            Assert.DoesNotContain(credentials, c => value.Contains(c, StringComparison.OrdinalIgnoreCase) || key.Contains("password", StringComparison.OrdinalIgnoreCase));
+        }
+
+        // No Secret is committed either: kustomize generates it from a file git ignores.
+        Assert.Empty(Objects.OfType<V1Secret>());
+    }
+
+    [Fact]
+    public void Kustomization_GeneratesTheSecretFromAnIgnoredFile()
+    {
+        var generator = Assert.Single(Kustomization().SecretGenerator);
+
+        Assert.Equal(SecretName, generator.Name);
+        Assert.Equal(["secrets.env"], generator.Envs);
+        Assert.Contains("infra/k8s/secrets.env", File.ReadAllLines(Path.Combine(RepositoryRoot(), ".gitignore")));
+    }
+
+    [Theory]
+    [InlineData("serverless-inference-gateway")]
+    [InlineData(KubernetesOrchestratorOptions.DefaultDeployment)]
+    public void GatewayAndWorkers_TakeTheCredentialsFromTheSecretBeforeUsingThem(string deployment)
+    {
+        var env = Assert.Single(Deployment(deployment).Spec.Template.Spec.Containers).Env.ToList();
+        var names = env.Select(e => e.Name).ToList();
+
+        AssertFromSecret(env, "REDIS_PASSWORD", "redis-password");
+        AssertFromSecret(env, "AZURITE_ACCOUNT_KEY", "azurite-account-key");
+        var redis = env.Single(e => e.Name == "Inference__Redis__ConnectionString");
+        var blob = env.Single(e => e.Name == "Inference__ModelStore__Blob__ConnectionString");
+        Assert.Contains("password=$(REDIS_PASSWORD)", redis.Value);
+        Assert.Contains("AccountKey=$(AZURITE_ACCOUNT_KEY);", blob.Value);
+        // Kubernetes expands $(NAME) only from variables defined earlier in the list.
+        Assert.True(names.IndexOf("REDIS_PASSWORD") < names.IndexOf(redis.Name));
+        Assert.True(names.IndexOf("AZURITE_ACCOUNT_KEY") < names.IndexOf(blob.Name));
+    }
+
+    [Fact]
+    public void Redis_RequiresThePasswordFromTheSecret()
+    {
+        var redis = Assert.Single(Deployment("redis").Spec.Template.Spec.Containers);
+        var commandLine = redis.Command.Concat(redis.Args ?? []).ToList();
+
+        AssertFromSecret(redis.Env, "REDIS_PASSWORD", "redis-password");
+        Assert.Equal(["docker-entrypoint.sh", "redis-server"], redis.Command.Take(2));
+        var requirePass = commandLine.IndexOf("--requirepass");
+        Assert.True(requirePass > 0, string.Join(' ', commandLine));
+        Assert.Equal("$(REDIS_PASSWORD)", commandLine[requirePass + 1]);
+        // The probes' redis-cli must authenticate too, and since it exits 0 on NOAUTH, they must look for the PONG.
+        AssertFromSecret(redis.Env, "REDISCLI_AUTH", "redis-password");
+        Assert.Equal(["sh", "-c", "redis-cli ping | grep -qx PONG"], redis.ReadinessProbe.Exec.Command);
+        Assert.Equal(redis.ReadinessProbe.Exec.Command, redis.LivenessProbe.Exec.Command);
+    }
+
+    [Fact]
+    public void Azurite_AcceptsOnlyTheKeyFromTheSecret()
+    {
+        var azurite = Assert.Single(Deployment("azurite").Spec.Template.Spec.Containers);
+        var names = azurite.Env.Select(e => e.Name).ToList();
+
+        AssertFromSecret(azurite.Env, "AZURITE_ACCOUNT_KEY", "azurite-account-key");
+        // Custom accounts replace the built-in devstoreaccount1 and its public key.
+        Assert.Equal("devstoreaccount1:$(AZURITE_ACCOUNT_KEY)", azurite.Env.Single(e => e.Name == "AZURITE_ACCOUNTS").Value);
+        Assert.True(names.IndexOf("AZURITE_ACCOUNT_KEY") < names.IndexOf("AZURITE_ACCOUNTS"));
+    }
+
+    [Theory]
+    [InlineData("redis")]
+    [InlineData("azurite")]
+    public void NetworkPolicy_AdmitsOnlyTheGatewayAndWorkersOnTheServicePort(string service)
+    {
+        var target = Deployment(service);
+        var targetLabels = target.Spec.Template.Metadata.Labels;
+        var policies = Objects.OfType<V1NetworkPolicy>().Where(p => Matches(p.Spec.PodSelector, targetLabels)).ToList();
+        var port = Assert.Single(Assert.Single(target.Spec.Template.Spec.Containers).Ports).ContainerPort;
+
+        var policy = Assert.Single(policies);
+        Assert.Contains("Ingress", policy.Spec.PolicyTypes);
+        var rule = Assert.Single(policy.Spec.Ingress);
+        Assert.Equal(port.ToString(System.Globalization.CultureInfo.InvariantCulture), Assert.Single(rule.Ports).Port.Value);
+        var peer = Assert.Single(rule.FromProperty);
+        Assert.Null(peer.NamespaceSelector);
+        Assert.Null(peer.IpBlock);
+
+        // Of every pod template in the manifests, the peer selects exactly the gateway's and the workers'. The workers
+        // the scaler adds are copies of the worker Deployment's template, so they are admitted too.
+        var admitted = Objects.OfType<V1Deployment>()
+            .Where(d => Matches(peer.PodSelector, d.Spec.Template.Metadata.Labels))
+            .Select(d => d.Metadata.Name)
+            .Order(StringComparer.Ordinal);
+        Assert.Equal(new[] { "serverless-inference-gateway", KubernetesOrchestratorOptions.DefaultDeployment }.Order(StringComparer.Ordinal), admitted);
     }
 
     [Fact]
@@ -126,7 +230,49 @@ public sealed class ManifestTests
         Assert.Contains(Objects.OfType<V1PersistentVolumeClaim>(), c => c.Metadata.Name == claim);
     }
 
+    private const string SecretName = "serverless-inference-secrets";
+
     private static T Single<T>() => Assert.Single(Objects.OfType<T>());
+
+    private static Dictionary<string, V1EnvVar> Env(string deployment) =>
+        Assert.Single(Deployment(deployment).Spec.Template.Spec.Containers).Env.ToDictionary(e => e.Name);
+
+    private static void AssertFromSecret(IEnumerable<V1EnvVar> env, string name, string key)
+    {
+        var variable = Assert.Single(env, e => e.Name == name);
+        Assert.Null(variable.Value);
+        Assert.Equal((SecretName, key), (variable.ValueFrom.SecretKeyRef.Name, variable.ValueFrom.SecretKeyRef.Key));
+    }
+
+    /// <summary>Whether a label selector (matchLabels and In/NotIn/Exists/DoesNotExist expressions) selects labels.</summary>
+    private static bool Matches(V1LabelSelector selector, IDictionary<string, string> labels) =>
+        (selector.MatchLabels ?? new Dictionary<string, string>()).All(l => labels.TryGetValue(l.Key, out var v) && v == l.Value)
+        && (selector.MatchExpressions ?? []).All(e => e.OperatorProperty switch
+        {
+            "In" => labels.TryGetValue(e.Key, out var v) && e.Values.Contains(v),
+            "NotIn" => !labels.TryGetValue(e.Key, out var v) || !e.Values.Contains(v),
+            "Exists" => labels.ContainsKey(e.Key),
+            "DoesNotExist" => !labels.ContainsKey(e.Key),
+            _ => throw new InvalidDataException($"unknown selector operator {e.OperatorProperty}"),
+        });
+
+    private static KustomizationFile Kustomization() => new DeserializerBuilder()
+        .WithNamingConvention(YamlDotNet.Serialization.NamingConventions.CamelCaseNamingConvention.Instance)
+        .IgnoreUnmatchedProperties()
+        .Build()
+        .Deserialize<KustomizationFile>(File.ReadAllText(Path.Combine(Folder, "kustomization.yaml")));
+
+    private sealed class KustomizationFile
+    {
+        public List<SecretGeneratorEntry> SecretGenerator { get; set; } = [];
+    }
+
+    private sealed class SecretGeneratorEntry
+    {
+        public string Name { get; set; } = "";
+
+        public List<string> Envs { get; set; } = [];
+    }
 
     private static V1Deployment Deployment(string name) => Assert.Single(Objects.OfType<V1Deployment>(), d => d.Metadata.Name == name);
 

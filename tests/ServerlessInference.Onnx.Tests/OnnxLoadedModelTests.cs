@@ -30,6 +30,40 @@ public sealed class OnnxLoadedModelTests
     }
 
     [Fact]
+    public async Task RunBatchAsync_DynamicBatchGroup_RunsAsOneOnnxRuntimeCall()
+    {
+        var (bytes, manifest) = RowsPerCall();
+        using var model = await LoadAsync(bytes, manifest);
+        int[] rows = [1, 2, 1, 3];
+
+        var results = await model.RunBatchAsync([.. rows.Select((n, i) => Request($"r{i}", Floats("x", n, 1, i)))], CancellationToken.None);
+
+        // Every row saw all 7 rows in its call: one run for the four requests, split back per request.
+        for (var i = 0; i < rows.Length; i++)
+        {
+            Assert.Equal([rows[i], 1L], results[i].Response!.Outputs[0].Shape);
+            Assert.Equal(Enumerable.Repeat(7f, rows[i]), FloatsOf(results[i]));
+        }
+    }
+
+    [Fact]
+    public async Task RunBatchAsync_MoreRowsThanMaxBatchSize_RunsCallsOfAtMostMaxRows()
+    {
+        var (bytes, manifest) = RowsPerCall(maxBatchSize: 4);
+        using var model = await LoadAsync(bytes, manifest);
+        int[] rows = [3, 1, 3, 1, 2];
+
+        var results = await model.RunBatchAsync([.. rows.Select((n, i) => Request($"r{i}", Floats("x", n, 1, i)))], CancellationToken.None);
+
+        // In arrival order, a request joins the current call while it fits in 4 rows: [3,1], [3,1], [2].
+        float[] rowsInCall = [4, 4, 4, 4, 2];
+        for (var i = 0; i < rows.Length; i++)
+        {
+            Assert.Equal(Enumerable.Repeat(rowsInCall[i], rows[i]), FloatsOf(results[i]));
+        }
+    }
+
+    [Fact]
     public async Task RunBatchAsync_MoreRowsThanMaxBatchSize_SplitsAndAnswersAll()
     {
         using var model = await LoadAsync(MlpBenchModel.Build(s_mlp, 3), MlpBenchModel.Manifest(maxBatchSize: 4, layerSizes: s_mlp));

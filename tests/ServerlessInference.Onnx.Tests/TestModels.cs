@@ -84,6 +84,25 @@ internal static class TestModels
             [new("y", TensorDatatype.Fp32, [-1, 1])]));
     }
 
+    /// <summary>x [N,1] FP32 → y [N,1] where every element is N, the rows of the ONNX Runtime call: a request's answer
+    /// says how many rows ran with it, so a test sees whether requests were stacked into one call.</summary>
+    public static (byte[] Model, ModelManifest Manifest) RowsPerCall(int maxBatchSize = 8)
+    {
+        var graph = new GraphProto { Name = "rows" };
+        graph.Input.Add(ValueInfo("x", DataType.Float, null, 1));
+        graph.Output.Add(ValueInfo("y", DataType.Float, null, 1));
+        graph.Initializer.Add(FloatTensor("zero", [0f]));
+        graph.Initializer.Add(FloatTensor("one", [1f]));
+        graph.Node.Add(Node("Mul", ["x", "zero"], ["zeros"]));
+        graph.Node.Add(Node("Add", ["zeros", "one"], ["ones"]));
+        // No axes: the sum over every axis of [N,1] ones is N, kept as [1,1] and broadcast back over the rows.
+        graph.Node.Add(Node("ReduceSum", ["ones"], ["rows"]));
+        graph.Node.Add(Node("Add", ["zeros", "rows"], ["y"]));
+        return (Model(graph), Manifest("rows",
+            [new("x", TensorDatatype.Fp32, [-1, 1])],
+            [new("y", TensorDatatype.Fp32, [-1, 1])], maxBatchSize: maxBatchSize));
+    }
+
     /// <summary>y = x + x over fixed [1,4] FP32: a fixed-batch model.</summary>
     public static (byte[] Model, ModelManifest Manifest) FixedDouble()
     {

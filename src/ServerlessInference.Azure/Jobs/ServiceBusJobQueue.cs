@@ -70,7 +70,6 @@ public sealed partial class ServiceBusJobQueue : IJobQueue, IAsyncDisposable
     /// <summary>Content type of a job message: an OIP request with the binary tensor extension.</summary>
     public const string JobContentType = "application/vnd.serverless-inference.job";
 
-    private const string LockExpiredError = "the worker's lock expired before it finished (the worker stopped or crashed)";
     private const int MaxReasonLength = 128;
     private const int MaxDescriptionLength = 4096;
     private const int PeekPage = 250;
@@ -351,7 +350,7 @@ public sealed partial class ServiceBusJobQueue : IJobQueue, IAsyncDisposable
     private static string? LastErrorOf(ServiceBusReceivedMessage message) =>
         message.ApplicationProperties.TryGetValue(LastErrorProperty, out var error) && error is string { Length: > 0 } text
             ? text
-            : message.DeliveryCount > 1 ? LockExpiredError : null;
+            : message.DeliveryCount > 1 ? JobLease.LeaseExpiredError : null;
 
     private static string StringProperty(IReadOnlyDictionary<string, object> properties, string name) =>
         properties.TryGetValue(name, out var value) && value is string text

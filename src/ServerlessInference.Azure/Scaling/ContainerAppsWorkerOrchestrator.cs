@@ -236,7 +236,7 @@ public sealed partial class ContainerAppsWorkerOrchestrator : IWorkerOrchestrato
         var hint = status switch
         {
             HttpStatusCode.NotFound => $"; check {ContainerAppsOrchestratorOptions.Section}:SubscriptionId, :ResourceGroup and :AppName",
-            HttpStatusCode.Forbidden => "; the identity needs a role with Microsoft.App/containerApps/read and /write on the app (e.g. Contributor)",
+            HttpStatusCode.Forbidden => "; the identity needs Microsoft.App/containerApps/read and /write on the app, plus managedEnvironments/join/action and userAssignedIdentities/assign/action (the custom role in bicep/modules/scaler-role.bicep)",
             HttpStatusCode.Unauthorized => $"; the credential's token was refused (is {ContainerAppsOrchestratorOptions.Section}:ManagedIdentityClientId or AZURE_CLIENT_ID right?)",
             _ => "",
         };

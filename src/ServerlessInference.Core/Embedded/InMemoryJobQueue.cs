@@ -152,7 +152,7 @@ public sealed class InMemoryJobQueue : IJobQueue
 
             ticket.Entry = null;
             _leased.Remove(entry);
-            entry.LastError ??= "the worker's lease expired before it finished (the worker stopped or crashed)";
+            entry.LastError ??= JobLease.LeaseExpiredError;
             _ready.AddFirst(entry);
         }
     }

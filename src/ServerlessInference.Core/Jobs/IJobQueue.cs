@@ -33,6 +33,10 @@ public abstract class JobLease
     /// <summary>The failure recorded by the last abandon, if any (shown in the dead-letter reason).</summary>
     public abstract string? LastError { get; }
 
+    /// <summary>What <see cref="LastError"/> says on a redelivery whose previous lease expired with nothing recorded.
+    /// Every provider reports this same text (a Service Bus lock is a lease too), and the queue contract checks it.</summary>
+    public const string LeaseExpiredError = "the worker's lease expired before it finished (the worker stopped or crashed)";
+
     /// <summary>Removes the job from the queue. Call only after its result is stored.</summary>
     public abstract ValueTask CompleteAsync(CancellationToken cancellationToken);
 

@@ -174,7 +174,8 @@ public sealed class ServiceBusJobQueueTests : IAsyncLifetime
         Assert.Equal(jobs.Select(j => j.Id), leases.Select(l => l.Job.Id));
         Assert.Equal([1, 4, 1], leases.Select(l => l.DeliveryCount));
         Assert.Null(leases[0].LastError);
-        Assert.Contains("lock expired", leases[1].LastError);
+        Assert.Equal(JobLease.LeaseExpiredError, leases[1].LastError);
+        Assert.Contains("lease expired", leases[1].LastError);
     }
 
     [Fact]

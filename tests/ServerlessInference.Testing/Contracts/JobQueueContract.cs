@@ -160,6 +160,7 @@ public abstract class JobQueueContract : ContractClock
 
         Assert.Equal(job.Id, again.Job.Id);
         Assert.Equal(2, again.DeliveryCount);
+        Assert.Equal(JobLease.LeaseExpiredError, again.LastError);
         Assert.Contains("lease expired", again.LastError);
         Assert.Equal(new QueueDepth(0, 1), await queue.GetDepthAsync(default));
     }

@@ -1,6 +1,9 @@
 using System.Globalization;
 using System.Text.Json;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
 using Microsoft.ML.OnnxRuntime;
+using ServerlessInference.Onnx;
 using ServerlessInference.Onnx.Demo;
 
 namespace ServerlessInference.Testing.Gateway;
@@ -243,7 +246,9 @@ public abstract class GatewayBehaviourSuite
         var status = (await Serving.SendAsync(GatewayRequest.Get("/status"))).Json();
 
         Assert.True(status.GetProperty("queue").TryGetProperty("queued", out _));
-        Assert.Contains("CPU", status.GetProperty("execution_providers").EnumerateArray().Select(e => e.GetString()));
+        // The serving host runs the engine with the default Auto choice: CUDA where it runs, else CPU. Expect what an Auto
+        // engine reports in this process (the CUDA probe is cached per process), not what this machine happens to be.
+        Assert.Contains(AutoExecutionProvider(), status.GetProperty("execution_providers").EnumerateArray().Select(e => e.GetString()));
         Assert.NotEqual(0, status.GetProperty("workers").GetArrayLength());
         Assert.Contains("mlp-bench", status.GetProperty("warm_pool").GetProperty("models").EnumerateArray().Select(m => m.GetProperty("model").GetString()));
         Assert.NotEqual(0, status.GetProperty("scaling_decisions").GetArrayLength());
@@ -430,4 +435,9 @@ public abstract class GatewayBehaviourSuite
             await Task.Delay(20);
         }
     }
+
+    /// <summary>The execution provider an engine with <c>Inference:Onnx:ExecutionProvider=Auto</c> chooses here.</summary>
+    private static string AutoExecutionProvider() => new OnnxInferenceEngine(
+        Options.Create(new OnnxEngineOptions { ExecutionProvider = OnnxExecutionProvider.Auto }),
+        NullLogger<OnnxInferenceEngine>.Instance).ExecutionProvider;
 }
