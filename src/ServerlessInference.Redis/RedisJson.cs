@@ -9,4 +9,5 @@ namespace ServerlessInference.Redis;
 [JsonSerializable(typeof(WorkerStatus))]
 [JsonSerializable(typeof(ScalingDecision))]
 [JsonSerializable(typeof(StoredScalingState))]
+[JsonSerializable(typeof(ServerlessInference.Security.ApiKey))]
 internal sealed partial class RedisJson : JsonSerializerContext;
