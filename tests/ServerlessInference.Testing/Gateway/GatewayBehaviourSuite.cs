@@ -324,7 +324,8 @@ public abstract class GatewayBehaviourSuite
         var unknown = await Keyed.SendAsync(GatewayRequest.Get("/jobs/" + unknownId).With(TestKeys.Beta));
 
         var get = await Keyed.SendAsync(GatewayRequest.Get(location).With(TestKeys.Beta));
-        var stream = await Keyed.SendAsync(GatewayRequest.Get(location + "/stream").With(TestKeys.Beta));
+        // Bounded: were the check missing, the stream would follow the queued job and never end.
+        var stream = await Keyed.SendAsync(GatewayRequest.Get(location + "/stream").With(TestKeys.Beta)).WaitAsync(TimeSpan.FromSeconds(30));
         var cancel = await Keyed.SendAsync(GatewayRequest.Delete(location).With(TestKeys.Beta));
         var admin = await Keyed.SendAsync(GatewayRequest.Get(location).With(TestKeys.Admin));
 
@@ -351,7 +352,8 @@ public abstract class GatewayBehaviourSuite
         Assert.Equal(202, accepted.Status);
         var location = accepted.Header("Location")!;
 
-        var stream = await Keyed.SendAsync(GatewayRequest.Get(location + "/stream").With(TestKeys.Beta));
+        // Bounded: were the check missing, the stream would follow the queued job and never end.
+        var stream = await Keyed.SendAsync(GatewayRequest.Get(location + "/stream").With(TestKeys.Beta)).WaitAsync(TimeSpan.FromSeconds(30));
         var cancel = await Keyed.SendAsync(GatewayRequest.Delete(location).With(TestKeys.Beta));
         var own = await Keyed.SendAsync(GatewayRequest.Delete(location).With(TestKeys.Acme));
 
