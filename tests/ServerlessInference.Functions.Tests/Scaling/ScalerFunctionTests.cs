@@ -90,10 +90,11 @@ public sealed class ScalerFunctionTests : IAsyncDisposable
     }
 
     [Fact]
-    public void AddGatewayFunctions_RegistersNoBackgroundScalerAndNoTrigger()
+    public void AddGatewayFunctions_RegistersNoBackgroundScalerAndAnInlineTrigger()
     {
         Assert.DoesNotContain(_services.GetServices<IHostedService>(), s => s is ScalerService);
-        Assert.Null(_services.GetService<IScaleTrigger>());
+        // A job no worker can take runs one tick inline: the timer trigger cannot be woken.
+        Assert.IsType<InlineScaleTrigger>(_services.GetService<IScaleTrigger>());
         Assert.NotNull(_services.GetService<Scaler>());
     }
 
