@@ -27,17 +27,23 @@ public sealed record ColdStart
 
     public double TotalMilliseconds => (AnsweredAt - QueuedAt).TotalMilliseconds;
 
-    /// <summary>Builds the stages from the marks given in order; a null mark, or one earlier than the mark before it
-    /// that was kept (or than <paramref name="queuedAt"/>), is left out.</summary>
+    /// <summary>Builds the stages from the marks given in order. A null mark, or one earlier than
+    /// <paramref name="queuedAt"/> (it happened before the job existed), is left out; one earlier than the mark before it
+    /// counts 0 ms (two clocks that disagree a little: the OS's process start time is coarse).</summary>
     public static IReadOnlyList<ColdStartStageTime> Stage(DateTimeOffset queuedAt, IEnumerable<(string Stage, DateTimeOffset? At)> marks)
     {
         var stages = new List<ColdStartStageTime>();
         var previous = queuedAt;
         foreach (var (stage, at) in marks)
         {
-            if (at is not { } mark || mark < previous)
+            if (at is not { } mark || mark < queuedAt)
             {
                 continue;
+            }
+
+            if (mark < previous)
+            {
+                mark = previous;
             }
 
             stages.Add(new ColdStartStageTime(stage, (mark - previous).TotalMilliseconds));

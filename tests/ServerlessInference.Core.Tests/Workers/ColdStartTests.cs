@@ -110,7 +110,7 @@ public sealed class ColdStartTests : IDisposable
     }
 
     [Fact]
-    public void Stage_MarksOutOfOrderOrMissing_AreLeftOut()
+    public void Stage_MarksBeforeTheJobOrMissing_AreLeftOut_MarksOutOfOrder_CountZero()
     {
         var t0 = new DateTimeOffset(2026, 12, 4, 12, 0, 0, TimeSpan.Zero);
 
@@ -123,7 +123,7 @@ public sealed class ColdStartTests : IDisposable
             ("b", t0.AddMilliseconds(25)),
         ]);
 
-        Assert.Equal([new ColdStartStageTime("a", 10), new ColdStartStageTime("b", 15)], stages);
+        Assert.Equal([new ColdStartStageTime("a", 10), new ColdStartStageTime("earlier", 0), new ColdStartStageTime("b", 15)], stages);
     }
 
     [Fact]
