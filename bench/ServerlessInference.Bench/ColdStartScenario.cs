@@ -14,11 +14,11 @@ namespace ServerlessInference.Bench;
 /// resnet18 (a model cold start on a running worker). Each cold start's stages are read from <c>/status</c>
 /// (<c>cold_starts</c>, what the worker recorded). The resnet18 figure is divided by a raw ONNX Runtime session
 /// creation plus one run of the same file in this process (same intra-op threads), measured between the rounds.</summary>
-/// <remarks><c>dotnet run -c Release --project bench/ServerlessInference.Bench -- cold-start [--rounds 10]
+/// <remarks><c>dotnet run -c Release --project bench/ServerlessInference.Bench -- scale-from-zero [--rounds 10]
 /// [--intra-op-threads N]</c>. Bars: mlp-bench from zero p50 ≤ 500 ms; resnet18 / raw ≤ 1.5.</remarks>
 internal static class ColdStartScenario
 {
-    public const string Command = "cold-start";
+    public const string Command = "scale-from-zero";
 
     private const double MlpBarMs = 500;
     private const double ResNetBarRatio = 1.5;
@@ -48,7 +48,7 @@ internal static class ColdStartScenario
         var dll = Path.Combine(repo, "src", "ServerlessInference.DevHost", "bin", metadata["Configuration"]!, "net10.0", "ServerlessInference.DevHost.dll");
         var root = Path.Combine(Path.GetTempPath(), $"si-bench-cold-{Environment.ProcessId}");
         Directory.CreateDirectory(root);
-        Console.WriteLine($"cold-start: services profile, {rounds} rounds of (scale to zero, one mlp-bench request, one resnet18 request); {threads} intra-op threads");
+        Console.WriteLine($"scale-from-zero: services profile, {rounds} rounds of (scale to zero, one mlp-bench request, one resnet18 request); {threads} intra-op threads");
         LocalServices? services = null;
         ServerProcess? host = null;
         try

@@ -44,7 +44,9 @@ public static class DevHostSetup
     {
         builder.UseDefaultUrl(DefaultUrl);
         builder.UseKestrelLimits();
+        builder.UseManagementUrl();
         builder.AddInferencePlatform(Host(IsServicesProfile(builder.Configuration)));
+        builder.Services.AddHostedService<ListenAddressCheck>(); // before the server listens: the loopback rule
         builder.Services.AddOptions<DemoModelOptions>().BindConfiguration(DemoModelOptions.Section).ValidateOnStart();
         builder.Services.AddHostedService<DemoModelSeeder>();
         return builder;

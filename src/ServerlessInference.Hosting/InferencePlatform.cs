@@ -56,8 +56,8 @@ public static class InferencePlatform
         return builder;
     }
 
-    /// <summary>The provider of the queue, results (and with them the jobs' token streams), registry and model store that
-    /// <paramref name="choice"/> names.</summary>
+    /// <summary>The provider of the queue, results (and with them the jobs' token streams and the API keys), registry and
+    /// model store that <paramref name="choice"/> names.</summary>
     public static IServiceCollection AddProviders(this IServiceCollection services, ProviderChoice choice)
     {
         _ = choice.Queue switch
@@ -70,6 +70,11 @@ public static class InferencePlatform
         _ = choice.Results == ProviderSettings.Redis ? services.AddRedisJobStreams() : services.AddInMemoryJobStreams(); // token streams go where results go
         _ = choice.Registry == ProviderSettings.Redis ? services.AddRedisWorkerRegistry() : services.AddInMemoryWorkerRegistry();
         _ = choice.ModelStore == ProviderSettings.Blob ? services.AddBlobModelStore() : services.AddFolderModelStore();
+        if (choice.Results == ProviderSettings.Redis)
+        {
+            services.AddRedisApiKeyStore(); // API keys live where the results live; else in configuration (Core's default)
+        }
+
         return services;
     }
 

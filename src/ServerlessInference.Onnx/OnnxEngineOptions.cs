@@ -29,6 +29,16 @@ public sealed class OnnxEngineOptions
     /// <summary>The CUDA device ordinal used when the CUDA provider is chosen.</summary>
     [Range(0, 255)]
     public int CudaDeviceId { get; set; }
+
+    /// <summary>Whether ONNX Runtime's optimized graph of each model is saved on the first load and used by later
+    /// loads, so they skip graph optimization. Keyed by the model's sha256, the execution provider, the ONNX Runtime
+    /// version and the CPU's instruction-set features (see <see cref="OptimizedModelCache"/>). On by default; applies to the
+    /// CPU provider only (CUDA's saved graphs hold Memcpy nodes that do not load again).</summary>
+    public bool CacheOptimizedModels { get; set; } = true;
+
+    /// <summary>The folder of cached optimized graphs; empty means <c>optimized</c> beside the weights file (in the
+    /// worker's weights cache, <c>Inference:WarmPool:CacheDirectory</c>).</summary>
+    public string? OptimizedModelDirectory { get; set; }
 }
 
 /// <summary>The execution provider an <see cref="OnnxInferenceEngine"/> asks for.</summary>

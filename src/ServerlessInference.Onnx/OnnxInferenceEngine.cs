@@ -113,15 +113,11 @@ public sealed class OnnxInferenceEngine : IInferenceEngine
 
         var stopwatch = Stopwatch.StartNew();
         InferenceSession session;
+        OptimizedModelUse optimized;
         try
         {
-            using var sessionOptions = OnnxRuntimeEnvironment.CreateSessionOptions(_environment, _options);
-            if (ExecutionProvider == Cuda)
-            {
-                OnnxRuntimeEnvironment.AppendCuda(sessionOptions, _options.CudaDeviceId);
-            }
-
-            session = new InferenceSession(file.FullName, sessionOptions);
+            var cachePath = OptimizedModelCache.PathFor(_options, manifest, file, ExecutionProvider);
+            session = OptimizedModelCache.CreateSession(file.FullName, cachePath, CreateSessionOptions, _logger, manifest.Key, out optimized);
         }
         catch (OnnxRuntimeException ex)
         {
@@ -137,11 +133,30 @@ public sealed class OnnxInferenceEngine : IInferenceEngine
         {
             var signature = ModelSignature.Create(manifest, session);
             Log.ModelLoaded(_logger, manifest.Key, ExecutionProvider, stopwatch.ElapsedMilliseconds, file.Length);
-            return new OnnxLoadedModel(manifest, session, signature, file.Length, ExecutionProvider, _logger);
+            return new OnnxLoadedModel(manifest, session, signature, file.Length, ExecutionProvider, optimized, _logger);
         }
         catch
         {
             session.Dispose();
+            throw;
+        }
+    }
+
+    private SessionOptions CreateSessionOptions()
+    {
+        var sessionOptions = OnnxRuntimeEnvironment.CreateSessionOptions(_environment, _options);
+        try
+        {
+            if (ExecutionProvider == Cuda)
+            {
+                OnnxRuntimeEnvironment.AppendCuda(sessionOptions, _options.CudaDeviceId);
+            }
+
+            return sessionOptions;
+        }
+        catch
+        {
+            sessionOptions.Dispose();
             throw;
         }
     }

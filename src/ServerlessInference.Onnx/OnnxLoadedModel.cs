@@ -30,8 +30,9 @@ public sealed class OnnxLoadedModel : ILoadedModel
     // One reference for the owner plus one per run in flight; the session goes when it reaches zero.
     private int _references = 1;
 
-    internal OnnxLoadedModel(ModelManifest manifest, InferenceSession session, ModelSignature signature, long sizeBytes, string executionProvider, ILogger logger)
+    internal OnnxLoadedModel(ModelManifest manifest, InferenceSession session, ModelSignature signature, long sizeBytes, string executionProvider, OptimizedModelUse optimizedModel, ILogger logger)
     {
+        OptimizedModel = optimizedModel;
         Manifest = manifest;
         _session = session;
         _signature = signature;
@@ -49,6 +50,9 @@ public sealed class OnnxLoadedModel : ILoadedModel
 
     /// <summary><c>CUDA</c> or <c>CPU</c>: the provider the session was created with.</summary>
     public string ExecutionProvider { get; }
+
+    /// <summary>Whether the session came from the cached optimized graph (<see cref="OnnxEngineOptions.CacheOptimizedModels"/>).</summary>
+    public OptimizedModelUse OptimizedModel { get; }
 
     public ValueTask<IReadOnlyList<BatchItemResult>> RunBatchAsync(IReadOnlyList<InferenceRequest> requests, CancellationToken cancellationToken)
     {

@@ -10,4 +10,5 @@ namespace ServerlessInference.Redis;
 [JsonSerializable(typeof(ColdStart))]
 [JsonSerializable(typeof(ScalingDecision))]
 [JsonSerializable(typeof(StoredScalingState))]
+[JsonSerializable(typeof(ServerlessInference.Security.ApiKey))]
 internal sealed partial class RedisJson : JsonSerializerContext;

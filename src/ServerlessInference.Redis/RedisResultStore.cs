@@ -128,6 +128,11 @@ public sealed partial class RedisResultStore : IResultStore, IAsyncDisposable
             "status", (int)JobStatus.Queued,
             "submitted", job.SubmittedAt.UtcTicks,
         ];
+        if (job.Tenant is not null)
+        {
+            args = [.. args, "tenant", job.Tenant];
+        }
+
         await EvaluateAsync(TrackScript, Key(job.Id), args).ConfigureAwait(false);
     }
 
@@ -342,6 +347,7 @@ public sealed partial class RedisResultStore : IResultStore, IAsyncDisposable
             Version = map["version"].ToString(),
             Status = (JobStatus)(int)map["status"],
             SubmittedAt = Instant(map["submitted"])!.Value,
+            Tenant = map.TryGetValue("tenant", out var tenant) ? tenant.ToString() : null,
             StartedAt = Instant(map.GetValueOrDefault("started")),
             CompletedAt = Instant(map.GetValueOrDefault("completed")),
             Error = map.TryGetValue("error", out var error) ? error.ToString() : null,

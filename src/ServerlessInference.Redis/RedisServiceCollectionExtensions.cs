@@ -65,6 +65,17 @@ public static class RedisServiceCollectionExtensions
         return services;
     }
 
+    /// <summary><see cref="Security.IApiKeyStore"/> → <see cref="RedisApiKeyStore"/> (one hash of key records).</summary>
+    public static IServiceCollection AddRedisApiKeyStore(this IServiceCollection services)
+    {
+        services.AddRedisConnection();
+        services.TryAddSingleton(sp => new RedisApiKeyStore(
+            sp.GetRequiredService<IConnectionMultiplexer>(),
+            sp.GetRequiredService<IOptions<RedisOptions>>()));
+        services.Replace(ServiceDescriptor.Singleton<Security.IApiKeyStore>(sp => sp.GetRequiredService<RedisApiKeyStore>()));
+        return services;
+    }
+
     /// <summary><see cref="IJobStreams"/> → <see cref="RedisJobStreams"/> (a stream per job, appends announced on pub/sub;
     /// options from <c>Inference:Streams</c>).</summary>
     public static IServiceCollection AddRedisJobStreams(this IServiceCollection services)

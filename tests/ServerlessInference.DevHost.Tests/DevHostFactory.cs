@@ -3,16 +3,22 @@ using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.AspNetCore.TestHost;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Logging;
 using ServerlessInference.Models;
 using ServerlessInference.Testing.Gateway;
 
 namespace ServerlessInference.DevHost.Tests;
 
 /// <summary>The DevHost in process on a temporary model store and weights cache.</summary>
-public sealed class DevHostFactory(string root, IReadOnlyDictionary<string, string?> settings) : WebApplicationFactory<Program>
+public sealed class DevHostFactory(string root, IReadOnlyDictionary<string, string?> settings, ILoggerProvider? logs = null) : WebApplicationFactory<Program>
 {
     protected override void ConfigureWebHost(IWebHostBuilder builder)
     {
+        if (logs is not null)
+        {
+            builder.ConfigureLogging(l => l.AddProvider(logs));
+        }
+
         builder.UseSetting("Inference:ModelStore:Root", Path.Combine(root, "models"));
         builder.UseSetting("Inference:WarmPool:CacheDirectory", Path.Combine(root, "cache-" + Guid.NewGuid().ToString("N")));
         builder.UseSetting("Inference:Onnx:IntraOpThreads", "2");
@@ -95,6 +101,7 @@ public sealed class DevHostFixture : IAsyncLifetime
 {
     private HttpClient _servingClient = null!;
     private HttpClient _stalledClient = null!;
+    private HttpClient _keyedClient = null!;
 
     public string Root { get; } = Path.Combine(Path.GetTempPath(), "si-devhost-tests", Guid.NewGuid().ToString("N"));
 
@@ -108,16 +115,25 @@ public sealed class DevHostFixture : IAsyncLifetime
     /// <summary><see cref="Stalled"/> over HTTP.</summary>
     public IGatewayDriver StalledGateway { get; private set; } = null!;
 
+    /// <summary>A host with keys (<see cref="TestKeys.Settings"/>), no worker starting, over HTTP.</summary>
+    public DevHostFactory Keyed { get; private set; } = null!;
+
+    public IGatewayDriver KeyedGateway { get; private set; } = null!;
+
     public Task InitializeAsync()
     {
         Host = new DevHostFactory(Root, GatewayBehaviourSuite.ServingSettings);
         _ = Host.Server; // start: seeds the demo models
         Stalled = new DevHostFactory(Root, GatewayBehaviourSuite.StalledSettings);
         _ = Stalled.Server;
+        Keyed = new DevHostFactory(Root, TestKeys.Settings);
+        _ = Keyed.Server;
         _servingClient = Host.CreateClient();
         _stalledClient = Stalled.CreateClient();
+        _keyedClient = Keyed.CreateClient();
         ServingGateway = new HttpClientGatewayDriver(_servingClient);
         StalledGateway = new HttpClientGatewayDriver(_stalledClient);
+        KeyedGateway = new HttpClientGatewayDriver(_keyedClient);
         return Task.CompletedTask;
     }
 
@@ -125,8 +141,10 @@ public sealed class DevHostFixture : IAsyncLifetime
     {
         _servingClient.Dispose();
         _stalledClient.Dispose();
+        _keyedClient.Dispose();
         await Host.DisposeAsync();
         await Stalled.DisposeAsync();
+        await Keyed.DisposeAsync();
         try
         {
             Directory.Delete(Root, recursive: true);

@@ -9,4 +9,6 @@ public sealed class GatewayBehaviourTests(DevHostFixture fixture) : GatewayBehav
     protected override IGatewayDriver Serving => fixture.ServingGateway;
 
     protected override IGatewayDriver Stalled => fixture.StalledGateway;
+
+    protected override IGatewayDriver Keyed => fixture.KeyedGateway;
 }

@@ -9,6 +9,9 @@ public sealed class StartupTests
     [InlineData("Inference:Scaling:MaxReplicas", "0")]
     [InlineData("Inference:Gateway:MaxBodyBytes", "-5")]
     [InlineData("Inference:Queue:MaxDeliveryCount", "0")]
+    [InlineData("Inference:Auth:MaxConcurrentJobs", "-1")]
+    [InlineData("Inference:Auth:ManagementUrl", "port 9090 please")]
+    [InlineData("Inference:Auth:Keys:a000000000000001:Sha256", "not-a-hash")]
     public void Start_BadSetting_FailsNamingTheSetting(string setting, string value)
     {
         var root = Path.Combine(Path.GetTempPath(), "si-startup-tests", Guid.NewGuid().ToString("N"));

@@ -90,16 +90,21 @@ public sealed class FunctionsFixture : IAsyncLifetime
 
     public FunctionsRig Stalled { get; private set; } = null!;
 
+    /// <summary>Keys required (<see cref="TestKeys.Settings"/>), no worker starting.</summary>
+    public FunctionsRig Keyed { get; private set; } = null!;
+
     public async Task InitializeAsync()
     {
         Serving = await FunctionsRig.StartAsync(Root, GatewayBehaviourSuite.ServingSettings, seed: true);
         Stalled = await FunctionsRig.StartAsync(Root, GatewayBehaviourSuite.StalledSettings, seed: false);
+        Keyed = await FunctionsRig.StartAsync(Root, TestKeys.Settings, seed: false);
     }
 
     public async Task DisposeAsync()
     {
         await Serving.DisposeAsync();
         await Stalled.DisposeAsync();
+        await Keyed.DisposeAsync();
         try
         {
             Directory.Delete(Root, recursive: true);

@@ -62,6 +62,7 @@ public sealed class InMemoryResultStore(IOptions<ResultStoreOptions> options, Ti
                 Version = job.Version,
                 Status = JobStatus.Queued,
                 SubmittedAt = job.SubmittedAt,
+                Tenant = job.Tenant,
             }, now + ttl);
         }
 
@@ -128,7 +129,7 @@ public sealed class InMemoryResultStore(IOptions<ResultStoreOptions> options, Ti
                     return ValueTask.CompletedTask;
                 }
 
-                existing.Record = result with { StartedAt = existing.Record.StartedAt };
+                existing.Record = result with { StartedAt = existing.Record.StartedAt, Tenant = existing.Record.Tenant };
                 existing.ExpiresAt = now + _ttl;
                 slot = existing;
             }

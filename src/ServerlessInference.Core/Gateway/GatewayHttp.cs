@@ -10,6 +10,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using ServerlessInference.Jobs;
 using ServerlessInference.Models;
+using ServerlessInference.Security;
 
 namespace ServerlessInference.Gateway;
 
@@ -42,13 +43,14 @@ public static partial class GatewayHttp
     /// <summary><c>POST /v2/models/{model}[/versions/{version}]/infer</c>.</summary>
     public static Task InferAsync(HttpContext context, string model, string? version) => GuardAsync(context, async () =>
     {
+        var caller = await GatewayAuth.AuthorizeAsync(context).ConfigureAwait(false);
         var gateway = context.RequestServices.GetRequiredService<InferenceGateway>();
         var options = gateway.Options;
         var body = await ReadBodyAsync(context.Request, options.MaxBodyBytes, context.RequestAborted).ConfigureAwait(false);
         var headerLength = ReadHeaderLength(context.Request);
         var prefer = PreferHeader.Parse(context.Request.Headers["Prefer"]);
 
-        var (job, request) = await gateway.SubmitAsync(model, version, body, headerLength, context.RequestAborted).ConfigureAwait(false);
+        var (job, request) = await gateway.SubmitAsync(model, version, body, headerLength, context.RequestAborted, caller).ConfigureAwait(false);
         context.Response.Headers["X-Job-Id"] = job.Id;
 
         var wait = prefer.EffectiveWait(options);
@@ -84,12 +86,10 @@ public static partial class GatewayHttp
         }
     }
 
-    /// <summary><c>GET /jobs/{id}</c>: the job's status and, once done, its result.</summary>
+    /// <summary><c>GET /jobs/{id}</c>: the job's status and, once done, its result (to its own tenant only).</summary>
     public static Task GetJobAsync(HttpContext context, string id) => GuardAsync(context, async () =>
     {
-        var results = context.RequestServices.GetRequiredService<IResultStore>();
-        var record = await results.GetAsync(id, context.RequestAborted).ConfigureAwait(false)
-            ?? throw new InferenceException(InferenceError.NotFound, $"unknown job '{id}' (results expire after their TTL)");
+        var record = await GetOwnJobAsync(context, id).ConfigureAwait(false);
         if (!record.Status.IsTerminal())
         {
             context.Response.Headers.RetryAfter = "1";
@@ -102,11 +102,12 @@ public static partial class GatewayHttp
     /// its next token and frees its KV cache).</summary>
     public static Task CancelJobAsync(HttpContext context, string id) => GuardAsync(context, async () =>
     {
-        var results = context.RequestServices.GetRequiredService<IResultStore>();
+        await GetOwnJobAsync(context, id).ConfigureAwait(false);
+        var results = context.RequestServices.GetRequiredService<InferenceGateway>().Results;
         var (cancelled, record) = await results.TryCancelAsync(id, context.RequestAborted).ConfigureAwait(false);
         if (record is null)
         {
-            throw new InferenceException(InferenceError.NotFound, $"unknown job '{id}'");
+            throw UnknownJob(id);
         }
 
         if (!cancelled && record.Status == JobStatus.Running && await GenerationHttp.TryStopRunningAsync(context, record).ConfigureAwait(false) is { } stopped)
@@ -121,6 +122,19 @@ public static partial class GatewayHttp
 
         await WriteJobAsync(context, StatusCodes.Status200OK, record).ConfigureAwait(false);
     });
+
+    /// <summary>Job <paramref name="id"/>'s record if the caller's tenant submitted it. Another tenant's job answers
+    /// exactly as an unknown one (404), so job ids reveal nothing across tenants.</summary>
+    internal static async Task<JobRecord> GetOwnJobAsync(HttpContext context, string id)
+    {
+        var caller = await GatewayAuth.AuthorizeAsync(context).ConfigureAwait(false);
+        var results = context.RequestServices.GetRequiredService<InferenceGateway>().Results;
+        var record = await results.GetAsync(id, context.RequestAborted).ConfigureAwait(false);
+        return record is not null && caller.Owns(record) ? record : throw UnknownJob(id);
+    }
+
+    internal static InferenceException UnknownJob(string id) =>
+        new(InferenceError.NotFound, $"unknown job '{id}' (results expire after their TTL)");
 
     public static Task LiveAsync(HttpContext context) => WriteJsonAsync(context, StatusCodes.Status200OK, w => w.WriteBoolean("live", true));
 
@@ -146,11 +160,16 @@ public static partial class GatewayHttp
         new ServerMetadata("serverless-inference", typeof(GatewayHttp).Assembly.GetName().Version?.ToString(3) ?? "0.1.0", ["binary_tensor_data", "async_jobs"]),
         OipJsonContext.Default.ServerMetadata);
 
-    public static Task ServerMetadataAsync(HttpContext context) =>
-        WriteBytesAsync(context, StatusCodes.Status200OK, JsonContentType, s_serverMetadata);
+    /// <summary><c>GET /v2</c>: needs a key like inference (as Triton's does when its auth is on); health does not.</summary>
+    public static Task ServerMetadataAsync(HttpContext context) => GuardAsync(context, async () =>
+    {
+        await GatewayAuth.AuthorizeAsync(context).ConfigureAwait(false);
+        await WriteBytesAsync(context, StatusCodes.Status200OK, JsonContentType, s_serverMetadata).ConfigureAwait(false);
+    });
 
     public static Task ModelMetadataAsync(HttpContext context, string model, string? version) => GuardAsync(context, async () =>
     {
+        await GatewayAuth.AuthorizeAsync(context).ConfigureAwait(false);
         var gateway = context.RequestServices.GetRequiredService<InferenceGateway>();
         var manifest = await gateway.Catalog.GetAsync(model, version, context.RequestAborted).ConfigureAwait(false);
         var all = await gateway.Catalog.ListAsync(context.RequestAborted).ConfigureAwait(false);
@@ -161,6 +180,7 @@ public static partial class GatewayHttp
     /// <summary>A model is ready when it can be served: it exists in the store (workers scale from zero on demand).</summary>
     public static Task ModelReadyAsync(HttpContext context, string model, string? version) => GuardAsync(context, async () =>
     {
+        await GatewayAuth.AuthorizeAsync(context).ConfigureAwait(false);
         var gateway = context.RequestServices.GetRequiredService<InferenceGateway>();
         var manifest = await gateway.Catalog.GetAsync(model, version, context.RequestAborted).ConfigureAwait(false);
         await WriteJsonAsync(context, StatusCodes.Status200OK, w =>
@@ -171,9 +191,11 @@ public static partial class GatewayHttp
         }).ConfigureAwait(false);
     });
 
-    /// <summary><c>GET /status</c>: queue depth, workers, warm models, execution providers, recent scaling decisions.</summary>
+    /// <summary><c>GET /status</c>: queue depth, workers, warm models, execution providers, recent scaling decisions. Admin
+    /// keys only, or the management port.</summary>
     public static Task StatusAsync(HttpContext context) => GuardAsync(context, async () =>
     {
+        await GatewayAuth.AuthorizeAdminAsync(context).ConfigureAwait(false);
         var report = await StatusReport.BuildAsync(context.RequestServices, context.RequestAborted).ConfigureAwait(false);
         await WriteBytesAsync(context, StatusCodes.Status200OK, JsonContentType, report).ConfigureAwait(false);
     });
@@ -303,6 +325,9 @@ public static partial class GatewayHttp
         InferenceError.QueueFull => StatusCodes.Status429TooManyRequests,
         InferenceError.Unavailable => StatusCodes.Status503ServiceUnavailable,
         InferenceError.Conflict => StatusCodes.Status409Conflict,
+        InferenceError.Unauthorized => StatusCodes.Status401Unauthorized,
+        InferenceError.Forbidden => StatusCodes.Status403Forbidden,
+        InferenceError.RateLimited => StatusCodes.Status429TooManyRequests,
         _ => StatusCodes.Status500InternalServerError,
     };
 

@@ -10,6 +10,7 @@ using Microsoft.Extensions.Logging;
 using ServerlessInference.Generation;
 using ServerlessInference.Jobs;
 using ServerlessInference.Models;
+using ServerlessInference.Security;
 using ServerlessInference.Streaming;
 
 namespace ServerlessInference.Gateway;
@@ -47,6 +48,7 @@ public static partial class GenerationHttp
     {
         try
         {
+            var caller = await GatewayAuth.AuthorizeAsync(context).ConfigureAwait(false);
             var gateway = context.RequestServices.GetRequiredService<InferenceGateway>();
             var body = await GatewayHttp.ReadBodyAsync(context.Request, gateway.Options.MaxBodyBytes, context.RequestAborted).ConfigureAwait(false);
             var request = OpenAiRequests.Parse(body, chat);
@@ -60,7 +62,7 @@ public static partial class GenerationHttp
                 generation = generation with { Prompt = template.Render(request.Messages!) };
             }
 
-            var (job, _) = await gateway.SubmitGenerationAsync(request.Model, null, generation, context.RequestAborted).ConfigureAwait(false);
+            var (job, _) = await gateway.SubmitGenerationAsync(request.Model, null, generation, context.RequestAborted, caller).ConfigureAwait(false);
             var format = new OpenAiFormat(chat, chat ? "chatcmpl-" + job.Id : "cmpl-" + job.Id, job.Model, job.SubmittedAt.ToUnixTimeSeconds(), request.IncludeUsage);
             await AnswerAsync(context, gateway, job, prefer, request.Stream, format).ConfigureAwait(false);
         }
@@ -72,7 +74,7 @@ public static partial class GenerationHttp
         {
             var status = GatewayHttp.StatusCodeOf(ex.Error);
             await WriteOpenAiErrorAsync(context, status, ex.Message, ex.Error == InferenceError.NotFound ? "model" : null,
-                ex.Error == InferenceError.NotFound ? "model_not_found" : null, ex.RetryAfterSeconds).ConfigureAwait(false);
+                OpenAiCodeOf(ex.Error), ex.RetryAfterSeconds).ConfigureAwait(false);
         }
         catch (BadHttpRequestException ex) when (ex.StatusCode == StatusCodes.Status413PayloadTooLarge)
         {
@@ -92,6 +94,7 @@ public static partial class GenerationHttp
     /// <summary><c>GET /v1/models</c>: the text-generation models, in OpenAI's list shape.</summary>
     public static Task ListModelsAsync(HttpContext context) => OpenAiGuardAsync(context, async () =>
     {
+        await GatewayAuth.AuthorizeAsync(context).ConfigureAwait(false);
         var gateway = context.RequestServices.GetRequiredService<InferenceGateway>();
         var models = (await gateway.Catalog.ListAsync(context.RequestAborted).ConfigureAwait(false))
             .Where(m => m.IsTextGeneration)
@@ -115,6 +118,7 @@ public static partial class GenerationHttp
     /// <summary><c>GET /v1/models/{model}</c>.</summary>
     public static Task GetModelAsync(HttpContext context, string model) => OpenAiGuardAsync(context, async () =>
     {
+        await GatewayAuth.AuthorizeAsync(context).ConfigureAwait(false);
         var gateway = context.RequestServices.GetRequiredService<InferenceGateway>();
         var manifest = await gateway.Catalog.GetAsync(model, null, context.RequestAborted).ConfigureAwait(false);
         if (!manifest.IsTextGeneration)
@@ -138,11 +142,12 @@ public static partial class GenerationHttp
     {
         try
         {
+            var caller = await GatewayAuth.AuthorizeAsync(context).ConfigureAwait(false);
             var gateway = context.RequestServices.GetRequiredService<InferenceGateway>();
             var body = await GatewayHttp.ReadBodyAsync(context.Request, gateway.Options.MaxBodyBytes, context.RequestAborted).ConfigureAwait(false);
             var generation = KServeGenerate.Parse(body);
             var prefer = PreferHeader.Parse(context.Request.Headers["Prefer"]);
-            var (job, _) = await gateway.SubmitGenerationAsync(model, version, generation, context.RequestAborted).ConfigureAwait(false);
+            var (job, _) = await gateway.SubmitGenerationAsync(model, version, generation, context.RequestAborted, caller).ConfigureAwait(false);
             await AnswerAsync(context, gateway, job, prefer, stream, new KServeFormat(job.Model, job.Version, job.Id)).ConfigureAwait(false);
         }
         catch (InferenceException ex)
@@ -170,14 +175,12 @@ public static partial class GenerationHttp
     {
         try
         {
-            var results = context.RequestServices.GetRequiredService<IResultStore>();
             if (!ServerSentEvents.TryParseLastEventId(context.Request.Headers[ServerSentEvents.LastEventIdHeader], out var after))
             {
                 throw new InferenceException(InferenceError.BadRequest, $"{ServerSentEvents.LastEventIdHeader} must be the id of an event of this stream (a sequence number)");
             }
 
-            var record = await results.GetAsync(id, context.RequestAborted).ConfigureAwait(false)
-                ?? throw new InferenceException(InferenceError.NotFound, $"unknown job '{id}' (results expire after their TTL)");
+            var record = await GatewayHttp.GetOwnJobAsync(context, id).ConfigureAwait(false);
             await StreamAsync(context, record.Id, after, new RawFormat()).ConfigureAwait(false);
         }
         catch (InferenceException ex)
@@ -303,7 +306,7 @@ public static partial class GenerationHttp
     private static async Task StreamAsync(HttpContext context, string jobId, long after, IGenerationFormat format)
     {
         var streams = context.RequestServices.GetRequiredService<IJobStreams>();
-        var results = context.RequestServices.GetRequiredService<IResultStore>();
+        var results = context.RequestServices.GetRequiredService<InferenceGateway>().Results;
         var response = context.Response;
         ServerSentEvents.Start(response);
         await response.StartAsync(context.RequestAborted).ConfigureAwait(false);
@@ -412,10 +415,19 @@ public static partial class GenerationHttp
         }
         catch (InferenceException ex)
         {
-            await WriteOpenAiErrorAsync(context, GatewayHttp.StatusCodeOf(ex.Error), ex.Message, null,
-                ex.Error == InferenceError.NotFound ? "model_not_found" : null, ex.RetryAfterSeconds).ConfigureAwait(false);
+            await WriteOpenAiErrorAsync(context, GatewayHttp.StatusCodeOf(ex.Error), ex.Message, null, OpenAiCodeOf(ex.Error), ex.RetryAfterSeconds).ConfigureAwait(false);
         }
     }
+
+    /// <summary>OpenAI's <c>code</c> for an error: <c>invalid_api_key</c> (401), <c>rate_limit_exceeded</c> (429),
+    /// <c>model_not_found</c> (404).</summary>
+    private static string? OpenAiCodeOf(InferenceError error) => error switch
+    {
+        InferenceError.NotFound => "model_not_found",
+        InferenceError.Unauthorized => "invalid_api_key",
+        InferenceError.RateLimited => "rate_limit_exceeded",
+        _ => null,
+    };
 
     /// <summary>OpenAI's error body: <c>{"error": {"message", "type", "param", "code"}}</c>.</summary>
     public static Task WriteOpenAiErrorAsync(HttpContext context, int status, string message, string? param, string? code, int? retryAfterSeconds)

@@ -4,6 +4,7 @@ using ServerlessInference.Generation;
 using ServerlessInference.Jobs;
 using ServerlessInference.Models;
 using ServerlessInference.Scaling;
+using ServerlessInference.Security;
 using ServerlessInference.Telemetry;
 
 namespace ServerlessInference.Gateway;
@@ -19,19 +20,24 @@ public sealed partial class InferenceGateway(
     InferenceMetrics metrics,
     ILogger<InferenceGateway> logger,
     IScaleTrigger? scaleTrigger = null,
-    IPromptTokenCounter? promptTokens = null)
+    IPromptTokenCounter? promptTokens = null,
+    JobSlots? slots = null)
 {
+    private readonly IResultStore _reads = slots is null ? results : new SlotReleasingResultStore(results, slots);
+
     public GatewayOptions Options => options.Value;
 
     public ModelCatalog Catalog => catalog;
 
-    public IResultStore Results => results;
+    /// <summary>The result store as handlers read it: a job read as ended frees its caller's concurrent-jobs slot.</summary>
+    public IResultStore Results => _reads;
 
     /// <summary>Validates <paramref name="body"/> against the model and enqueues it as a job.</summary>
+    /// <remarks>With <paramref name="caller"/>, the job belongs to its tenant and takes one of its concurrent-jobs slots.</remarks>
     public async ValueTask<(InferenceJob Job, InferenceRequest Request)> SubmitAsync(
-        string model, string? version, ReadOnlyMemory<byte> body, int? inferenceHeaderLength, CancellationToken cancellationToken)
+        string model, string? version, ReadOnlyMemory<byte> body, int? inferenceHeaderLength, CancellationToken cancellationToken, Caller? caller = null)
     {
-        ModelManifest manifest;
+        ModelManifest? manifest = null;
         InferenceRequest request;
         try
         {
@@ -41,11 +47,12 @@ public sealed partial class InferenceGateway(
         }
         catch (InferenceException ex)
         {
-            metrics.Request(model, ex.Error == InferenceError.NotFound ? "not_found" : "rejected");
+            // A model named in a URL is a label only once the catalog knows it: unknown names must not grow the series.
+            metrics.Request(manifest?.Name ?? InferenceMetrics.UnknownModel, ex.Error == InferenceError.NotFound ? "not_found" : "rejected");
             throw;
         }
 
-        var job = await EnqueueAsync(manifest, request, cancellationToken).ConfigureAwait(false);
+        var job = await EnqueueAsync(manifest, request, caller, cancellationToken).ConfigureAwait(false);
         return (job, request);
     }
 
@@ -53,9 +60,9 @@ public sealed partial class InferenceGateway(
     /// it travels). An unseeded sampled generation gets a seed here, so a redelivered job resumes the same stream.</summary>
     /// <exception cref="InferenceException">Unknown model (404), a model that does not generate text, or bad values (400).</exception>
     public async ValueTask<(InferenceJob Job, ModelManifest Manifest)> SubmitGenerationAsync(
-        string model, string? version, GenerationRequest request, CancellationToken cancellationToken)
+        string model, string? version, GenerationRequest request, CancellationToken cancellationToken, Caller? caller = null)
     {
-        ModelManifest manifest;
+        ModelManifest? manifest = null;
         try
         {
             manifest = await catalog.GetAsync(model, version, cancellationToken).ConfigureAwait(false);
@@ -87,7 +94,7 @@ public sealed partial class InferenceGateway(
         }
         catch (InferenceException ex)
         {
-            metrics.Request(model, ex.Error == InferenceError.NotFound ? "not_found" : "rejected");
+            metrics.Request(manifest?.Name ?? InferenceMetrics.UnknownModel, ex.Error == InferenceError.NotFound ? "not_found" : "rejected");
             throw;
         }
 
@@ -96,11 +103,11 @@ public sealed partial class InferenceGateway(
             request = request with { Sampling = request.Sampling with { Seed = (ulong)Random.Shared.NextInt64(long.MaxValue) } };
         }
 
-        var job = await EnqueueAsync(manifest, GenerationJobs.ToRequest(request), cancellationToken).ConfigureAwait(false);
+        var job = await EnqueueAsync(manifest, GenerationJobs.ToRequest(request), caller, cancellationToken).ConfigureAwait(false);
         return (job, manifest);
     }
 
-    private async ValueTask<InferenceJob> EnqueueAsync(ModelManifest manifest, InferenceRequest request, CancellationToken cancellationToken)
+    private async ValueTask<InferenceJob> EnqueueAsync(ModelManifest manifest, InferenceRequest request, Caller? caller, CancellationToken cancellationToken)
     {
         var model = manifest.Name;
         var now = timeProvider.GetUtcNow();
@@ -112,7 +119,19 @@ public sealed partial class InferenceGateway(
             Request = request,
             SubmittedAt = now,
             Deadline = now + options.Value.JobDeadline,
+            Tenant = caller?.Tenant,
         };
+
+        var limited = slots is not null && caller is { KeyId: not null, MaxConcurrentJobs: > 0 } ? caller : null;
+        if (limited is not null && !slots!.TryAcquire(limited.KeyId!, limited.MaxConcurrentJobs, job.Id))
+        {
+            metrics.Request(model, "rate_limited");
+            throw new InferenceException(InferenceError.RateLimited,
+                $"this key has {limited.MaxConcurrentJobs} jobs that have not ended, its limit; retry once one has")
+            {
+                RetryAfterSeconds = 1,
+            };
+        }
 
         try
         {
@@ -122,6 +141,7 @@ public sealed partial class InferenceGateway(
         catch (InferenceException ex)
         {
             metrics.Request(model, ex.Error == InferenceError.QueueFull ? "queue_full" : "unavailable");
+            slots?.Release(job.Id);
             await ForgetAsync(job, ex.Message).ConfigureAwait(false);
             throw;
         }
@@ -129,11 +149,17 @@ public sealed partial class InferenceGateway(
         {
             Log.BackingServiceDown(logger, ex);
             metrics.Request(model, "unavailable");
+            slots?.Release(job.Id);
             await ForgetAsync(job, "the job queue is unavailable").ConfigureAwait(false);
             throw new InferenceException(InferenceError.Unavailable, "the job queue is unavailable; retry later", ex)
             {
                 RetryAfterSeconds = options.Value.UnavailableRetryAfterSeconds,
             };
+        }
+
+        if (limited is not null)
+        {
+            slots!.Watch(job);
         }
 
         scaleTrigger?.Nudge();

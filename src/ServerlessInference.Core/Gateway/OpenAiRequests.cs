@@ -285,8 +285,8 @@ public sealed class OpenAiException(int status, string message, string? param, s
     /// <summary>OpenAI's error type for a status.</summary>
     public static string TypeOf(int status) => status switch
     {
-        400 or 404 or 409 or 413 => "invalid_request_error",
-        401 => "authentication_error",
+        // OpenAI answers a missing or wrong key with 401 invalid_request_error (code invalid_api_key).
+        400 or 401 or 404 or 409 or 413 => "invalid_request_error",
         403 => "permission_error",
         429 => "rate_limit_error",
         _ => "server_error",

@@ -8,6 +8,7 @@ using ServerlessInference.Gateway;
 using ServerlessInference.Jobs;
 using ServerlessInference.Models;
 using ServerlessInference.Scaling;
+using ServerlessInference.Security;
 using ServerlessInference.Telemetry;
 using ServerlessInference.Workers;
 
@@ -37,6 +38,7 @@ public static class InferenceServiceCollectionExtensions
         services.AddValidatedOptions<GatewayOptions, GatewayOptionsValidator>(GatewayOptions.Section);
         services.AddValidatedOptions<JobQueueOptions, JobQueueOptionsValidator>(JobQueueOptions.Section);
         services.AddValidatedOptions<ResultStoreOptions, ResultStoreOptionsValidator>(ResultStoreOptions.Section);
+        services.AddGatewayAuth();
 
         services.TryAddSingleton(sp => new ModelCatalog(
             sp.GetRequiredService<IModelStore>(), sp.GetRequiredService<TimeProvider>(), logger: sp.GetRequiredService<ILogger<ModelCatalog>>()));
@@ -49,7 +51,22 @@ public static class InferenceServiceCollectionExtensions
             sp.GetRequiredService<InferenceMetrics>(),
             sp.GetRequiredService<ILogger<InferenceGateway>>(),
             sp.GetService<IScaleTrigger>(),
-            sp.GetService<Generation.IPromptTokenCounter>()));
+            sp.GetService<Generation.IPromptTokenCounter>(),
+            sp.GetRequiredService<JobSlots>()));
+        return services;
+    }
+
+    /// <summary>Who may call the gateway: <see cref="AuthOptions"/> (<c>Inference:Auth</c>), keys from configuration unless
+    /// a provider registers another <see cref="IApiKeyStore"/> (Redis replaces it), the per-key request-rate and
+    /// concurrent-jobs limiters, and <see cref="AnonymousAccess"/> (allowed until a host decides otherwise).</summary>
+    public static IServiceCollection AddGatewayAuth(this IServiceCollection services)
+    {
+        services.TryAddSingleton(TimeProvider.System);
+        services.AddValidatedOptions<AuthOptions, AuthOptionsValidator>(AuthOptions.Section);
+        services.TryAddSingleton<IApiKeyStore, ConfigurationApiKeyStore>();
+        services.TryAddSingleton<AnonymousAccess>();
+        services.TryAddSingleton<RequestRateLimiter>();
+        services.TryAddSingleton<JobSlots>();
         return services;
     }
 

@@ -49,6 +49,10 @@ public sealed class InferenceJob
         }
     }
 
+    /// <summary>The tenant whose key submitted the job (null: the host runs open, one tenant). Kept with the job's record,
+    /// where the gateway checks it; the queue does not carry it.</summary>
+    public string? Tenant { get; init; }
+
     public static string NewId() => Guid.CreateVersion7().ToString("N");
 }
 
@@ -80,6 +84,10 @@ public sealed record JobRecord
     public required JobStatus Status { get; init; }
 
     public required DateTimeOffset SubmittedAt { get; init; }
+
+    /// <summary>The tenant that submitted the job (<see cref="InferenceJob.Tenant"/>); only its keys may read, stream or
+    /// cancel it. Stores keep the tracked tenant when a result is published.</summary>
+    public string? Tenant { get; init; }
 
     public DateTimeOffset? StartedAt { get; init; }
 

@@ -17,6 +17,12 @@ public enum InferenceError
     Conflict,
     /// <summary>The model failed while running (500 on the job).</summary>
     ModelFailure,
+    /// <summary>No API key, or one the gateway does not know (401 with <c>WWW-Authenticate: Bearer</c>).</summary>
+    Unauthorized,
+    /// <summary>A valid key that may not do this, e.g. a tenant key on <c>/status</c> (403).</summary>
+    Forbidden,
+    /// <summary>The key's request rate or concurrent-jobs limit is reached (429 with Retry-After).</summary>
+    RateLimited,
 }
 
 /// <summary>A failure with a message safe to show the client as an OIP <c>{"error": ...}</c> body.</summary>

@@ -7,6 +7,10 @@ public sealed class InferenceMetrics : IDisposable
 {
     public const string MeterName = "ServerlessInference";
 
+    /// <summary>The <c>model</c> label of a request for a model the catalog does not know: names from URLs never become
+    /// labels of their own, so made-up names cannot grow the series without bound.</summary>
+    public const string UnknownModel = "_unknown";
+
     private readonly Meter _meter;
     private readonly Counter<long> _requests;
     private readonly Histogram<int> _batchSize;

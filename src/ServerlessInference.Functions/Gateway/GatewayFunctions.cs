@@ -14,6 +14,8 @@ namespace ServerlessInference.Functions.Gateway;
 /// Keys: infer, jobs, status and model metadata/readiness need a function key (<c>x-functions-key</c> header or
 /// <c>code</c> query): they reveal or spend something (the catalog of models and their signatures, queued work, compute).
 /// Liveness, readiness and server metadata are anonymous so probes and load balancers need no secret.
+/// On top, the handlers check the platform's API keys (<c>Security.GatewayAuth</c>): once any exists, every route but
+/// health needs one too (server metadata included), and jobs are their tenant's only.
 /// </remarks>
 public static class GatewayFunctions
 {

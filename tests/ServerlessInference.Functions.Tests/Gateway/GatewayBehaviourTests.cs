@@ -10,4 +10,6 @@ public sealed class GatewayBehaviourTests(FunctionsFixture fixture) : GatewayBeh
     protected override IGatewayDriver Serving => fixture.Serving.Gateway;
 
     protected override IGatewayDriver Stalled => fixture.Stalled.Gateway;
+
+    protected override IGatewayDriver Keyed => fixture.Keyed.Gateway;
 }

@@ -43,6 +43,28 @@ public abstract class ResultStoreContract : ContractClock
     }
 
     [Fact]
+    public async Task TrackAsync_WithTenant_KeepsItThroughStartCancelAndPublish()
+    {
+        var store = await StoreAsync();
+        var published = new InferenceJob { Id = InferenceJob.NewId(), Model = "m", Version = "1", Request = NewJob().Request, SubmittedAt = Time.GetUtcNow(), Deadline = Time.GetUtcNow().AddMinutes(5), Tenant = "acme" };
+        var cancelled = new InferenceJob { Id = InferenceJob.NewId(), Model = "m", Version = "1", Request = published.Request, SubmittedAt = Time.GetUtcNow(), Deadline = Time.GetUtcNow().AddMinutes(5), Tenant = "acme" };
+        var anonymous = NewJob();
+        await store.TrackAsync(published, default);
+        await store.TrackAsync(cancelled, default);
+        await store.TrackAsync(anonymous, default);
+
+        Assert.Equal("acme", (await store.GetAsync(published.Id, default))!.Tenant);
+        Assert.True(await store.TryStartAsync(published.Id, default));
+        await store.PublishAsync(Done(published), default); // a worker's record carries no tenant: the store keeps the tracked one
+        var (_, afterCancel) = await store.TryCancelAsync(cancelled.Id, default);
+
+        Assert.Equal("acme", (await store.GetAsync(published.Id, default))!.Tenant);
+        Assert.Equal("acme", (await store.WaitAsync(published.Id, TimeSpan.FromSeconds(1), default))!.Tenant);
+        Assert.Equal("acme", afterCancel!.Tenant);
+        Assert.Null((await store.GetAsync(anonymous.Id, default))!.Tenant);
+    }
+
+    [Fact]
     public async Task GetAsync_Unknown_ReturnsNull()
     {
         var store = await StoreAsync();

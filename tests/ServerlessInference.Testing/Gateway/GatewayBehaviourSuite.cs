@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
@@ -39,6 +40,9 @@ public abstract class GatewayBehaviourSuite
 
     /// <summary>The host configured with <see cref="StalledSettings"/>.</summary>
     protected abstract IGatewayDriver Stalled { get; }
+
+    /// <summary>A host configured with <see cref="TestKeys.Settings"/>: keys required, no worker ever starts.</summary>
+    protected abstract IGatewayDriver Keyed { get; }
 
     [Theory]
     [InlineData(false)]
@@ -253,6 +257,167 @@ public abstract class GatewayBehaviourSuite
         var coldStart = status.GetProperty("cold_starts").EnumerateArray().First();
         Assert.True(coldStart.GetProperty("total_ms").GetDouble() > 0);
         Assert.True(coldStart.GetProperty("stages_ms").TryGetProperty("session_created", out _), coldStart.ToString());
+    }
+
+    [Theory]
+    [InlineData("POST", "/v2/models/mlp-bench/infer")]
+    [InlineData("POST", "/v2/models/tiny-lm/generate")]
+    [InlineData("GET", "/jobs/0123")]
+    [InlineData("DELETE", "/jobs/0123")]
+    [InlineData("GET", "/jobs/0123/stream")]
+    [InlineData("GET", "/v2")]
+    [InlineData("GET", "/v2/models/mlp-bench")]
+    [InlineData("GET", "/v2/models/mlp-bench/ready")]
+    [InlineData("GET", "/status")]
+    public async Task Auth_NoKeyOrAWrongOne_Answers401WithWwwAuthenticate(string method, string path)
+    {
+        var request = new GatewayRequest(method, path, method == "POST" ? Oip.Json(Oip.Request("input", [1, 512], new float[512])) : null);
+
+        var missing = await Keyed.SendAsync(request);
+        var wrong = await Keyed.SendAsync(request.With(TestKeys.Acme + "x"));
+        var unknownId = await Keyed.SendAsync(request.With("si_f000000000000009_whatever", apiKeyHeader: true));
+
+        foreach (var response in new[] { missing, wrong, unknownId })
+        {
+            Assert.Equal(401, response.Status);
+            Assert.Equal("Bearer", response.Header("WWW-Authenticate"));
+            Assert.Contains("API key", response.Error());
+        }
+    }
+
+    [Theory]
+    [InlineData("POST", "/v1/chat/completions")]
+    [InlineData("POST", "/v1/completions")]
+    [InlineData("GET", "/v1/models")]
+    [InlineData("GET", "/v1/models/tiny-lm")]
+    public async Task Auth_OpenAiRoutesWithoutAValidKey_Answer401InOpenAisShape(string method, string path)
+    {
+        var body = method == "POST" ? Oip.Raw("""{"model":"tiny-lm","prompt":"hi","messages":[{"role":"user","content":"hi"}]}""") : null;
+
+        var response = await Keyed.SendAsync(new GatewayRequest(method, path, body).With("sk-not-a-key-of-ours"));
+
+        Assert.Equal(401, response.Status);
+        Assert.Equal("Bearer", response.Header("WWW-Authenticate"));
+        var error = response.Json().GetProperty("error");
+        Assert.Equal("invalid_request_error", error.GetProperty("type").GetString());
+        Assert.Equal("invalid_api_key", error.GetProperty("code").GetString());
+    }
+
+    [Fact]
+    public async Task Auth_KeyAsBearerOrAsApiKeyHeader_IsAdmitted_AndHealthNeedsNone()
+    {
+        var bearer = await Keyed.SendAsync(GatewayRequest.Get("/v2/models/mlp-bench").With(TestKeys.Acme));
+        var apiKey = await Keyed.SendAsync(GatewayRequest.Get("/v2").With(TestKeys.Beta, apiKeyHeader: true));
+        var live = await Keyed.SendAsync(GatewayRequest.Get("/v2/health/live"));
+        var ready = await Keyed.SendAsync(GatewayRequest.Get("/v2/health/ready"));
+
+        Assert.Equal(200, bearer.Status);
+        Assert.Equal(200, apiKey.Status);
+        Assert.Equal(200, live.Status);
+        Assert.Equal(200, ready.Status);
+    }
+
+    [Fact]
+    public async Task Jobs_AnotherTenant_Gets404LikeAnUnknownJob_WhileTheOwnersKeysReadAndCancelIt()
+    {
+        var accepted = await Keyed.SendAsync(GatewayRequest.Post(
+            "/v2/models/mlp-bench/infer", Oip.Json(Oip.Request("input", [1, 512], Oip.Deterministic(512, 5))), ("Prefer", "respond-async")).With(TestKeys.Acme));
+        Assert.Equal(202, accepted.Status);
+        var location = accepted.Header("Location")!;
+        var id = location["/jobs/".Length..];
+        var unknownId = Guid.NewGuid().ToString("N");
+        var unknown = await Keyed.SendAsync(GatewayRequest.Get("/jobs/" + unknownId).With(TestKeys.Beta));
+
+        var get = await Keyed.SendAsync(GatewayRequest.Get(location).With(TestKeys.Beta));
+        // Bounded: were the check missing, the stream would follow the queued job and never end.
+        var stream = await Keyed.SendAsync(GatewayRequest.Get(location + "/stream").With(TestKeys.Beta)).WaitAsync(TimeSpan.FromSeconds(30));
+        var cancel = await Keyed.SendAsync(GatewayRequest.Delete(location).With(TestKeys.Beta));
+        var admin = await Keyed.SendAsync(GatewayRequest.Get(location).With(TestKeys.Admin));
+
+        Assert.Equal(404, unknown.Status);
+        foreach (var response in new[] { get, stream, cancel, admin })
+        {
+            Assert.Equal(404, response.Status);
+            Assert.Equal(unknown.Text.Replace(unknownId, id, StringComparison.Ordinal), response.Text);
+        }
+
+        var owner = await Keyed.SendAsync(GatewayRequest.Get(location).With(TestKeys.AcmeSecond));
+        Assert.Equal(200, owner.Status);
+        Assert.Equal("queued", owner.Json().GetProperty("status").GetString());
+        var cancelled = await Keyed.SendAsync(GatewayRequest.Delete(location).With(TestKeys.Acme));
+        Assert.Equal(200, cancelled.Status);
+        Assert.Equal("cancelled", cancelled.Json().GetProperty("status").GetString());
+    }
+
+    [Fact]
+    public async Task Jobs_AGenerationsJob_IsItsTenantsOnly()
+    {
+        var accepted = await Keyed.SendAsync(GatewayRequest.Post(
+            "/v2/models/tiny-lm/generate", Oip.Raw("""{"text_input":"hello","parameters":{"max_tokens":2}}"""), ("Prefer", "respond-async")).With(TestKeys.Acme));
+        Assert.Equal(202, accepted.Status);
+        var location = accepted.Header("Location")!;
+
+        // Bounded: were the check missing, the stream would follow the queued job and never end.
+        var stream = await Keyed.SendAsync(GatewayRequest.Get(location + "/stream").With(TestKeys.Beta)).WaitAsync(TimeSpan.FromSeconds(30));
+        var cancel = await Keyed.SendAsync(GatewayRequest.Delete(location).With(TestKeys.Beta));
+        var own = await Keyed.SendAsync(GatewayRequest.Delete(location).With(TestKeys.Acme));
+
+        Assert.Equal(404, stream.Status);
+        Assert.Equal(404, cancel.Status);
+        Assert.Equal(200, own.Status);
+    }
+
+    [Fact]
+    public async Task Limits_ConcurrentJobs_Answer429WithRetryAfterUntilAJobEnds()
+    {
+        GatewayRequest Submit(int seed) => GatewayRequest.Post(
+            "/v2/models/mlp-bench/infer", Oip.Json(Oip.Request("input", [1, 512], Oip.Deterministic(512, seed))), ("Prefer", "respond-async")).With(TestKeys.OneJob);
+
+        var first = await Keyed.SendAsync(Submit(1));
+        var refused = await Keyed.SendAsync(Submit(2));
+        var cancel = await Keyed.SendAsync(GatewayRequest.Delete(first.Header("Location")!).With(TestKeys.OneJob));
+        var again = await Keyed.SendAsync(Submit(3));
+
+        Assert.Equal(202, first.Status);
+        Assert.Equal(429, refused.Status);
+        Assert.Equal("1", refused.Header("Retry-After"));
+        Assert.Contains("jobs that have not ended", refused.Error());
+        Assert.Null(refused.Header("X-Job-Id"));
+        Assert.Equal(200, cancel.Status);
+        Assert.Equal(202, again.Status);
+        Assert.Equal(200, (await Keyed.SendAsync(GatewayRequest.Delete(again.Header("Location")!).With(TestKeys.OneJob))).Status);
+    }
+
+    [Fact]
+    public async Task Limits_RequestRate_Answers429WithRetryAfterOnceTheBurstIsSpent()
+    {
+        var first = await Keyed.SendAsync(GatewayRequest.Get("/v2").With(TestKeys.Slow));
+        var second = await Keyed.SendAsync(GatewayRequest.Get("/v2/models/mlp-bench").With(TestKeys.Slow));
+        var third = await Keyed.SendAsync(GatewayRequest.Get("/v2").With(TestKeys.Slow));
+        var openAi = await Keyed.SendAsync(GatewayRequest.Get("/v1/models").With(TestKeys.Slow));
+        var otherKey = await Keyed.SendAsync(GatewayRequest.Get("/v2").With(TestKeys.Beta));
+
+        Assert.Equal(200, first.Status);
+        Assert.Equal(200, second.Status);
+        Assert.Equal(429, third.Status);
+        Assert.InRange(int.Parse(third.Header("Retry-After")!, NumberStyles.None, CultureInfo.InvariantCulture), 90, 100);
+        Assert.Contains("request rate", third.Error());
+        Assert.Equal(429, openAi.Status);
+        Assert.NotNull(openAi.Header("Retry-After"));
+        Assert.Equal("rate_limit_exceeded", openAi.Json().GetProperty("error").GetProperty("code").GetString());
+        Assert.Equal(200, otherKey.Status);
+    }
+
+    [Fact]
+    public async Task Status_NeedsAnAdminKey()
+    {
+        var tenant = await Keyed.SendAsync(GatewayRequest.Get("/status").With(TestKeys.Acme));
+        var admin = await Keyed.SendAsync(GatewayRequest.Get("/status").With(TestKeys.Admin));
+
+        Assert.Equal(403, tenant.Status);
+        Assert.Contains("admin", tenant.Error());
+        Assert.Equal(200, admin.Status);
+        Assert.True(admin.Json().TryGetProperty("queue", out _));
     }
 
     /// <summary>Polls <c>GET {location}</c> until the job's status is <paramref name="until"/>; fails if it ends otherwise
