@@ -29,7 +29,7 @@ public static class WorkerHostSetup
         builder.Services.AddSingleton(new Workers.WorkerStartup
         {
             ScalerNoticedAt = Workers.WorkerStartup.ParseOrderedAt(Environment.GetEnvironmentVariable(Workers.WorkerStartup.OrderedAtVariable)),
-            ProcessStartedAt = new DateTimeOffset(System.Diagnostics.Process.GetCurrentProcess().StartTime.ToUniversalTime(), TimeSpan.Zero),
+            ProcessStartedAt = Workers.WorkerStartup.ReadProcessStartedAt(TimeProvider.System),
         });
         var drain = builder.Configuration.GetValue($"{WorkerHostOptions.Section}:DrainTimeout", TimeSpan.FromSeconds(60));
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = drain + TimeSpan.FromSeconds(5));

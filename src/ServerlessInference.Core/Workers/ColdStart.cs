@@ -108,6 +108,26 @@ public sealed class WorkerStartup
 
     public DateTimeOffset? RuntimeReadyAt { get; set; }
 
+    /// <summary>When the OS started this process, on <paramref name="timeProvider"/>'s clock. On Linux it is the
+    /// process's age (<c>/proc/uptime</c> minus the start tick in <c>/proc/self/stat</c>, 10 ms ticks) taken from now:
+    /// <see cref="System.Diagnostics.Process.StartTime"/> adds the boot time in whole seconds and can be off by up to
+    /// one. Elsewhere that property.</summary>
+    public static DateTimeOffset ReadProcessStartedAt(TimeProvider timeProvider)
+    {
+        try
+        {
+            var stat = File.ReadAllText("/proc/self/stat");
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            var startTicks = long.Parse(fields[19], CultureInfo.InvariantCulture);
+            var uptime = double.Parse(File.ReadAllText("/proc/uptime").Split(' ')[0], CultureInfo.InvariantCulture);
+            return timeProvider.GetUtcNow() - TimeSpan.FromSeconds(uptime - startTicks / 100.0);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException or ArgumentException)
+        {
+            return new DateTimeOffset(System.Diagnostics.Process.GetCurrentProcess().StartTime.ToUniversalTime(), TimeSpan.Zero);
+        }
+    }
+
     /// <summary>Reads <see cref="OrderedAtVariable"/>'s value; null when absent or unreadable.</summary>
     public static DateTimeOffset? ParseOrderedAt(string? value) =>
         DateTimeOffset.TryParseExact(value, "O", CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind, out var at) ? at : null;

@@ -127,6 +127,28 @@ public sealed class ColdStartTests : IDisposable
     }
 
     [Fact]
+    public void ReadProcessStartedAt_OnTheGivenClock_IsThisProcessesAgeBeforeNow()
+    {
+        var now = _rig.Time.GetUtcNow();
+        var age = DateTime.Now - System.Diagnostics.Process.GetCurrentProcess().StartTime;
+
+        var started = WorkerStartup.ReadProcessStartedAt(_rig.Time);
+
+        // The fake clock's now minus this test process's age (which the OS's coarse start time knows to about a second).
+        Assert.InRange(now - started, age - TimeSpan.FromSeconds(1.5), age + TimeSpan.FromSeconds(1.5));
+    }
+
+    [Fact]
+    public void ParseOrderedAt_RoundTripsTheOrchestratorsValue_AndIgnoresJunk()
+    {
+        var at = new DateTimeOffset(2026, 12, 4, 12, 0, 0, 123, TimeSpan.Zero);
+
+        Assert.Equal(at, WorkerStartup.ParseOrderedAt(at.ToString("O", System.Globalization.CultureInfo.InvariantCulture)));
+        Assert.Null(WorkerStartup.ParseOrderedAt(null));
+        Assert.Null(WorkerStartup.ParseOrderedAt("yesterday"));
+    }
+
+    [Fact]
     public async Task RecordColdStartAsync_MoreThanKept_KeepsTheNewestFirst()
     {
         var t0 = _rig.Time.GetUtcNow();
