@@ -7,6 +7,7 @@ namespace ServerlessInference.Redis;
 /// <summary>Source-generated JSON for what the Redis providers store as text.</summary>
 [JsonSourceGenerationOptions(UseStringEnumConverter = true)]
 [JsonSerializable(typeof(WorkerStatus))]
+[JsonSerializable(typeof(ColdStart))]
 [JsonSerializable(typeof(ScalingDecision))]
 [JsonSerializable(typeof(StoredScalingState))]
 [JsonSerializable(typeof(ServerlessInference.Security.ApiKey))]

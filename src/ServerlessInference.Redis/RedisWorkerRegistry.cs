@@ -11,6 +11,8 @@ namespace ServerlessInference.Redis;
 /// a TTL of <see cref="RedisOptions.WorkerTtl"/>; <c>{prefix}{workers}</c> a sorted set of worker ids scored by
 /// expiry; <c>...:m:{model}/{version}</c> a sorted set of the workers holding that model warm, scored likewise;
 /// <c>...:wm:{id}</c> the model keys a worker is listed under, so a heartbeat can drop the models it evicted.</para>
+/// <para><c>...:coldstarts</c> a list of the last <see cref="IWorkerRegistry.ColdStartsKept"/> cold starts as JSON,
+/// newest first (no TTL: it is bounded by count).</para>
 /// <para>Expiry uses the Redis server's clock (<c>TIME</c>), so hosts with skewed clocks agree. A worker that stops
 /// heartbeating disappears when its key expires; the indexes are pruned lazily by readers.</para>
 /// <para>Thread-safe.</para>
@@ -71,6 +73,13 @@ public sealed class RedisWorkerRegistry : IWorkerRegistry
         return out
         """;
 
+    /// <summary>KEYS: the cold-start list. ARGV: json, how many to keep.</summary>
+    private const string RecordColdStartScript = """
+        redis.call('LPUSH', KEYS[1], ARGV[1])
+        redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1)
+        return 1
+        """;
+
     private readonly IConnectionMultiplexer _redis;
     private readonly RedisOptions _options;
     private readonly RedisUnavailable _unavailable;
@@ -129,6 +138,28 @@ public sealed class RedisWorkerRegistry : IWorkerRegistry
         }
 
         return workers;
+    }
+
+    public async ValueTask RecordColdStartAsync(ColdStart coldStart, CancellationToken cancellationToken)
+    {
+        var json = JsonSerializer.Serialize(coldStart, RedisJson.Default.ColdStart);
+        await EvaluateAsync(RecordColdStartScript, [_root + ":coldstarts"], [json, IWorkerRegistry.ColdStartsKept]).ConfigureAwait(false);
+    }
+
+    public async ValueTask<IReadOnlyList<ColdStart>> ListColdStartsAsync(CancellationToken cancellationToken)
+    {
+        var values = await _unavailable.RunAsync(
+            () => _redis.GetDatabase().ListRangeAsync(_root + ":coldstarts", 0, IWorkerRegistry.ColdStartsKept - 1)).ConfigureAwait(false);
+        var coldStarts = new List<ColdStart>(values.Length);
+        foreach (var value in values)
+        {
+            if (JsonSerializer.Deserialize((byte[])value!, RedisJson.Default.ColdStart) is { } coldStart)
+            {
+                coldStarts.Add(coldStart);
+            }
+        }
+
+        return coldStarts;
     }
 
     private RedisKey StatusKey(string workerId) => _root + ":w:" + workerId;

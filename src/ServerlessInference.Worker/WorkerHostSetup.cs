@@ -48,6 +48,12 @@ public static class WorkerHostSetup
         builder.Services.AddHostedService(sp => sp.GetRequiredService<WorkerService>());
         builder.Services.AddSingleton(_ => new StandbyActivation(Console.In));
         builder.Services.AddHostedService<ParentWatch>();
+        // The first cold start's stages: when the orchestrator started this process, and when the OS did.
+        builder.Services.AddSingleton(new Workers.WorkerStartup
+        {
+            ScalerNoticedAt = Workers.WorkerStartup.ParseOrderedAt(Environment.GetEnvironmentVariable(Workers.WorkerStartup.OrderedAtVariable)),
+            ProcessStartedAt = Workers.WorkerStartup.ReadProcessStartedAt(TimeProvider.System),
+        });
         var drain = builder.Configuration.GetValue($"{WorkerHostOptions.Section}:DrainTimeout", TimeSpan.FromSeconds(60));
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = drain + TimeSpan.FromSeconds(5));
         return builder;

@@ -22,6 +22,32 @@ public sealed class RedisWorkerRegistryTests(RedisFixture redis)
     };
 
     [Fact]
+    public async Task RecordColdStartAsync_MoreThanKept_EveryRegistryReadsTheNewestFirstWithTheirStages()
+    {
+        var options = redis.Options();
+        var writer = new RedisWorkerRegistry(redis.Redis, RedisFixture.Wrap(options));
+        // Another instance (a gateway elsewhere) reads what the worker's registry wrote.
+        var reader = new RedisWorkerRegistry(redis.Redis, RedisFixture.Wrap(options));
+        var t0 = new DateTimeOffset(2026, 12, 4, 12, 0, 0, TimeSpan.Zero);
+        for (var i = 0; i < IWorkerRegistry.ColdStartsKept + 2; i++)
+        {
+            await writer.RecordColdStartAsync(new ColdStart
+            {
+                WorkerId = "w", JobId = "j" + i, Model = "mlp", Version = "1", QueuedAt = t0, AnsweredAt = t0.AddMilliseconds(300 + i),
+                Stages = [new ColdStartStageTime(ColdStartStage.SessionCreated, 160), new ColdStartStageTime(ColdStartStage.Answered, 140 + i)],
+            }, default);
+        }
+
+        var kept = await reader.ListColdStartsAsync(default);
+
+        Assert.Equal(IWorkerRegistry.ColdStartsKept, kept.Count);
+        Assert.Equal("j11", kept[0].JobId);
+        Assert.Equal("j2", kept[^1].JobId);
+        Assert.Equal(311, kept[0].TotalMilliseconds, 3);
+        Assert.Equal([new ColdStartStageTime(ColdStartStage.SessionCreated, 160), new ColdStartStageTime(ColdStartStage.Answered, 151)], kept[0].Stages);
+    }
+
+    [Fact]
     public async Task WhoHasWarmAsync_FollowsHeartbeatsEvictionsRemovalsAndTtl()
     {
         var options = redis.Options();

@@ -8,6 +8,7 @@ public sealed class InMemoryWorkerRegistry(TimeProvider timeProvider, TimeSpan? 
 {
     private readonly ConcurrentDictionary<string, WorkerStatus> _workers = new(StringComparer.Ordinal);
     private readonly TimeSpan _ttl = ttl ?? TimeSpan.FromSeconds(15);
+    private readonly LinkedList<ColdStart> _coldStarts = new();
 
     public ValueTask HeartbeatAsync(WorkerStatus status, CancellationToken cancellationToken)
     {
@@ -38,5 +39,27 @@ public sealed class InMemoryWorkerRegistry(TimeProvider timeProvider, TimeSpan? 
         }
 
         return ValueTask.FromResult<IReadOnlyList<WorkerStatus>>(live.OrderBy(w => w.StartedAt).ToList());
+    }
+
+    public ValueTask RecordColdStartAsync(ColdStart coldStart, CancellationToken cancellationToken)
+    {
+        lock (_coldStarts)
+        {
+            _coldStarts.AddFirst(coldStart);
+            while (_coldStarts.Count > IWorkerRegistry.ColdStartsKept)
+            {
+                _coldStarts.RemoveLast();
+            }
+        }
+
+        return ValueTask.CompletedTask;
+    }
+
+    public ValueTask<IReadOnlyList<ColdStart>> ListColdStartsAsync(CancellationToken cancellationToken)
+    {
+        lock (_coldStarts)
+        {
+            return ValueTask.FromResult<IReadOnlyList<ColdStart>>([.. _coldStarts]);
+        }
     }
 }

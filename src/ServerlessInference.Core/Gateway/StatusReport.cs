@@ -14,7 +14,9 @@ internal static class StatusReport
     public static async ValueTask<ReadOnlyMemory<byte>> BuildAsync(IServiceProvider services, CancellationToken cancellationToken)
     {
         var depth = await services.GetRequiredService<IJobQueue>().GetDepthAsync(cancellationToken).ConfigureAwait(false);
-        var workers = await services.GetRequiredService<IWorkerRegistry>().ListAsync(cancellationToken).ConfigureAwait(false);
+        var registry = services.GetRequiredService<IWorkerRegistry>();
+        var workers = await registry.ListAsync(cancellationToken).ConfigureAwait(false);
+        var coldStarts = await registry.ListColdStartsAsync(cancellationToken).ConfigureAwait(false);
         var pool = services.GetService<WarmPool>();
         var decisions = services.GetService<IScalingDecisionLog>() is { } log
             ? await log.ReadRecentAsync(50, cancellationToken).ConfigureAwait(false)
@@ -113,6 +115,30 @@ internal static class StatusReport
                 w.WriteString("model", invalid.Model);
                 w.WriteString("version", invalid.Version);
                 w.WriteString("error", ClientErrorText.Scrub(invalid.Error));
+                w.WriteEndObject();
+            }
+
+            w.WriteEndArray();
+
+            // The last jobs that waited for a model load (or a worker), newest first, with the milliseconds of each stage.
+            w.WriteStartArray("cold_starts");
+            foreach (var coldStart in coldStarts)
+            {
+                w.WriteStartObject();
+                w.WriteString("worker", coldStart.WorkerId);
+                w.WriteString("job", coldStart.JobId);
+                w.WriteString("model", coldStart.Model);
+                w.WriteString("version", coldStart.Version);
+                w.WriteString("queued_at", coldStart.QueuedAt);
+                w.WriteString("answered_at", coldStart.AnsweredAt);
+                w.WriteNumber("total_ms", Math.Round(coldStart.TotalMilliseconds, 1));
+                w.WriteStartObject("stages_ms");
+                foreach (var stage in coldStart.Stages)
+                {
+                    w.WriteNumber(stage.Stage, Math.Round(stage.Milliseconds, 1));
+                }
+
+                w.WriteEndObject();
                 w.WriteEndObject();
             }
 

@@ -90,14 +90,20 @@ public static class InferenceServiceCollectionExtensions
     /// <summary>The scaler and, with <see cref="ScalerTicks.Background"/> (the default, for hosts without a timer trigger),
     /// the background service that ticks it and wakes it when work arrives for zero workers (<see cref="IScaleTrigger"/>).
     /// With <see cref="ScalerTicks.External"/> only the <see cref="Scaler"/> is registered: the host calls
-    /// <see cref="Scaler.TickAsync"/> itself (the Functions app's timer trigger) and no <see cref="IScaleTrigger"/> is
-    /// registered, so the gateway nudges nothing and activation from zero waits for the next tick.
+    /// <see cref="Scaler.TickAsync"/> itself (the Functions app's timer trigger), and a job that no worker can take runs
+    /// one tick inline (<see cref="InlineScaleTrigger"/>) instead of waiting for the timer.
     /// Needs an <see cref="IWorkerOrchestrator"/>.</summary>
     public static IServiceCollection AddScaler(this IServiceCollection services, ScalerTicks ticks = ScalerTicks.Background)
     {
         services.AddValidatedOptions<ScalingOptions, ScalingOptionsValidator>(ScalingOptions.Section);
         services.TryAddSingleton<Scaler>();
-        if (ticks == ScalerTicks.External || services.Any(d => d.ServiceType == typeof(ScalerService)))
+        if (ticks == ScalerTicks.External)
+        {
+            services.TryAddSingleton<IScaleTrigger, InlineScaleTrigger>();
+            return services;
+        }
+
+        if (services.Any(d => d.ServiceType == typeof(ScalerService)))
         {
             return services;
         }

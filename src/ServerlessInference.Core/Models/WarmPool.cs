@@ -58,6 +58,7 @@ public sealed partial class WarmPool : IDisposable
 
         Entry entry;
         bool owner = false;
+        bool waited;
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
@@ -90,6 +91,7 @@ public sealed partial class WarmPool : IDisposable
 
             entry.Leases++;
             entry.LastUsed = _timeProvider.GetTimestamp();
+            waited = !entry.Load.IsCompleted;
         }
 
         if (owner)
@@ -100,7 +102,7 @@ public sealed partial class WarmPool : IDisposable
         try
         {
             var model = await entry.Load.WaitAsync(cancellationToken).ConfigureAwait(false);
-            return new WarmModelLease(this, entry, model);
+            return new WarmModelLease(this, entry, model, waited ? entry.Times : null);
         }
         catch
         {
@@ -128,7 +130,9 @@ public sealed partial class WarmPool : IDisposable
         {
             // Not tied to the first caller's token: other callers may be waiting on this load.
             var path = await _weights.GetLocalPathAsync(entry.Manifest, CancellationToken.None).ConfigureAwait(false);
+            var weightsReadyAt = _timeProvider.GetUtcNow();
             var model = await _engine.LoadAsync(entry.Manifest, path, CancellationToken.None).ConfigureAwait(false);
+            entry.Times = new ModelLoadTimes(weightsReadyAt, _timeProvider.GetUtcNow());
             var elapsed = _timeProvider.GetElapsedTime(started);
             lock (_lock)
             {
@@ -297,6 +301,7 @@ public sealed partial class WarmPool : IDisposable
         public bool Retired { get; set; }
         public bool Failed { get; set; }
         public bool Dropped { get; set; }
+        public ModelLoadTimes? Times { get; set; }
     }
 
     private static partial class Log
@@ -322,14 +327,19 @@ public sealed class WarmModelLease : IDisposable
     private readonly WarmPool.Entry _entry;
     private int _disposed;
 
-    internal WarmModelLease(WarmPool pool, WarmPool.Entry entry, ILoadedModel model)
+    internal WarmModelLease(WarmPool pool, WarmPool.Entry entry, ILoadedModel model, ModelLoadTimes? loaded)
     {
         _pool = pool;
         _entry = entry;
         Model = model;
+        Loaded = loaded;
     }
 
     public ILoadedModel Model { get; }
+
+    /// <summary>When the caller had to wait for the model to load: the moments of that load (a cold start);
+    /// null when the model was warm already.</summary>
+    public ModelLoadTimes? Loaded { get; }
 
     public void Dispose()
     {
@@ -339,6 +349,9 @@ public sealed class WarmModelLease : IDisposable
         }
     }
 }
+
+/// <summary>When a load had its weights on disk and verified, and when the engine's session was ready.</summary>
+public sealed record ModelLoadTimes(DateTimeOffset WeightsReadyAt, DateTimeOffset SessionCreatedAt);
 
 public sealed record WarmModelInfo(string Name, string Version, long Bytes, int Leases, string State);
 

@@ -27,6 +27,10 @@ public sealed class ScalingOptions : IValidatableObject
     /// <summary>How often the scaler ticks in hosts that run it on a timer of their own.</summary>
     public TimeSpan TickInterval { get; set; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>The shortest time between two ticks run because a job arrived that no worker could take (activation);
+    /// nudges in between are coalesced into the next one.</summary>
+    public TimeSpan ActivationInterval { get; set; } = TimeSpan.FromMilliseconds(100);
+
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
         if (MaxReplicas < 1)
@@ -52,6 +56,11 @@ public sealed class ScalingOptions : IValidatableObject
         if (TickInterval <= TimeSpan.Zero)
         {
             yield return new ValidationResult($"{Section}:TickInterval must be positive", [nameof(TickInterval)]);
+        }
+
+        if (ActivationInterval < TimeSpan.Zero)
+        {
+            yield return new ValidationResult($"{Section}:ActivationInterval must not be negative", [nameof(ActivationInterval)]);
         }
     }
 }

@@ -19,6 +19,8 @@ public sealed class InferenceMetrics : IDisposable
     private readonly Histogram<double> _timeToFirstToken;
     private readonly Histogram<double> _interTokenLatency;
     private readonly Counter<long> _generatedTokens;
+    private readonly Histogram<double> _coldStart;
+    private readonly Histogram<double> _coldStartStage;
     private volatile Func<IReadOnlyList<(string Model, Generation.GenerationCounters Counters)>>? _generation;
     private long _queued;
     private long _inFlight;
@@ -42,6 +44,12 @@ public sealed class InferenceMetrics : IDisposable
         _interTokenLatency = _meter.CreateHistogram<double>(
             "inference_inter_token_latency", "s", "Time between two tokens of one generation",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5] });
+        _coldStart = _meter.CreateHistogram<double>(
+            "inference_cold_start", "s", "Time from the submission of a job that waited for a model load (or a worker) to its answer",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30] });
+        _coldStartStage = _meter.CreateHistogram<double>(
+            "inference_cold_start_stage", "s", "One stage of a cold start (label stage: scaler_noticed, process_started, runtime_ready, registered, received, model_fetched_verified, session_created, first_batch_run, answered)",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] });
         _generatedTokens = _meter.CreateCounter<long>("inference_generated_tokens", "{token}", "Tokens generated (tokens/s is its rate)");
         _meter.CreateObservableGauge("inference_running_sequences", () => Generation(c => c.RunningSequences), "{sequence}",
             "Sequences in a text-generation model's running batch");
@@ -64,6 +72,17 @@ public sealed class InferenceMetrics : IDisposable
         var tag = new KeyValuePair<string, object?>("model", model);
         _batchSize.Record(size, tag);
         _computeTime.Record(compute.TotalSeconds, tag);
+    }
+
+    /// <summary>A cold start: its total and each of its stages.</summary>
+    public void ColdStart(Workers.ColdStart coldStart)
+    {
+        var model = new KeyValuePair<string, object?>("model", coldStart.Model);
+        _coldStart.Record(coldStart.TotalMilliseconds / 1000, model);
+        foreach (var stage in coldStart.Stages)
+        {
+            _coldStartStage.Record(stage.Milliseconds / 1000, model, new KeyValuePair<string, object?>("stage", stage.Stage));
+        }
     }
 
     public void QueueTime(string model, TimeSpan waited) =>

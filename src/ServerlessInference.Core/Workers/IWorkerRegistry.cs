@@ -10,6 +10,17 @@ public interface IWorkerRegistry
 
     /// <summary>Workers whose last heartbeat is younger than the TTL.</summary>
     ValueTask<IReadOnlyList<WorkerStatus>> ListAsync(CancellationToken cancellationToken);
+
+    /// <summary>Keeps <paramref name="coldStart"/> among the last <see cref="ColdStartsKept"/> cold starts, where every
+    /// gateway's <c>/status</c> reads them. The default keeps nothing (registries that predate cold-start records).</summary>
+    ValueTask RecordColdStartAsync(ColdStart coldStart, CancellationToken cancellationToken) => ValueTask.CompletedTask;
+
+    /// <summary>The last cold starts recorded, newest first.</summary>
+    ValueTask<IReadOnlyList<ColdStart>> ListColdStartsAsync(CancellationToken cancellationToken) =>
+        ValueTask.FromResult<IReadOnlyList<ColdStart>>([]);
+
+    /// <summary>How many cold starts a registry keeps.</summary>
+    public const int ColdStartsKept = 10;
 }
 
 /// <summary>One worker's heartbeat.</summary>

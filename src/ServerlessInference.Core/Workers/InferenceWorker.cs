@@ -27,6 +27,8 @@ public sealed partial class InferenceWorker
     private readonly InferenceMetrics _metrics;
     private readonly ILogger _logger;
     private readonly IJobStreams? _streams;
+    private readonly WorkerStartup? _startup;
+    private DateTimeOffset? _registeredAt;
     private readonly CancellationTokenSource _stop = new();
     private readonly DateTimeOffset _startedAt;
     private int _inFlight;
@@ -46,9 +48,11 @@ public sealed partial class InferenceWorker
         TimeProvider timeProvider,
         InferenceMetrics metrics,
         ILogger logger,
-        IJobStreams? streams = null)
+        IJobStreams? streams = null,
+        WorkerStartup? startup = null)
     {
         _streams = streams;
+        _startup = startup;
         Id = id;
         _queue = queue;
         _results = results;
@@ -88,6 +92,7 @@ public sealed partial class InferenceWorker
 
         Log.Started(_logger, Id, _pool.ExecutionProvider, _options.MaxBatchSize, _options.MaxBatchDelay.TotalMilliseconds);
         await HeartbeatAsync(crash).ConfigureAwait(false);
+        _registeredAt = _timeProvider.GetUtcNow();
         // The loop heartbeats between batches; this timer covers a batch or a model load that blocks the loop for
         // longer than the registry's TTL, so a busy worker never drops out of the registry (and out of the scaler's
         // busy count, which keeps it from being scaled down).
@@ -249,6 +254,7 @@ public sealed partial class InferenceWorker
 
     private async Task ProcessAsync(IReadOnlyList<JobLease> leases, CancellationToken crash)
     {
+        var receivedAt = _timeProvider.GetUtcNow();
         // The scaler must see a busy worker as busy before it decides anything: report the idle → busy edge at once,
         // unless the registry still shows this worker busy (a saturated worker is idle only between batches).
         if (Interlocked.Add(ref _inFlight, leases.Count) == leases.Count && !_reportedBusy)
@@ -286,7 +292,7 @@ public sealed partial class InferenceWorker
                 }
 
                 startedAny = true;
-                await RunGroupAsync(group.Key.Model, group.Key.Version, jobs, crash).ConfigureAwait(false);
+                await RunGroupAsync(group.Key.Model, group.Key.Version, jobs, receivedAt, crash).ConfigureAwait(false);
             }
         }
         finally
@@ -352,7 +358,7 @@ public sealed partial class InferenceWorker
         lease.DeliveryCount > 1
         && await _results.GetAsync(lease.Job.Id, cancellationToken).ConfigureAwait(false) is { Status: JobStatus.Running };
 
-    private async Task RunGroupAsync(string model, string version, List<JobLease> leases, CancellationToken crash)
+    private async Task RunGroupAsync(string model, string version, List<JobLease> leases, DateTimeOffset receivedAt, CancellationToken crash)
     {
         // Renewed from the start, the model's load included: a cold load longer than the lease must not free the jobs
         // to another worker.
@@ -420,6 +426,7 @@ public sealed partial class InferenceWorker
             }
 
             _metrics.Batch(model, leases.Count, Stopwatch.GetElapsedTime(started));
+            var ranAt = _timeProvider.GetUtcNow();
             var settle = new Task[leases.Count];
             for (var i = 0; i < leases.Count; i++)
             {
@@ -431,6 +438,52 @@ public sealed partial class InferenceWorker
             }
 
             await Task.WhenAll(settle).ConfigureAwait(false);
+            if (warm.Loaded is { } loaded)
+            {
+                await RecordColdStartAsync(leases, loaded, receivedAt, ranAt, crash).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>The group waited for its model to load: records the cold start of its longest-waiting job in the
+    /// metrics, the log and the registry (for <c>/status</c>). The worker's own start counts only for a job that was
+    /// queued before the worker existed.</summary>
+    private async ValueTask RecordColdStartAsync(
+        List<JobLease> leases, ModelLoadTimes loaded, DateTimeOffset receivedAt, DateTimeOffset ranAt, CancellationToken cancellationToken)
+    {
+        var job = leases.MinBy(l => l.Job.SubmittedAt)!.Job;
+        var answeredAt = _timeProvider.GetUtcNow();
+        var coldStart = new ColdStart
+        {
+            WorkerId = Id,
+            JobId = job.Id,
+            Model = job.Model,
+            Version = job.Version,
+            QueuedAt = job.SubmittedAt,
+            AnsweredAt = answeredAt,
+            Stages = ColdStart.Stage(job.SubmittedAt,
+            [
+                (ColdStartStage.ScalerNoticed, _startup?.ScalerNoticedAt),
+                (ColdStartStage.ProcessStarted, _startup?.ProcessStartedAt),
+                (ColdStartStage.RuntimeReady, _startup?.RuntimeReadyAt),
+                (ColdStartStage.Registered, _registeredAt),
+                (ColdStartStage.Received, receivedAt),
+                (ColdStartStage.ModelFetchedVerified, loaded.WeightsReadyAt),
+                (ColdStartStage.SessionCreated, loaded.SessionCreatedAt),
+                (ColdStartStage.FirstBatchRun, ranAt),
+                (ColdStartStage.Answered, answeredAt),
+            ]),
+        };
+        _metrics.ColdStart(coldStart);
+        Log.ColdStart(_logger, Id, coldStart.Model, coldStart.JobId, coldStart.TotalMilliseconds, coldStart.Describe());
+        try
+        {
+            await _registry.RecordColdStartAsync(coldStart, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            // The record is for people; the job is answered.
+            Log.ColdStartNotRecorded(_logger, ex, Id);
         }
     }
 
@@ -631,6 +684,12 @@ public sealed partial class InferenceWorker
 
         [LoggerMessage(7, LogLevel.Warning, "Worker {WorkerId} ended abruptly; its leases will expire and the jobs come back")]
         public static partial void Crashed(ILogger logger, string workerId);
+
+        [LoggerMessage(41, LogLevel.Information, "Worker {WorkerId} cold start of {Model} for job {JobId}: {TotalMs:F1} ms; stages (ms): {Stages}")]
+        public static partial void ColdStart(ILogger logger, string workerId, string model, string jobId, double totalMs, string stages);
+
+        [LoggerMessage(42, LogLevel.Warning, "Worker {WorkerId} could not store a cold start's stages in the registry")]
+        public static partial void ColdStartNotRecorded(ILogger logger, Exception exception, string workerId);
 
         [LoggerMessage(40, LogLevel.Error, "Job {JobId} has no record in the result store (evicted, expired or lost); it was failed and dead-lettered instead of run")]
         public static partial void RecordMissing(ILogger logger, string jobId);

@@ -18,8 +18,17 @@ public sealed class WorkerFactory(
     TimeProvider timeProvider,
     InferenceMetrics metrics,
     ILogger<InferenceWorker> logger,
-    IJobStreams? streams = null)
+    IJobStreams? streams = null,
+    WorkerStartup? startup = null)
 {
-    public InferenceWorker Create(string id) =>
-        new(id, queue, results, pool, catalog, registry, options.Value, timeProvider, metrics, logger, streams);
+    /// <summary>A new worker loop; the first one created marks the host's runtime ready (a cold start's stage).</summary>
+    public InferenceWorker Create(string id)
+    {
+        if (startup is { RuntimeReadyAt: null })
+        {
+            startup.RuntimeReadyAt = timeProvider.GetUtcNow();
+        }
+
+        return new(id, queue, results, pool, catalog, registry, options.Value, timeProvider, metrics, logger, streams, startup);
+    }
 }

@@ -176,6 +176,8 @@ public sealed partial class ChildProcessWorkerOrchestrator(
         start.Environment["Inference__WorkerHost__ParentProcessId"] = Environment.ProcessId.ToString(CultureInfo.InvariantCulture);
         start.Environment["Inference__WorkerHost__DrainTimeout"] = options.Value.DrainTimeout.ToString();
         start.Environment["ASPNETCORE_URLS"] = "http://127.0.0.1:0";
+        // The first stage of the worker's cold start (Workers.ColdStart): the moment the scaler's order started it.
+        start.Environment[WorkerStartup.OrderedAtVariable] = TimeProvider.System.GetUtcNow().ToString("O", CultureInfo.InvariantCulture);
         start.Environment["Logging__LogLevel__Microsoft.AspNetCore"] = "Warning";
         if (standby)
         {

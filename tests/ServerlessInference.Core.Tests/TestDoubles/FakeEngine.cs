@@ -23,9 +23,13 @@ internal sealed class FakeEngine : IInferenceEngine
     /// <summary>When set, loads throw what it returns for the weights path (an ONNX Runtime load error, say).</summary>
     public Func<string, Exception>? LoadFailure { get; set; }
 
+    /// <summary>Runs inside every load (a test advances its fake clock here to give the session creation a duration).</summary>
+    public Action? DuringLoad { get; set; }
+
     public async ValueTask<ILoadedModel> LoadAsync(ModelManifest manifest, string weightsPath, CancellationToken cancellationToken)
     {
         Interlocked.Increment(ref _loads);
+        DuringLoad?.Invoke();
         Assert.True(File.Exists(weightsPath));
         if (LoadFailure is { } failure)
         {

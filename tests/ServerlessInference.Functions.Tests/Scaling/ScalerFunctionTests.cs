@@ -90,11 +90,36 @@ public sealed class ScalerFunctionTests : IAsyncDisposable
     }
 
     [Fact]
-    public void AddGatewayFunctions_RegistersNoBackgroundScalerAndNoTrigger()
+    public void AddGatewayFunctions_RegistersNoBackgroundScalerAndAnInlineTrigger()
     {
         Assert.DoesNotContain(_services.GetServices<IHostedService>(), s => s is ScalerService);
-        Assert.Null(_services.GetService<IScaleTrigger>());
+        // A job no worker can take runs one tick inline: the timer trigger cannot be woken.
+        Assert.IsType<InlineScaleTrigger>(_services.GetService<IScaleTrigger>());
         Assert.NotNull(_services.GetService<Scaler>());
+    }
+
+    [Fact]
+    public async Task Nudge_JobIntoAnEmptyFleet_TicksInlineOncePerActivationInterval()
+    {
+        var trigger = Assert.IsType<InlineScaleTrigger>(_services.GetRequiredService<IScaleTrigger>());
+        var decisions = _services.GetRequiredService<IScalingDecisionLog>();
+        await _services.GetRequiredService<IJobQueue>().EnqueueAsync(ContractJobs.Job(_time.GetUtcNow()), default);
+
+        // No timer invocation and no clock movement: the nudge alone asks for a worker.
+        trigger.Nudge();
+        await trigger.Current.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal([1], _orchestrator.Requested);
+        Assert.Single(await decisions.ReadRecentAsync(10, default));
+
+        // A second nudge inside the interval is coalesced into the first: no second tick.
+        trigger.Nudge();
+        await trigger.Current.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Single(await decisions.ReadRecentAsync(10, default));
+
+        _time.Advance(new ScalingOptions().ActivationInterval);
+        trigger.Nudge();
+        await trigger.Current.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(2, (await decisions.ReadRecentAsync(10, default)).Count);
     }
 
     private sealed class FakeOrchestrator : IWorkerOrchestrator

@@ -252,6 +252,11 @@ public abstract class GatewayBehaviourSuite
         Assert.NotEqual(0, status.GetProperty("workers").GetArrayLength());
         Assert.Contains("mlp-bench", status.GetProperty("warm_pool").GetProperty("models").EnumerateArray().Select(m => m.GetProperty("model").GetString()));
         Assert.NotEqual(0, status.GetProperty("scaling_decisions").GetArrayLength());
+        // A model was loaded for a waiting job at least once in this host (this request's, or an earlier test's): its
+        // cold start is listed with the stages the worker saw.
+        var coldStart = status.GetProperty("cold_starts").EnumerateArray().First();
+        Assert.True(coldStart.GetProperty("total_ms").GetDouble() > 0);
+        Assert.True(coldStart.GetProperty("stages_ms").TryGetProperty("session_created", out _), coldStart.ToString());
     }
 
     [Theory]
