@@ -30,19 +30,21 @@ internal static class ColdStartScenario
     {
         var rounds = 10;
         var threads = Environment.ProcessorCount;
+        var standby = 0;
         for (var i = 0; i + 1 < args.Length; i += 2)
         {
             switch (args[i])
             {
                 case "--rounds": rounds = int.Parse(args[i + 1], CultureInfo.InvariantCulture); break;
                 case "--intra-op-threads": threads = int.Parse(args[i + 1], CultureInfo.InvariantCulture); break;
+                case "--standby": standby = int.Parse(args[i + 1], CultureInfo.InvariantCulture); break;
                 default: Console.Error.WriteLine($"unknown option {args[i]}"); return 2;
             }
         }
 
-        if (rounds < 1 || threads < 1)
+        if (rounds < 1 || threads < 1 || standby < 0)
         {
-            Console.Error.WriteLine("--rounds and --intra-op-threads must be at least 1");
+            Console.Error.WriteLine("--rounds and --intra-op-threads must be at least 1, --standby at least 0");
             return 2;
         }
 
@@ -51,7 +53,7 @@ internal static class ColdStartScenario
         var dll = Path.Combine(repo, "src", "ServerlessInference.DevHost", "bin", metadata["Configuration"]!, "net10.0", "ServerlessInference.DevHost.dll");
         var root = Path.Combine(Path.GetTempPath(), $"si-bench-cold-{Environment.ProcessId}");
         Directory.CreateDirectory(root);
-        Console.WriteLine($"scale-from-zero: services profile, {rounds} rounds of (scale to zero, one mlp-bench request, one resnet18 request); {threads} intra-op threads");
+        Console.WriteLine($"scale-from-zero: services profile, {rounds} rounds of (scale to zero, one mlp-bench request, one resnet18 request); {threads} intra-op threads; {standby} standby worker(s)");
         LocalServices? services = null;
         ServerProcess? host = null;
         try
@@ -70,6 +72,7 @@ internal static class ColdStartScenario
                 ["Inference__Scaling__ScaleDownStabilization"] = "00:00:01",
                 ["Inference__Onnx__IntraOpThreads"] = threads.ToString(CultureInfo.InvariantCulture),
                 ["Inference__Onnx__AllowSpinning"] = "false",
+                ["Inference__Workers__Standby"] = standby.ToString(CultureInfo.InvariantCulture),
             }, TimeSpan.FromSeconds(120), null, ["--profile", "services"]).ConfigureAwait(false);
             using var client = new HttpClient { BaseAddress = host.BaseUri, Timeout = TimeSpan.FromSeconds(120) };
             var mlp = RequestBody.Create(new InferenceRequest
@@ -84,11 +87,11 @@ internal static class ColdStartScenario
 
             // One unmeasured round: the weights reach the workers' disk cache, as they would after any first use.
             Console.WriteLine("  unmeasured round (weights into the disk cache) ...");
-            await RoundAsync(client, host, mlp, resnet).ConfigureAwait(false);
+            await RoundAsync(client, host, mlp, resnet, standby).ConfigureAwait(false);
             var results = new List<(Sample Mlp, Sample ResNet, double RawMs)>();
             for (var round = 1; round <= rounds; round++)
             {
-                var (m, r) = await RoundAsync(client, host, mlp, resnet).ConfigureAwait(false);
+                var (m, r) = await RoundAsync(client, host, mlp, resnet, standby).ConfigureAwait(false);
                 var raw = RawResNetMs(threads, resnetInput);
                 Console.WriteLine($"  round {round}: mlp-bench from zero {m.ClientMs:0} ms, resnet18 on a running worker {r.ClientMs:0} ms, raw session + run {raw:0} ms");
                 results.Add((m, r, raw));
@@ -134,22 +137,23 @@ internal static class ColdStartScenario
     /// <summary>One request's time as the client saw it, and the stages the worker recorded for it.</summary>
     private sealed record Sample(double ClientMs, double RecordedMs, IReadOnlyList<(string Stage, double Ms)> Stages);
 
-    private static async Task<(Sample Mlp, Sample ResNet)> RoundAsync(HttpClient client, ServerProcess host, RequestBody mlp, RequestBody resnet)
+    private static async Task<(Sample Mlp, Sample ResNet)> RoundAsync(HttpClient client, ServerProcess host, RequestBody mlp, RequestBody resnet, int standby)
     {
-        await WaitForZeroWorkersAsync(client, host).ConfigureAwait(false);
+        await WaitForZeroWorkersAsync(client, host, standby).ConfigureAwait(false);
         var m = await TimeAsync(client, host, "v2/models/mlp-bench/infer", mlp, "mlp-bench").ConfigureAwait(false);
         var r = await TimeAsync(client, host, "v2/models/resnet18/infer", resnet, "resnet18").ConfigureAwait(false);
         return (m, r);
     }
 
-    private static async Task WaitForZeroWorkersAsync(HttpClient client, ServerProcess host)
+    private static async Task WaitForZeroWorkersAsync(HttpClient client, ServerProcess host, int standby)
     {
         var started = Stopwatch.GetTimestamp();
         while (true)
         {
             using var status = JsonDocument.Parse(await client.GetStringAsync("status").ConfigureAwait(false));
-            // No worker registered and no worker process left (a drained one exits after it leaves the registry).
-            if (status.RootElement.GetProperty("workers").GetArrayLength() == 0 && Freezer.Tree(host.Pid).Length <= 1)
+            // No worker registered and no worker process left but the standbys (a drained one exits after it leaves the
+            // registry; standbys are started, unregistered and take no jobs).
+            if (status.RootElement.GetProperty("workers").GetArrayLength() == 0 && Freezer.Tree(host.Pid).Length <= 1 + standby)
             {
                 // A quiet moment: the drained worker's exit is not part of the next measurement.
                 await Task.Delay(500).ConfigureAwait(false);
