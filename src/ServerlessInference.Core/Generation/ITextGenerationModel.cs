@@ -49,12 +49,16 @@ public sealed class GenerationCounters
     private long _steps;
     private long _completedSequences;
     private int _running;
+    private int _peakRunning;
     private int _waiting;
     private long _kvBytesInUse;
     private long _kvBytesReserved;
 
     /// <summary>Sequences in the running batch.</summary>
     public int RunningSequences => Volatile.Read(ref _running);
+
+    /// <summary>The most sequences the running batch has held at once since the model loaded.</summary>
+    public int PeakRunningSequences => Volatile.Read(ref _peakRunning);
 
     /// <summary>Sequences waiting for admission (KV budget or the concurrency limit).</summary>
     public int WaitingSequences => Volatile.Read(ref _waiting);
@@ -81,6 +85,10 @@ public sealed class GenerationCounters
     public void SetRunning(int running, int waiting)
     {
         Volatile.Write(ref _running, running);
+        if (running > _peakRunning)
+        {
+            Volatile.Write(ref _peakRunning, running); // one writer: the scheduler thread
+        }
         Volatile.Write(ref _waiting, waiting);
     }
 

@@ -272,21 +272,11 @@ public sealed class TextGenerationModelTests
     public async Task GenerateAsync_MaxConcurrentSequences_BoundsTheBatch()
     {
         using var model = await LoadTinyAsync(maxConcurrentSequences: 2);
-        var seen = 0;
-        using var watching = new CancellationTokenSource();
-        var watcher = Task.Run(() =>
-        {
-            while (!watching.IsCancellationRequested)
-            {
-                seen = Math.Max(seen, model.Counters.RunningSequences);
-            }
-        });
 
         await Task.WhenAll(s_prompts.Select(p => CollectAsync(model, new GenerationRequest { Prompt = p, MaxTokens = 20 })));
-        await watching.CancelAsync();
-        await watcher;
 
-        Assert.InRange(seen, 1, 2);
+        // The scheduler's own peak, not a polling watcher's sample (which on 2 busy cores could miss every step).
+        Assert.InRange(model.Counters.PeakRunningSequences, 1, 2);
         Assert.Equal(s_prompts.Length * 20, model.Counters.TokensGenerated);
     }
 
