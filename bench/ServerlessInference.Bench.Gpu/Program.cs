@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using Microsoft.ML.OnnxRuntime;
+using ServerlessInference.Bench;
 using ServerlessInference.Onnx.Demo;
 
 // The raw ONNX Runtime scenarios of bench/ServerlessInference.Bench/RawOnnx.cs (mlp-bench batch 1 and 32, resnet18
@@ -217,22 +218,3 @@ string NodesByProvider(byte[] model, bool cuda, string inputName, long[] inShape
 
 static double Ms(long[] sorted, double p) =>
     sorted.Length == 0 ? double.NaN : sorted[Math.Min(sorted.Length - 1, (int)Math.Ceiling(p * sorted.Length) - 1)] * 1000.0 / Stopwatch.Frequency;
-
-/// <summary>Deterministic inputs, as bench/ServerlessInference.Bench/RawOnnx.cs makes them.</summary>
-internal static class Inputs
-{
-    public static float[] Floats(int count, int seed)
-    {
-        var values = new float[count];
-        var state = (uint)seed * 2654435761u + 1;
-        for (var i = 0; i < values.Length; i++)
-        {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            values[i] = (state >> 8) / (float)(1 << 24);
-        }
-
-        return values;
-    }
-}

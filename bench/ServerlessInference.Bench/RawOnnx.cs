@@ -257,22 +257,3 @@ internal sealed record RawResult(string Key, int Rows, long Runs, double RunsPer
 {
     public double RowsPerSecond => RunsPerSecond * Rows;
 }
-
-/// <summary>Deterministic inputs: the same values on every run and machine (integer generator, exact float math).</summary>
-internal static class Inputs
-{
-    public static float[] Floats(int count, int seed)
-    {
-        var values = new float[count];
-        var state = (uint)seed * 2654435761u + 1;
-        for (var i = 0; i < values.Length; i++)
-        {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            values[i] = (state >> 8) / (float)(1 << 24); // [0, 1) with 24 bits: exact in float
-        }
-
-        return values;
-    }
-}
