@@ -17,6 +17,13 @@ public interface IJobQueue
     /// <paramref name="maxCount"/> jobs that are already queued. Returns an empty list when none arrived.</summary>
     ValueTask<IReadOnlyList<JobLease>> ReceiveAsync(int maxCount, TimeSpan maxWait, CancellationToken cancellationToken);
 
+    /// <summary>As <see cref="ReceiveAsync(int, TimeSpan, CancellationToken)"/>, choosing among waiting jobs by
+    /// <paramref name="preference"/> (see <see cref="JobPreference"/> for the rule). A provider that cannot choose says
+    /// so in its docs and delivers FIFO.</summary>
+    ValueTask<IReadOnlyList<JobLease>> ReceiveAsync(int maxCount, TimeSpan maxWait, JobPreference preference, CancellationToken cancellationToken)
+        => ReceiveAsync(maxCount, maxWait, cancellationToken);
+
+    /// <summary>Jobs waiting and in flight; <see cref="QueueDepth.ByModel"/> when the provider can count per model.</summary>
     ValueTask<QueueDepth> GetDepthAsync(CancellationToken cancellationToken);
 }
 

@@ -53,6 +53,18 @@ public sealed class InferenceJob
     /// where the gateway checks it; the queue does not carry it.</summary>
     public string? Tenant { get; init; }
 
+    /// <summary>A hash of a generation prompt's leading tokens (null for tensor jobs and short prompts): jobs that share it
+    /// prefer the worker holding that prefix's KV cache. Carried on the queue.</summary>
+    public string? PrefixKey { get; init; }
+
+    /// <summary>The queue partition and the key a worker's <see cref="JobPreference"/> names: the model, or
+    /// <c>model#prefix</c> when <see cref="PrefixKey"/> is set.</summary>
+    public string AffinityKey => PrefixKey is null ? Model : $"{Model}#{PrefixKey}";
+
+    /// <summary>Most jobs of this model that may be queued or in flight at once (the manifest's <c>max_queued</c>); the
+    /// queue refuses more with <c>QueueFull</c> for this model alone. Checked at enqueue, not carried on the queue.</summary>
+    public int? ModelQueueCapacity { get; init; }
+
     public static string NewId() => Guid.CreateVersion7().ToString("N");
 }
 
@@ -131,5 +143,8 @@ public sealed record JobRecord
 /// <summary>Depth of a queue: jobs waiting for a worker and jobs a worker holds a lease on.</summary>
 public readonly record struct QueueDepth(long Queued, long InFlight)
 {
+    /// <summary>The same per model, when the provider can count it (null otherwise).</summary>
+    public IReadOnlyDictionary<string, ModelDepth>? ByModel { get; init; }
+
     public long Total => Queued + InFlight;
 }

@@ -38,6 +38,19 @@ public sealed record ModelManifest
     /// <summary>Tokenizer, end tokens, context length and chat template of a <c>text-generation</c> model.</summary>
     public GenerationSpec? Generation { get; init; }
 
+    /// <summary>The model's share when a worker serves several models with queued work (fair sharing); default 1.</summary>
+    public double Weight { get; init; } = 1;
+
+    /// <summary>Most jobs of this model queued or in flight at once; more get 429 for this model alone. Null: only the
+    /// queue's own capacity applies.</summary>
+    public int? MaxQueued { get; init; }
+
+    /// <summary>Keep at least this many workers with the model warm, even with no traffic (default 0).</summary>
+    public int MinWarm { get; init; }
+
+    /// <summary>Most workers that may hold the model warm and serve it at once. Null: no limit.</summary>
+    public int? MaxWorkers { get; init; }
+
     public bool IsTextGeneration => Task == ModelTasks.TextGeneration;
 
     public string Key => $"{Name}/{Version}";

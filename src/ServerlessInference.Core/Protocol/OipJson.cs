@@ -100,7 +100,7 @@ public sealed partial class OipJsonContext : JsonSerializerContext;
 /// <summary>Reads and writes the <c>manifest.json</c> stored beside a model's weights.</summary>
 /// <remarks>
 /// Snake_case, like OIP: <c>{"name","version","file","sha256","size_bytes","platform","inputs":[{"name","datatype":"FP32",
-/// "shape":[-1,512]}],"outputs":[...],"max_batch_size","dynamic_batch"}</c>. Required: name, sha256, size_bytes, inputs,
+/// "shape":[-1,512]}],"outputs":[...],"max_batch_size","dynamic_batch","weight","max_queued","min_warm","max_workers"}</c>. Required: name, sha256, size_bytes, inputs,
 /// outputs; the others default as <see cref="ModelManifest"/> does. Comments and trailing commas are allowed;
 /// unknown properties are ignored. A <c>"task": "text-generation"</c> manifest needs <c>"generation"</c>
 /// (<see cref="GenerationSpec"/>) and may omit inputs and outputs (the engine reads them from the model).
@@ -125,6 +125,10 @@ public static class ModelManifestJson
             DynamicBatch = manifest.DynamicBatch,
             Task = manifest.Task,
             Generation = manifest.Generation is null ? null : GenerationDocument.From(manifest.Generation),
+            Weight = manifest.Weight == 1 ? null : manifest.Weight,
+            MaxQueued = manifest.MaxQueued,
+            MinWarm = manifest.MinWarm == 0 ? null : manifest.MinWarm,
+            MaxWorkers = manifest.MaxWorkers,
         };
         var buffer = new System.Buffers.ArrayBufferWriter<byte>(1024);
         using (var writer = new Utf8JsonWriter(buffer, s_indented))
@@ -205,6 +209,33 @@ public static class ModelManifestJson
             throw Invalid("a model needs at least one input and one output");
         }
 
+        var weight = document.Weight ?? 1;
+        if (!double.IsFinite(weight) || weight <= 0)
+        {
+            throw Invalid($"'weight' must be a positive number, got {weight}");
+        }
+
+        if (document.MaxQueued is < 1)
+        {
+            throw Invalid($"'max_queued' must be at least 1, got {document.MaxQueued}");
+        }
+
+        var minWarm = document.MinWarm ?? 0;
+        if (minWarm < 0)
+        {
+            throw Invalid($"'min_warm' must be 0 or more, got {minWarm}");
+        }
+
+        if (document.MaxWorkers is < 1)
+        {
+            throw Invalid($"'max_workers' must be at least 1, got {document.MaxWorkers}");
+        }
+
+        if (document.MaxWorkers is { } maxWorkers && minWarm > maxWorkers)
+        {
+            throw Invalid($"'min_warm' ({minWarm}) is more than 'max_workers' ({maxWorkers})");
+        }
+
         var defaults = new ModelManifest { Name = name, Sha256 = sha256, SizeBytes = sizeBytes, Inputs = inputs, Outputs = outputs };
         return defaults with
         {
@@ -216,6 +247,10 @@ public static class ModelManifestJson
             DynamicBatch = dynamicBatch,
             Task = document.Task,
             Generation = generation,
+            Weight = weight,
+            MaxQueued = document.MaxQueued,
+            MinWarm = minWarm,
+            MaxWorkers = document.MaxWorkers,
         };
     }
 
@@ -291,6 +326,14 @@ internal sealed class ManifestDocument
     public string? Task { get; set; }
 
     public GenerationDocument? Generation { get; set; }
+
+    public double? Weight { get; set; }
+
+    public int? MaxQueued { get; set; }
+
+    public int? MinWarm { get; set; }
+
+    public int? MaxWorkers { get; set; }
 }
 
 internal sealed class TensorSpecDocument
