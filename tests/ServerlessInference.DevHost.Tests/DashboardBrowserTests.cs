@@ -65,7 +65,10 @@ public sealed class DashboardBrowserTests(ChromiumBrowser chromium, ITestOutputH
             ids.Add(await SubmitAsync(client));
         }
 
-        await WaitAsync(page, "() => Number(document.querySelector('svg[data-chart=queue-depth] path[data-series=queued]')?.dataset.max) > 0");
+        // Two workers take at most two jobs each (MaxBatchSize) and hold them: the rest stay queued until the gate opens.
+        await WaitAsync(page, $"() => Number(document.querySelector('svg[data-chart=queue-depth] path[data-series=queued]')?.dataset.last) >= {Jobs / 2}");
+        var held = await page.EvaluateAsync<int>("() => Number(document.body.dataset.polls)");
+        await WaitAsync(page, $"() => Number(document.body.dataset.polls) >= {held + 3}");
         await WaitAsync(page, "() => document.querySelectorAll('#workers tbody tr').length >= 1");
         await WaitAsync(page, "() => document.querySelectorAll('#decisions tbody tr').length >= 1");
         Assert.Equal("false", await page.GetAttributeAsync("svg[data-chart=queue-depth] path[data-series=queued]", "data-empty"));
@@ -76,7 +79,7 @@ public sealed class DashboardBrowserTests(ChromiumBrowser chromium, ITestOutputH
         var decision = await page.InnerTextAsync("#decisions tbody tr");
         Assert.Matches(@"\d → \d", decision);
         var queuedLabel = await page.GetAttributeAsync("svg[data-chart=queue-depth]", "aria-label");
-        Assert.Matches(@"queued [1-9]", queuedLabel);
+        Assert.Matches(@"queued ([6-9]|1[0-2])\b", queuedLabel);
 
         // Let the work through: the outcomes, batch sizes and latencies follow.
         host.Engine.Open();
@@ -238,23 +241,27 @@ public sealed class DashboardBrowserTests(ChromiumBrowser chromium, ITestOutputH
         output.WriteLine($"screenshot: {path}");
         if (Environment.GetEnvironmentVariable("SI_DASHBOARD_SCREENSHOT") is { Length: > 0 } copy)
         {
-            File.Copy(path, Path.GetFullPath(copy), overwrite: true);
-            output.WriteLine($"screenshot copied to {Path.GetFullPath(copy)}");
+            // A relative path is the repository's (dotnet test runs tests in their bin folder).
+            var target = Path.GetFullPath(copy, Path.Combine(ProjectDirectory(), "..", ".."));
+            File.Copy(path, target, overwrite: true);
+            output.WriteLine($"screenshot copied to {target}");
         }
     }
 
     /// <summary><c>TestResults/</c> beside this test project (where <c>dotnet test</c> puts its results by default).</summary>
-    private static string TestResultsDirectory()
+    private static string TestResultsDirectory() => Path.Combine(ProjectDirectory(), "TestResults");
+
+    private static string ProjectDirectory()
     {
         for (var folder = new DirectoryInfo(AppContext.BaseDirectory); folder is not null; folder = folder.Parent)
         {
             if (File.Exists(Path.Combine(folder.FullName, "ServerlessInference.DevHost.Tests.csproj")))
             {
-                return Path.Combine(folder.FullName, "TestResults");
+                return folder.FullName;
             }
         }
 
-        return Path.Combine(AppContext.BaseDirectory, "TestResults");
+        throw new InvalidOperationException($"no ServerlessInference.DevHost.Tests.csproj above {AppContext.BaseDirectory}");
     }
 
     private static async Task CompleteAsync(HttpClient client)
