@@ -143,6 +143,58 @@ public sealed class DashboardBrowserTests(ChromiumBrowser chromium, ITestOutputH
     }
 
     [SkippableFact]
+    public async Task Dashboard_AsTheFunctionsAppServesIt_PassesTheFunctionKeyOnDrawsModelsGenericallyAndSaysMetricsAreMissing()
+    {
+        var browser = chromium.Require();
+        await using var host = new DashboardHost(_root, new Dictionary<string, string?> { ["Inference:DemoModels:Seed"] = "false" });
+        var address = host.Start();
+        await using var context = await browser.NewContextAsync();
+        var page = await context.NewPageAsync();
+        var pageErrors = new List<string>();
+        page.PageError += (_, error) => pageErrors.Add(error);
+        var statusQueries = new List<string>();
+
+        // What the Functions app answers: /status with a per-model section (another part of the platform may add one), and
+        // no /metrics at all.
+        await page.RouteAsync("**/status?*", route =>
+        {
+            lock (statusQueries)
+            {
+                statusQueries.Add(new Uri(route.Request.Url).Query);
+            }
+
+            return route.FulfillAsync(new RouteFulfillOptions
+            {
+                Status = 200,
+                ContentType = "application/json",
+                Body = """
+                    {"queue": {"queued": 3, "in_flight": 1}, "workers": [], "scaling_decisions": [],
+                     "models": [{"model": "resnet18", "queued": 3, "in_flight": 1, "workers_warm": 2, "loads": 4, "evictions": 1}]}
+                    """,
+            });
+        });
+        await page.RouteAsync("**/metrics?*", route => route.FulfillAsync(new RouteFulfillOptions { Status = 404, ContentType = "application/json", Body = """{"error": "not found"}""" }));
+
+        await page.GotoAsync(new Uri(address, "/dashboard?code=function-key-1").ToString());
+        await WaitAsync(page, "() => document.querySelector('#models table') !== null && !document.getElementById('note').hidden");
+
+        Assert.Contains("serves no /metrics", await page.InnerTextAsync("#note"), StringComparison.Ordinal);
+        var models = await page.InnerTextAsync("#models");
+        Assert.Contains("workers warm", models, StringComparison.Ordinal);
+        Assert.Contains("resnet18", models, StringComparison.Ordinal);
+        Assert.Contains("evictions", models, StringComparison.Ordinal);
+        Assert.True(await page.IsHiddenAsync("#chart-jobs"));
+        Assert.Equal("3", await page.GetAttributeAsync("svg[data-chart=queue-depth] path[data-series=queued]", "data-last"));
+        lock (statusQueries)
+        {
+            Assert.NotEmpty(statusQueries);
+            Assert.All(statusQueries, q => Assert.Contains("code=function-key-1", q, StringComparison.Ordinal));
+        }
+
+        Assert.Empty(pageErrors);
+    }
+
+    [SkippableFact]
     public async Task Dashboard_PrometheusParsing_MatchesTheTextFormatAndHistogramQuantile()
     {
         var browser = chromium.Require();
