@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the solution on a fresh machine and ends with "N passed, N failed, N skipped"; the line before
 # it gives each skip reason with its count (a skipped suite says why it did not run).
-# It installs what the tests need (redis-server from Debian, Azurite from npm into .state/tools);
+# It installs what the tests need (redis-server and chromium from Debian, Azurite from npm into .state/tools);
 # the test fixtures start their own redis-server and Azurite on free loopback ports and stop them,
 # even on failure. Under CI=true a service that cannot start fails the run; it never skips.
 set -uo pipefail
@@ -15,7 +15,7 @@ trap cleanup EXIT
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 
 # Install the local services (idempotent; the same installer infra/local/services.sh uses).
-infra/local/services.sh install || { echo "could not install redis-server / Azurite"; echo "0 passed, 1 failed, 0 skipped"; exit 1; }
+infra/local/services.sh install || { echo "could not install redis-server / Azurite / chromium"; echo "0 passed, 1 failed, 0 skipped"; exit 1; }
 
 dotnet build ServerlessInference.sln -c Release --nologo -v quiet
 build=$?

@@ -6,7 +6,8 @@
 #   infra/local/services.sh stop     # stop what start started
 #   infra/local/services.sh status
 #   infra/local/services.sh env      # print the settings as environment variables (eval-able)
-#   infra/local/services.sh install  # only install redis-server and Azurite (tests/run.sh uses this)
+#   infra/local/services.sh install  # only install redis-server, Azurite and chromium (tests/run.sh uses this; chromium is
+#                                    # for the dashboard's browser tests, driven by Playwright)
 #
 # Settings: SI_STATE_DIR (default <repo>/.state/local), REDIS_PORT (6379), AZURITE_BLOB_PORT (10000),
 # REDIS_APPENDFSYNC (everysec: a crash may lose the last second of writes; always: none, at a cost in accept throughput,
@@ -32,6 +33,17 @@ ensure_redis() {
     apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
   else
     sudo apt-get update -qq >/dev/null && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  fi
+}
+
+# Debian's chromium for the dashboard's browser tests (Playwright drives it; its own browser download does not work offline).
+ensure_chromium() {
+  command -v chromium >/dev/null 2>&1 && return
+  echo "installing chromium (Debian package)..." >&2
+  if [ "$(id -u)" -eq 0 ]; then
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    sudo apt-get update -qq >/dev/null && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
   fi
 }
 
@@ -99,6 +111,6 @@ case "${1:-}" in
   stop) stop ;;
   status) status ;;
   env) print_env ;;
-  install) ensure_redis; ensure_azurite ;;
+  install) ensure_redis; ensure_azurite; ensure_chromium ;;
   *) echo "usage: $0 start|stop|status|env|install" >&2; exit 2 ;;
 esac

@@ -1,13 +1,14 @@
 using Microsoft.Extensions.Options;
+using ServerlessInference.Dashboard;
 using ServerlessInference.Gateway;
 using ServerlessInference.Protocol;
 using ServerlessInference.Security;
 
 namespace ServerlessInference.DevHost;
 
-/// <summary><c>/status</c> and <c>/metrics</c> apart from the public routes. With <c>Inference:Auth:ManagementUrl</c>
-/// the host listens there too: that port serves them (and health) without a key, and nothing else; the public port does
-/// not serve them at all (404). Without it, <c>/metrics</c> needs an admin key like <c>/status</c>.</summary>
+/// <summary><c>/status</c> and <c>/metrics</c> (and <c>/dashboard</c>, which reads them) apart from the public routes. With
+/// <c>Inference:Auth:ManagementUrl</c> the host listens there too: that port serves them (and health) without a key, and
+/// nothing else; the public port does not serve them at all (404). Without it, <c>/metrics</c> needs an admin key like <c>/status</c>.</summary>
 public static class ManagementPort
 {
     public const string UrlSetting = AuthOptions.Section + ":ManagementUrl";
@@ -32,14 +33,15 @@ public static class ManagementPort
         return app.Use(async (context, next) =>
         {
             var path = context.Request.Path;
-            var management = path.Equals("/status", StringComparison.Ordinal) || path.Equals("/metrics", StringComparison.Ordinal);
+            var management = path.Equals("/status", StringComparison.Ordinal) || path.Equals("/metrics", StringComparison.Ordinal)
+                || path.StartsWithSegments(DashboardHttp.Path, StringComparison.Ordinal); // the page reads /status and /metrics beside it
             if (port is int managementPort)
             {
                 var onManagementPort = context.Connection.LocalPort == managementPort;
                 if (onManagementPort != management && !path.StartsWithSegments("/v2/health", StringComparison.Ordinal))
                 {
                     await GatewayHttp.WriteErrorAsync(context, StatusCodes.Status404NotFound,
-                        onManagementPort ? "the management port serves /status, /metrics and health only" : $"not found (served on the management port, {UrlSetting})", null).ConfigureAwait(false);
+                        onManagementPort ? "the management port serves /status, /metrics, /dashboard and health only" : $"not found (served on the management port, {UrlSetting})", null).ConfigureAwait(false);
                     return;
                 }
             }

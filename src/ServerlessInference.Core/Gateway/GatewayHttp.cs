@@ -8,6 +8,7 @@ using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using ServerlessInference.Dashboard;
 using ServerlessInference.Jobs;
 using ServerlessInference.Models;
 using ServerlessInference.Security;
@@ -37,6 +38,7 @@ public static partial class GatewayHttp
         endpoints.MapGet("/v2/models/{model}/versions/{version}/ready", (HttpContext c, string model, string version) => ModelReadyAsync(c, model, version));
         endpoints.MapGet("/status", (HttpContext c) => StatusAsync(c));
         endpoints.MapGenerationRoutes();
+        endpoints.MapDashboard();
         return endpoints;
     }
 

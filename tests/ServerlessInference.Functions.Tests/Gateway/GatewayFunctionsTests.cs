@@ -36,6 +36,8 @@ public sealed class GatewayFunctionsTests
         { "POST", "v2/models/{model}/generate_stream", AuthorizationLevel.Function },
         { "POST", "v2/models/{model}/versions/{version}/generate_stream", AuthorizationLevel.Function },
         { "GET", "jobs/{id}/stream", AuthorizationLevel.Function },
+        { "GET", "dashboard", AuthorizationLevel.Anonymous },
+        { "GET", "dashboard/{file}", AuthorizationLevel.Anonymous },
     };
 
     [Theory]
