@@ -29,7 +29,8 @@ public static class ManifestInference
             throw new InferenceException(InferenceError.BadRequest, $"max batch size must be at least 1, got {maxBatchSize}");
         }
 
-        using var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_DISABLE_ALL };
+        // Errors only: a command line's stderr is for its own one-line errors, not ONNX Runtime's warnings.
+        using var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_DISABLE_ALL, LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR };
         InferenceSession session;
         try
         {
