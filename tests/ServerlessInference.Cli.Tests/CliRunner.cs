@@ -18,11 +18,15 @@ public sealed record CliRun(int ExitCode, string Stdout, string Stderr)
 /// <summary>Runs <c>si</c> in this process (output not a terminal, an empty environment), or as its own process.</summary>
 public static class CliRunner
 {
-    public static async Task<CliRun> RunAsync(params string[] args)
+    public static Task<CliRun> RunAsync(params string[] args) => RunAsync(args, null);
+
+    /// <param name="environment">The only environment variables si sees.</param>
+    /// <param name="errorIsTerminal">Treat stderr as a terminal (progress bars drawn there).</param>
+    public static async Task<CliRun> RunAsync(string[] args, IReadOnlyDictionary<string, string>? environment, bool errorIsTerminal = false)
     {
         var stdout = new StringWriter();
         var stderr = new StringWriter();
-        var console = new CliConsole(stdout, stderr, outputIsTerminal: false, errorIsTerminal: false, environment: _ => null);
+        var console = new CliConsole(stdout, stderr, outputIsTerminal: false, errorIsTerminal, environment: name => environment?.GetValueOrDefault(name));
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
         var code = await SiApp.RunAsync(args, console, timeout.Token);
         return new CliRun(code, stdout.ToString(), stderr.ToString());

@@ -224,6 +224,8 @@ public sealed class EndToEndTests(DevHostFixture host)
         var table = await Si("status");
         Assert.Contains("workers", table.Stdout, StringComparison.Ordinal);
         Assert.Contains("status-mlp", table.Stdout, StringComparison.Ordinal);
+        // The scale-up from zero that started the worker is among the decisions shown.
+        Assert.Contains("recent scaling decisions", table.Stdout, StringComparison.Ordinal);
 
         var watch = await Si("status", "--watch", "--count", "2", "--interval", "0.1", "--json");
         Assert.True(watch.ExitCode == 0, watch.ToString());

@@ -138,7 +138,7 @@ public static class StatusCommand
         if (status.TryGetProperty("scaling_decisions", out var decisions) && decisions.GetArrayLength() > 0)
         {
             var decisionTable = new Table().Title("recent scaling decisions").AddColumns("AT", "CURRENT", "DESIRED", "REASON");
-            foreach (var decision in decisions.EnumerateArray().TakeLast(5))
+            foreach (var decision in decisions.EnumerateArray().Take(5)) // newest first
             {
                 decisionTable.AddRow(
                     decision.TryGetProperty("at", out var at2) && at2.TryGetDateTimeOffset(out var when) ? when.ToString("HH:mm:ss", CultureInfo.InvariantCulture) : "",
