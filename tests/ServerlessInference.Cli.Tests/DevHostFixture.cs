@@ -7,6 +7,7 @@ using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.DependencyInjection;
 using ServerlessInference.Embedded;
 using ServerlessInference.Onnx.Demo;
+using ServerlessInference.Testing.Gateway;
 
 namespace ServerlessInference.Cli.Tests;
 
@@ -15,12 +16,17 @@ namespace ServerlessInference.Cli.Tests;
 public sealed class DevHostFixture : IAsyncLifetime
 {
     private Host? _host;
+    private Host? _keyed;
 
     public string Root { get; } = Path.Combine(Path.GetTempPath(), "si-cli-tests", Guid.NewGuid().ToString("N"));
 
     public string Store => Path.Combine(Root, "models");
 
     public string Url { get; private set; } = "";
+
+    /// <summary>A second DevHost over the same store with API keys (<see cref="TestKeys"/>) whose workers never start,
+    /// so jobs stay queued.</summary>
+    public string KeyedUrl { get; private set; } = "";
 
     /// <summary>A small dynamic-batch MLP (4 → 8 → 3) as an .onnx file.</summary>
     public string MlpFile => Path.Combine(Root, "mlp.onnx");
@@ -35,21 +41,32 @@ public sealed class DevHostFixture : IAsyncLifetime
             await store.UploadAsync(DecoderLmModel.Manifest(DecoderLmModel.TinyLm), weights, default);
         }
 
-        var port = FreePort();
-        _host = new Host(new Dictionary<string, string?>
+        (_host, Url) = Start(new Dictionary<string, string?>());
+        (_keyed, KeyedUrl) = Start(TestKeys.Settings);
+    }
+
+    private (Host Host, string Url) Start(IReadOnlyDictionary<string, string?> extra)
+    {
+        var settings = new Dictionary<string, string?>
         {
-            ["urls"] = $"http://127.0.0.1:{port}",
+            ["urls"] = $"http://127.0.0.1:{FreePort()}",
             ["Inference:DemoModels:Seed"] = "false",
             ["Inference:ModelStore:Root"] = Store,
             ["Inference:WarmPool:CacheDirectory"] = Path.Combine(Root, "cache"),
             ["Inference:Onnx:IntraOpThreads"] = "1",
             // Warm models reach /status with the next heartbeat.
             ["Inference:Worker:HeartbeatInterval"] = "00:00:00.200",
-        });
-        _host.UseKestrel();
-        _host.StartServer();
-        var addresses = _host.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;
-        Url = addresses.Single(a => a.StartsWith("http://127.0.0.1:", StringComparison.Ordinal));
+        };
+        foreach (var (key, value) in extra)
+        {
+            settings[key] = value;
+        }
+
+        var host = new Host(settings);
+        host.UseKestrel();
+        host.StartServer();
+        var addresses = host.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;
+        return (host, addresses.Single(a => a.StartsWith("http://127.0.0.1:", StringComparison.Ordinal)));
     }
 
     public async Task DisposeAsync()
@@ -57,6 +74,11 @@ public sealed class DevHostFixture : IAsyncLifetime
         if (_host is not null)
         {
             await _host.DisposeAsync();
+        }
+
+        if (_keyed is not null)
+        {
+            await _keyed.DisposeAsync();
         }
 
         try
