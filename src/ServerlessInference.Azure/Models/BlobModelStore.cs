@@ -247,6 +247,59 @@ public sealed partial class BlobModelStore : IModelStore
         }
     }
 
+    public async ValueTask<IReadOnlyList<ModelManifest>> DeleteAsync(string name, string? version, CancellationToken cancellationToken)
+    {
+        if (!ModelVersions.IsSafeSegment(name) || (version is not null && !ModelVersions.IsSafeSegment(version)))
+        {
+            return [];
+        }
+
+        var prefix = version is null ? $"{name}/" : $"{name}/{version}/";
+        try
+        {
+            var blobs = new List<string>();
+            await foreach (var item in _container.GetBlobsAsync(new GetBlobsOptions { Prefix = prefix }, cancellationToken).ConfigureAwait(false))
+            {
+                blobs.Add(item.Name);
+            }
+
+            var removed = new List<ModelManifest>();
+            // Manifests first: a reader that finds a manifest still finds its weights.
+            foreach (var blobName in blobs.Where(b => b.EndsWith("/" + ManifestBlobName, StringComparison.Ordinal)))
+            {
+                try
+                {
+                    if (await ReadManifestAsync(blobName, cancellationToken).ConfigureAwait(false) is { } manifest)
+                    {
+                        removed.Add(manifest);
+                    }
+                }
+                catch (InvalidDataException)
+                {
+                    // Unreadable: removed all the same.
+                }
+
+                await _container.GetBlobClient(blobName).DeleteIfExistsAsync(DeleteSnapshotsOption.IncludeSnapshots, cancellationToken: cancellationToken).ConfigureAwait(false);
+            }
+
+            foreach (var blobName in blobs.Where(b => !b.EndsWith("/" + ManifestBlobName, StringComparison.Ordinal)))
+            {
+                await _container.GetBlobClient(blobName).DeleteIfExistsAsync(DeleteSnapshotsOption.IncludeSnapshots, cancellationToken: cancellationToken).ConfigureAwait(false);
+            }
+
+            Log.Deleted(_logger, prefix, blobs.Count);
+            return removed;
+        }
+        catch (RequestFailedException ex) when (ex.Status == 404)
+        {
+            return [];
+        }
+        catch (Exception ex) when (!cancellationToken.IsCancellationRequested && IsOutage(ex))
+        {
+            throw Unavailable($"deleting '{prefix}'", ex);
+        }
+    }
+
     private static async ValueTask<(string Sha256, long Size)> UploadWeightsAsync(BlockBlobClient blob, Stream weights, CancellationToken cancellationToken)
     {
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
@@ -391,6 +444,9 @@ public sealed partial class BlobModelStore : IModelStore
 
         [LoggerMessage(2, LogLevel.Information, "Uploaded model {Model} to blob storage: {Bytes} bytes, sha256 {Sha256}")]
         public static partial void Uploaded(ILogger logger, string model, long bytes, string sha256);
+
+        [LoggerMessage(4, LogLevel.Information, "Deleted {Count} blobs under {Prefix} from the model store")]
+        public static partial void Deleted(ILogger logger, string prefix, int count);
 
         [LoggerMessage(3, LogLevel.Warning, "Model store {Container} unavailable while {Operation}: {Reason}")]
         public static partial void Unavailable(ILogger logger, string operation, string container, string reason);

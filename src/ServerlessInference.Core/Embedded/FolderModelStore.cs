@@ -113,6 +113,50 @@ public sealed class FolderModelStore(string root) : IModelStore
         return stored;
     }
 
+    public async ValueTask<IReadOnlyList<ModelManifest>> DeleteAsync(string name, string? version, CancellationToken cancellationToken)
+    {
+        if (!ModelVersions.IsSafeSegment(name) || (version is not null && !ModelVersions.IsSafeSegment(version)))
+        {
+            return [];
+        }
+
+        var modelDir = Path.Combine(Root, name);
+        if (!Directory.Exists(modelDir))
+        {
+            return [];
+        }
+
+        var versionDirs = version is not null ? [Path.Combine(modelDir, version)] : Directory.GetDirectories(modelDir);
+        var removed = new List<ModelManifest>();
+        foreach (var versionDir in versionDirs.Where(Directory.Exists))
+        {
+            ModelManifest? manifest;
+            try
+            {
+                manifest = await ReadManifestAsync(versionDir, cancellationToken).ConfigureAwait(false);
+            }
+            catch (InvalidDataException)
+            {
+                // An unreadable manifest is still removed; there is just nothing to report about it.
+                manifest = null;
+            }
+
+            File.Delete(Path.Combine(versionDir, ManifestFileName));
+            Directory.Delete(versionDir, recursive: true);
+            if (manifest is not null)
+            {
+                removed.Add(manifest);
+            }
+        }
+
+        if (!Directory.EnumerateFileSystemEntries(modelDir).Any())
+        {
+            Directory.Delete(modelDir);
+        }
+
+        return removed;
+    }
+
     private static async ValueTask<ModelManifest?> ReadManifestAsync(string versionDir, CancellationToken cancellationToken)
     {
         var path = Path.Combine(versionDir, ManifestFileName);

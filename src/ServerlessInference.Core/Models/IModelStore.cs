@@ -17,4 +17,11 @@ public interface IModelStore
 
     /// <summary>Stores weights and a manifest; computes the SHA-256 and size and returns the stored manifest.</summary>
     ValueTask<ModelManifest> UploadAsync(ModelManifest manifest, Stream weights, CancellationToken cancellationToken);
+
+    /// <summary>Removes <paramref name="version"/> of model <paramref name="name"/>, or every version when null, and
+    /// returns the manifests removed (empty when there was nothing to remove, or a name or version is not a plain path
+    /// segment). The manifest goes first, so a reader never sees a manifest whose weights are gone.</summary>
+    /// <remarks>Hosts that cached the manifest (<see cref="ModelCatalog"/>) or loaded the weights (<see cref="WarmPool"/>)
+    /// keep serving them until their copy expires or is evicted.</remarks>
+    ValueTask<IReadOnlyList<ModelManifest>> DeleteAsync(string name, string? version, CancellationToken cancellationToken);
 }

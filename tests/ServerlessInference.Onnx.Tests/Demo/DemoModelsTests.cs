@@ -53,5 +53,8 @@ public sealed class DemoModelsTests
             Uploads.Add((manifest, weights.Position));
             return manifest;
         }
+
+        public ValueTask<IReadOnlyList<ModelManifest>> DeleteAsync(string name, string? version, CancellationToken cancellationToken) =>
+            throw new NotSupportedException();
     }
 }

@@ -181,6 +181,56 @@ public abstract class ModelStoreContract
         Assert.Null(await store.GetManifestAsync(name, version, default));
     }
 
+    [Fact]
+    public async Task DeleteAsync_OneVersion_RemovesItAndKeepsTheOthers()
+    {
+        var store = await CreateStoreAsync();
+        await store.UploadAsync(Manifest("m", "1"), new MemoryStream(Weights(64, seed: 11)), default);
+        var second = await store.UploadAsync(Manifest("m", "2"), new MemoryStream(Weights(64, seed: 12)), default);
+        await store.UploadAsync(Manifest("other", "1"), new MemoryStream(Weights(64, seed: 13)), default);
+
+        var removed = await store.DeleteAsync("m", "2", default);
+
+        Assert.Equal(["m/2"], removed.Select(m => m.Key));
+        Assert.Equal(second.Sha256, removed[0].Sha256);
+        Assert.Null(await store.GetManifestAsync("m", "2", default));
+        Assert.Equal("1", (await store.GetManifestAsync("m", null, default))?.Version);
+        Assert.Equal(["m/1", "other/1"], (await store.ListAsync(default)).Select(m => m.Key).Order(StringComparer.Ordinal));
+        await Assert.ThrowsAsync<InferenceException>(async () => await store.OpenWeightsAsync(second, default));
+    }
+
+    [Fact]
+    public async Task DeleteAsync_NoVersion_RemovesEveryVersionOfThatModelOnly()
+    {
+        var store = await CreateStoreAsync();
+        await store.UploadAsync(Manifest("m", "1"), new MemoryStream(Weights(64, seed: 14)), default);
+        await store.UploadAsync(Manifest("m", "2"), new MemoryStream(Weights(64, seed: 15)), default);
+        // A name that starts like the deleted one is another model.
+        await store.UploadAsync(Manifest("m2", "1"), new MemoryStream(Weights(64, seed: 16)), default);
+
+        var removed = await store.DeleteAsync("m", null, default);
+
+        Assert.Equal(["m/1", "m/2"], removed.Select(m => m.Key).Order(StringComparer.Ordinal));
+        Assert.Null(await store.GetManifestAsync("m", null, default));
+        Assert.Equal(["m2/1"], (await store.ListAsync(default)).Select(m => m.Key));
+    }
+
+    [Theory]
+    [InlineData("nope", null)]
+    [InlineData("m", "9")]
+    [InlineData("..", null)]
+    [InlineData("m", "../m")]
+    public async Task DeleteAsync_UnknownOrPathUnsafe_RemovesNothing(string name, string? version)
+    {
+        var store = await CreateStoreAsync();
+        await store.UploadAsync(Manifest("m"), new MemoryStream(Weights(64, seed: 17)), default);
+
+        var removed = await store.DeleteAsync(name, version, default);
+
+        Assert.Empty(removed);
+        Assert.Equal(["m/1"], (await store.ListAsync(default)).Select(m => m.Key));
+    }
+
     private static void AssertSameManifest(ModelManifest expected, ModelManifest actual) =>
         // TensorSpec holds arrays, so records compare by reference; the stored JSON compares by value.
         Assert.Equal(ModelManifestJson.Serialize(expected), ModelManifestJson.Serialize(actual));

@@ -1,0 +1,2 @@
+global using ServerlessInference.Models;
+global using ServerlessInference.Protocol;
