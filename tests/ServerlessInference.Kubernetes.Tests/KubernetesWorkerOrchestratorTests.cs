@@ -144,8 +144,8 @@ public sealed class KubernetesWorkerOrchestratorTests : IDisposable
         Assert.Equal("""{"spec":{"replicas":1}}""", _apiServer.Requests[1].Body);
     }
 
-    private static string Pod(string name) => $$"""
-        {"kind":"Pod","apiVersion":"v1","metadata":{"name":"{{name}}","namespace":"inference"}}
+    private static string Pod(string name) => $$$"""
+        {"kind":"Pod","apiVersion":"v1","metadata":{"name":"{{{name}}}","namespace":"inference"}}
         """;
 
     private static string Scale(int specReplicas, int statusReplicas) => $$"""
