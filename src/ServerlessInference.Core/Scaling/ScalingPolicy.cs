@@ -52,7 +52,9 @@ public sealed record ScalingDecision(DateTimeOffset At, int CurrentReplicas, int
 /// of warm models nobody asks for (no queued or in-flight jobs, <c>min_warm</c> 0), which a load may evict.</item>
 /// <item><b>min_warm</b>: every model keeps <c>min_warm</c> warm copies, each on a different worker. Copies a model lacks
 /// are placed in the live workers' room; what does not fit asks for more workers. And the floor is the number of
-/// workers the <c>min_warm</c> copies need on their own. So replicas reach zero only when no model has <c>min_warm</c>.</item>
+/// workers the <c>min_warm</c> copies need on their own. So replicas reach zero only when no model has <c>min_warm</c>.
+/// And a scale-down stops short of dropping a copy: with the workers <see cref="Place"/> would stop gone, every
+/// <c>min_warm</c> copy they held must fit the room of the workers kept.</item>
 /// </list>
 /// <para>Packing, for the last two rules, is a simple first-fit decreasing: copies largest first, each into the first
 /// worker (by id, then workers asked for but not registered yet, then new ones) that does not hold the model and has room.
@@ -99,6 +101,13 @@ public static class ScalingPolicy
         {
             raw = minWarmFloor;
             why = $"{minWarmWhy}; {why}";
+        }
+
+        var (keepFloor, keepWhy) = fleet.MinWarmKeepFloor(raw);
+        if (keepFloor > raw)
+        {
+            raw = keepFloor;
+            why = $"{keepWhy}; {why}";
         }
 
         raw = Math.Clamp(raw, options.MinReplicas, options.MaxReplicas);
@@ -370,6 +379,55 @@ public static class ScalingPolicy
             var models = string.Join(", ", _specs.Where(s => s.Value.MinWarm > 0).OrderBy(s => s.Key, StringComparer.Ordinal).Select(s => $"'{s.Key}' ×{s.Value.MinWarm}"));
             return (packing.Floor, $"min_warm keeps {packing.Floor} workers for {models}");
         }
+
+        /// <summary>The fewest workers, from <paramref name="raw"/> up, that keep every <c>min_warm</c> when the others stop
+        /// in <see cref="StopFirst"/>'s order: a copy the stopped workers take with them must fit the room of those kept.</summary>
+        public (int Floor, string Why) MinWarmKeepFloor(int raw)
+        {
+            if (!_specs.Values.Any(s => s.MinWarm > 0) || raw >= _live.Count)
+            {
+                return (0, "");
+            }
+
+            var order = StopFirst(_live.Count);
+            for (var kept = raw; kept < _live.Count; kept++)
+            {
+                var stopped = order.Take(_live.Count - kept).ToHashSet(StringComparer.Ordinal);
+                var rest = Without(stopped);
+                if (rest.Pack(rest.MinWarmCopiesLacking(), rest._live.Count, exclude: null).Floor == 0)
+                {
+                    return (kept, $"min_warm: fewer than {kept} workers would drop a warm copy no other worker has room for");
+                }
+            }
+
+            return (_live.Count, $"min_warm: stopping any of the {_live.Count} workers would drop a warm copy no other worker has room for");
+        }
+
+        private Fleet Without(HashSet<string> stopped)
+        {
+            var rest = new Fleet { _newBudget = _newBudget };
+            foreach (var (name, spec) in _specs)
+            {
+                rest._specs[name] = spec;
+            }
+
+            rest._demanded.UnionWith(_demanded);
+            rest.Keep.UnionWith(Keep);
+            foreach (var worker in _live.Where(w => !stopped.Contains(w.Status.Id)))
+            {
+                rest._live.Add(worker);
+                foreach (var model in worker.Warm.Keys)
+                {
+                    rest._holders[model] = rest._holders.GetValueOrDefault(model) + 1;
+                }
+            }
+
+            return rest;
+        }
+
+        private List<Copy> MinWarmCopiesLacking() =>
+            [.. _specs.Where(s => s.Value.MinWarm > _holders.GetValueOrDefault(s.Key))
+                .SelectMany(s => Enumerable.Repeat(new Copy(s.Key, s.Value.Size, MinWarm: true, ""), s.Value.MinWarm - _holders.GetValueOrDefault(s.Key)))];
 
         /// <summary>Up to <paramref name="count"/> idle workers to stop, least loss first (see <see cref="Place"/>).</summary>
         public IReadOnlyList<string> StopFirst(int count)

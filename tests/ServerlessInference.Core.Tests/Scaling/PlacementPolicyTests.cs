@@ -142,6 +142,34 @@ public sealed class PlacementPolicyTests
     }
 
     [Fact]
+    public void Decide_ScaleDownWouldDropTheOnlyMinWarmCopyThatFitsNowhereElse_Holds()
+    {
+        // w1 is idle and holds the min_warm model; w2 is busy and full of models with work. The depth rule wants one
+        // worker, and the only one a scale-down could stop is w1: its copy would fit nowhere, so both stay.
+        var models = new[] { Model("kept", minWarm: 1), Model("a"), Model("b"), Model("c") };
+        var state = ScalingState.Initial;
+        for (var second = 0; second <= 120; second += 10)
+        {
+            var input = Input(current: 2, byModel: Depths(("a", 0, 1), ("b", 0, 1), ("c", 0, 1)),
+                workers: [Worker("w1", 300, "kept"), Worker("w2", 300, inFlight: 3, "a", "b", "c")], models: models, at: second);
+            (var decision, state) = ScalingPolicy.Decide(input, state, Options);
+            Assert.Equal(2, decision.DesiredReplicas);
+        }
+
+        // With room on w2 for the copy, the same fleet goes down to one worker.
+        state = ScalingState.Initial;
+        ScalingDecision last = null!;
+        for (var second = 0; second <= 120; second += 10)
+        {
+            var input = Input(current: 2, byModel: Depths(("a", 0, 1), ("b", 0, 1)),
+                workers: [Worker("w1", 300, "kept"), Worker("w2", 300, inFlight: 2, "a", "b")], models: models, at: second);
+            (last, state) = ScalingPolicy.Decide(input, state, Options);
+        }
+
+        Assert.Equal(1, last.DesiredReplicas);
+    }
+
+    [Fact]
     public void Decide_MaxWorkers_CapsAHotModelsContribution()
     {
         var workers = new[] { Worker("w1", 300, "hot"), Worker("w2", 300, "hot") };
