@@ -89,7 +89,7 @@ public static class ScalingPolicy
                 : $"{counted} of {load} jobs (the rest past a model's max_workers) / {options.TargetJobsPerWorker} per worker";
         }
 
-        var packing = fleet.Pack(fleet.CopiesNeeded(input), input.CurrentReplicas, exclude: null);
+        var packing = fleet.Pack(fleet.CopiesNeeded(), input.CurrentReplicas, exclude: null);
         if (packing.Floor > raw)
         {
             raw = packing.Floor;
@@ -178,7 +178,7 @@ public static class ScalingPolicy
     {
         var fleet = Fleet.Of(input);
         var stopFirst = fleet.StopFirst(decision.CurrentReplicas - decision.DesiredReplicas);
-        var packing = fleet.Pack(fleet.CopiesNeeded(input), input.CurrentReplicas, exclude: stopFirst.ToHashSet(StringComparer.Ordinal));
+        var packing = fleet.Pack(fleet.CopiesNeeded(), input.CurrentReplicas, exclude: stopFirst.ToHashSet(StringComparer.Ordinal));
         return new PlacementAdvice(stopFirst, packing.Orders, [.. fleet.Keep.Order(StringComparer.Ordinal)]);
     }
 
@@ -205,6 +205,9 @@ public static class ScalingPolicy
         private readonly Dictionary<string, int> _holders = new(StringComparer.Ordinal);
         private readonly HashSet<string> _demanded = new(StringComparer.Ordinal);
 
+        /// <summary><see cref="ScalingInput.ByModel"/> summed per model; null when the queue does not count per model.</summary>
+        private Dictionary<string, ModelDepth>? _depths;
+
         /// <summary>The budget a worker not registered yet is assumed to have; null when no live worker says.</summary>
         private long? _newBudget;
 
@@ -224,12 +227,24 @@ public static class ScalingPolicy
                 }
             }
 
-            foreach (var (model, depth) in input.ByModel ?? new Dictionary<string, ModelDepth>())
+            if (input.ByModel is not null)
             {
-                if (depth.Total > 0)
+                // Keyed by model; a provider that counts per affinity key (model#prefix) is summed per model.
+                fleet._depths = new Dictionary<string, ModelDepth>(StringComparer.Ordinal);
+                foreach (var (key, depth) in input.ByModel)
                 {
-                    fleet._demanded.Add(model);
-                    fleet.Keep.Add(model);
+                    var model = JobPreference.ModelOf(key);
+                    var sum = fleet._depths.GetValueOrDefault(model);
+                    fleet._depths[model] = new ModelDepth(sum.Queued + depth.Queued, sum.InFlight + depth.InFlight);
+                }
+
+                foreach (var (model, depth) in fleet._depths)
+                {
+                    if (depth.Total > 0)
+                    {
+                        fleet._demanded.Add(model);
+                        fleet.Keep.Add(model);
+                    }
                 }
             }
 
@@ -260,12 +275,12 @@ public static class ScalingPolicy
         public long CappedLoad(ScalingInput input, int target)
         {
             var load = input.Queued + input.InFlight;
-            if (input.ByModel is null)
+            if (_depths is null)
             {
                 return load;
             }
 
-            foreach (var (model, depth) in input.ByModel)
+            foreach (var (model, depth) in _depths)
             {
                 if (_specs.TryGetValue(model, out var spec) && spec.MaxWorkers is { } max && depth.Total > (long)max * target)
                 {
@@ -278,7 +293,7 @@ public static class ScalingPolicy
 
         /// <summary>Warm copies the fleet lacks: what <c>min_warm</c> asks beyond the copies held, and one of every model
         /// with queued jobs that no live worker holds.</summary>
-        public List<Copy> CopiesNeeded(ScalingInput input)
+        public List<Copy> CopiesNeeded()
         {
             var copies = new List<Copy>();
             foreach (var (model, spec) in _specs)
@@ -290,7 +305,7 @@ public static class ScalingPolicy
                 }
             }
 
-            foreach (var (model, depth) in input.ByModel ?? new Dictionary<string, ModelDepth>())
+            foreach (var (model, depth) in _depths ?? new Dictionary<string, ModelDepth>())
             {
                 if (depth.Queued > 0 && _holders.GetValueOrDefault(model) == 0 && _specs.TryGetValue(model, out var spec) && spec.MinWarm == 0)
                 {
@@ -405,7 +420,7 @@ public static class ScalingPolicy
 
         private Fleet Without(HashSet<string> stopped)
         {
-            var rest = new Fleet { _newBudget = _newBudget };
+            var rest = new Fleet { _newBudget = _newBudget, _depths = _depths };
             foreach (var (name, spec) in _specs)
             {
                 rest._specs[name] = spec;

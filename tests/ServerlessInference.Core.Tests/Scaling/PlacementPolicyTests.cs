@@ -186,6 +186,80 @@ public sealed class PlacementPolicyTests
     }
 
     [Fact]
+    public void Decide_DepthPerAffinityKey_IsSummedPerModel()
+    {
+        // A queue that keeps one partition per affinity key (model#prefix) reports depth per key.
+        var workers = new[] { Worker("w1", 300, "hot", "b", "c"), Worker("w2", 300, "hot", "e", "f") };
+        var models = new[] { Model("hot", maxWorkers: 2), Model("b"), Model("c"), Model("e"), Model("f"), Model("x") };
+        var busy = Depths(("b", 0, 1), ("c", 0, 1), ("e", 0, 1), ("f", 0, 1));
+
+        // max_workers caps the model's keys together: 1,000 jobs over two keys count as 20, not as two uncapped keys.
+        var capped = Decide(Input(current: 2, byModel: With(busy, ("hot#p1", 500, 0), ("hot#p2", 500, 0)), workers: workers, models: models));
+        Assert.Equal(3, capped.DesiredReplicas); // (20 + 4) / 10
+        Assert.Contains("max_workers", capped.Reason);
+
+        // A cold model seen only through its keys still asks for a worker; one warm anywhere does not.
+        var cold = Decide(Input(current: 2, byModel: With(busy, ("hot", 0, 1), ("x#p1", 1, 0), ("x#p2", 1, 0)), workers: workers, models: models));
+        Assert.Equal(3, cold.DesiredReplicas);
+        Assert.Contains("'x' has 2 queued jobs", cold.Reason);
+        var warm = Decide(Input(current: 2, byModel: With(busy, ("hot#p1", 1, 0)), workers: workers, models: models));
+        Assert.Equal(2, warm.DesiredReplicas);
+        Assert.DoesNotContain("no worker holds it", warm.Reason);
+    }
+
+    [Fact]
+    public void Place_DepthPerAffinityKey_KeepsAndProtectsTheModel()
+    {
+        // 'gen' has work only under a prefix key: it is kept (not evictable for placement), and the worker holding its
+        // only copy is stopped after the one whose model nobody asks for (counted per key, the two would tie on loss and
+        // the lower id, w1, would go first).
+        var input = Input(current: 2, byModel: Depths(("gen#abc", 2, 0)),
+            workers: [Worker("w1", 300, "gen"), Worker("w2", 300, "spare")],
+            models: [Model("gen"), Model("spare", size: 250), Model("kept", minWarm: 1)]);
+
+        var advice = ScalingPolicy.Place(input, new ScalingDecision(T0, 2, 1, 2, 0, "scale down"));
+
+        Assert.Equal(["w2"], advice.StopFirst);
+        Assert.Equal(["gen", "kept"], advice.Keep);
+    }
+
+    [Fact]
+    public void Decide_PerModelRules_KeepTheScaleUpAndScaleDownWindows()
+    {
+        // The per-model rules only change the raw recommendation: up at once, down after the stabilization window
+        // (30 s), to zero after the idle window (60 s), as for the depth rule.
+        var models = new[] { Model("a"), Model("b"), Model("c"), Model("x") };
+        var full = new[] { Worker("w1", 300, "a", "b", "c") };
+        var state = ScalingState.Initial;
+
+        // t=0: 'x' is queued and w1 is full of models with work: a second worker at once.
+        (var up, state) = ScalingPolicy.Decide(Input(current: 1, byModel: Depths(("a", 0, 1), ("b", 0, 1), ("c", 0, 1), ("x", 1, 0)),
+            workers: full, models: models), state, Options);
+        Assert.Equal(2, up.DesiredReplicas);
+        Assert.StartsWith("scale up", up.Reason);
+
+        // t=10: depth alone asks for more: up again at once (25 jobs / 10).
+        (var depth, state) = ScalingPolicy.Decide(Input(current: 2, byModel: Depths(("a", 20, 1), ("b", 0, 1), ("c", 0, 1), ("x", 2, 0)),
+            workers: [.. full, Worker("w2", 300, "x")], models: models, at: 10), state, Options);
+        Assert.Equal(3, depth.DesiredReplicas);
+        Assert.StartsWith("scale up", depth.Reason);
+
+        // From t=20 on: no work at all. Three idle workers hold until the window has been lower for 30 s (t=50), then one
+        // stays until 60 s after the last work (t=10), then zero.
+        var desired = new List<(int At, int Replicas)>();
+        var current = 3;
+        for (var at = 20; at <= 100; at += 10)
+        {
+            var workers = new[] { Worker("w1", 300, "a", "b", "c"), Worker("w2", 300, "x"), Worker("w3", 300, "a") }.Take(current).ToArray();
+            (var decision, state) = ScalingPolicy.Decide(Input(current: current, byModel: Depths(), workers: workers, models: models, at: at), state, Options);
+            desired.Add((at, decision.DesiredReplicas));
+            current = decision.DesiredReplicas;
+        }
+
+        Assert.Equal([(20, 3), (30, 3), (40, 3), (50, 1), (60, 1), (70, 0), (80, 0), (90, 0), (100, 0)], desired);
+    }
+
+    [Fact]
     public void Place_ScaleDown_NamesWorkersWhoseModelsAreWarmElsewhereFirst()
     {
         // w3's only model is warm on w2 too: stopping it loses nothing. Then w1 (a, 100 bytes warm nowhere else) before
@@ -267,6 +341,9 @@ public sealed class PlacementPolicyTests
             Workers = workers,
             Models = models,
         };
+
+    private static Dictionary<string, ModelDepth> With(Dictionary<string, ModelDepth> depths, params (string Model, long Queued, long InFlight)[] more) =>
+        new(depths.Concat(Depths(more)));
 
     private static Dictionary<string, ModelDepth> Depths(params (string Model, long Queued, long InFlight)[] depths) =>
         depths.ToDictionary(d => d.Model, d => new ModelDepth(d.Queued, d.InFlight));
