@@ -20,6 +20,12 @@ public sealed class KubernetesOrchestratorOptions : IValidatableObject
     /// <summary>The worker Deployment, whose replica count the scaler owns.</summary>
     public string Deployment { get; set; } = DefaultDeployment;
 
+    /// <summary>Before a scale-down, mark the pods the scaler would stop first with a low
+    /// <c>controller.kubernetes.io/pod-deletion-cost</c>, so the ReplicaSet removes them rather than pods whose models are
+    /// warm nowhere else. Off by default: it needs <c>patch</c> on <c>pods</c> in the namespace (see docs/kubernetes.md),
+    /// a wider right than the scale subresource alone.</summary>
+    public bool PodDeletionCost { get; set; }
+
     /// <summary>A kubeconfig file (its current context is used); when empty, the in-cluster service account.</summary>
     public string? KubeConfigPath { get; set; }
 
@@ -62,6 +68,9 @@ public sealed partial class KubernetesOrchestratorOptionsValidator : IValidateOp
 
         return failures;
     }
+
+    /// <summary>Whether <paramref name="name"/> can be a pod's name (a DNS subdomain).</summary>
+    public static bool IsPodName(string? name) => IsDnsSubdomain(name);
 
     private static bool IsDnsLabel(string? name) =>
         name is { Length: >= 1 and <= 63 }

@@ -31,7 +31,10 @@ public static class KubernetesServiceCollectionExtensions
     {
         var config = ClientConfiguration(options);
         var @namespace = FirstNonEmpty(options.Namespace, config.Namespace, "default");
-        return new KubernetesWorkerOrchestrator(new k8s.Kubernetes(config), @namespace, options.Deployment.Trim(), logger, ownsClient: true);
+        return new KubernetesWorkerOrchestrator(new k8s.Kubernetes(config), @namespace, options.Deployment.Trim(), logger, ownsClient: true)
+        {
+            PodDeletionCost = options.PodDeletionCost,
+        };
     }
 
     /// <summary>The client configuration <paramref name="options"/> choose.</summary>

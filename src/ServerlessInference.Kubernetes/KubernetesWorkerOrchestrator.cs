@@ -18,7 +18,7 @@ namespace ServerlessInference.Kubernetes;
 /// nothing else of the Deployment and needs only <c>get</c> and <c>patch</c> on <c>deployments/scale</c> (see
 /// <c>infra/k8s/rbac.yaml</c>), not the right to rewrite the pod template. Sending the same count again is a no-op.
 /// The Deployment picks which pods to remove; they get SIGTERM and drain within
-/// <c>terminationGracePeriodSeconds</c>.</para>
+/// <c>terminationGracePeriodSeconds</c>. With <see cref="PodDeletionCost"/> it is told which it should prefer.</para>
 /// <para><b>Failures</b> (the API server unreachable, 403, 404, 409, 5xx) throw <see cref="HttpRequestException"/>
 /// naming the status, the Deployment and what to check; the scaler logs them and tries again on its next tick.</para>
 /// <para>Thread-safe. Disposing releases the client when this orchestrator created it; it never scales the
@@ -50,6 +50,13 @@ public sealed partial class KubernetesWorkerOrchestrator : IWorkerOrchestrator, 
 
     public string Deployment { get; }
 
+    /// <summary>Whether a scale-down first sets <see cref="DeletionCostAnnotation"/> on the pods the scaler prefers to stop
+    /// (<see cref="KubernetesOrchestratorOptions.PodDeletionCost"/>).</summary>
+    public bool PodDeletionCost { get; init; }
+
+    /// <summary>The annotation the ReplicaSet controller reads when it picks pods to delete: lower goes first.</summary>
+    public const string DeletionCostAnnotation = "controller.kubernetes.io/pod-deletion-cost";
+
     /// <summary>The scale subresource's <c>spec.replicas</c> (absent means 0).</summary>
     public async ValueTask<int> GetReplicasAsync(CancellationToken cancellationToken)
     {
@@ -65,7 +72,49 @@ public sealed partial class KubernetesWorkerOrchestrator : IWorkerOrchestrator, 
     }
 
     /// <summary>Patches the scale subresource's <c>spec.replicas</c> to <paramref name="replicas"/>.</summary>
-    public async ValueTask SetReplicasAsync(int replicas, CancellationToken cancellationToken)
+    public ValueTask SetReplicasAsync(int replicas, CancellationToken cancellationToken) => SetReplicasAsync(replicas, [], cancellationToken);
+
+    /// <summary>With <see cref="PodDeletionCost"/>, first gives each pod in <paramref name="preferredToStop"/> (worker ids
+    /// are pod names, <c>infra/k8s/worker.yaml</c>) a deletion cost below zero, the first lowest, then patches the scale
+    /// subresource. A pod that cannot be annotated (gone, not a pod name, forbidden) is logged and passed over: the
+    /// preference is advice, the replica count is not.</summary>
+    public async ValueTask SetReplicasAsync(int replicas, IReadOnlyList<string> preferredToStop, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(replicas);
+        cancellationToken.ThrowIfCancellationRequested();
+        if (PodDeletionCost)
+        {
+            for (var i = 0; i < preferredToStop.Count; i++)
+            {
+                await MarkAsync(preferredToStop[i], cost: i - preferredToStop.Count, cancellationToken).ConfigureAwait(false);
+            }
+        }
+
+        await ScaleAsync(replicas, cancellationToken).ConfigureAwait(false);
+    }
+
+    private async ValueTask MarkAsync(string pod, int cost, CancellationToken cancellationToken)
+    {
+        if (!KubernetesOrchestratorOptionsValidator.IsPodName(pod))
+        {
+            Log.NotAPod(_logger, pod);
+            return;
+        }
+
+        var patch = new V1Patch(
+            "{\"metadata\":{\"annotations\":{\"" + DeletionCostAnnotation + "\":\"" + cost.ToString(CultureInfo.InvariantCulture) + "\"}}}",
+            V1Patch.PatchType.MergePatch);
+        try
+        {
+            await _client.CoreV1.PatchNamespacedPodAsync(patch, pod, Namespace, cancellationToken: cancellationToken).ConfigureAwait(false);
+        }
+        catch (HttpOperationException ex)
+        {
+            Log.MarkFailed(_logger, pod, Namespace, (int?)ex.Response?.StatusCode ?? 0);
+        }
+    }
+
+    private async ValueTask ScaleAsync(int replicas, CancellationToken cancellationToken)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(replicas);
         var patch = new V1Patch("{\"spec\":{\"replicas\":" + replicas.ToString(CultureInfo.InvariantCulture) + "}}", V1Patch.PatchType.MergePatch);
@@ -110,5 +159,11 @@ public sealed partial class KubernetesWorkerOrchestrator : IWorkerOrchestrator, 
     {
         [LoggerMessage(1, LogLevel.Information, "Deployment {Namespace}/{Deployment} scaled to {Replicas} replicas ({Running} exist now)")]
         public static partial void Scaled(ILogger logger, string @namespace, string deployment, int replicas, int running);
+
+        [LoggerMessage(2, LogLevel.Warning, "Could not set the deletion cost of pod {Namespace}/{Pod} (status {Status}; the gateway's Role needs patch on pods, docs/kubernetes.md); the Deployment picks which pod to remove")]
+        public static partial void MarkFailed(ILogger logger, string pod, string @namespace, int status);
+
+        [LoggerMessage(3, LogLevel.Warning, "Worker id {WorkerId} is not a pod name; its deletion cost is not set")]
+        public static partial void NotAPod(ILogger logger, string workerId);
     }
 }

@@ -92,13 +92,15 @@ public static class RedisServiceCollectionExtensions
     }
 
     /// <summary><see cref="IWorkerRegistry"/> → <see cref="RedisWorkerRegistry"/> and <see cref="IScalingDecisionLog"/> →
-    /// <see cref="RedisScalingDecisionLog"/>: worker tracking and scaling history live together.</summary>
+    /// <see cref="RedisScalingDecisionLog"/> (and <see cref="IPlacementBoard"/> → <see cref="RedisPlacementBoard"/>): worker
+    /// tracking, scaling history and the scaler's placement plan live together.</summary>
     public static IServiceCollection AddRedisWorkerRegistry(this IServiceCollection services)
     {
         services.AddRedisConnection();
         services.TryAddSingleton(sp => new RedisWorkerRegistry(sp.GetRequiredService<IConnectionMultiplexer>(), sp.GetRequiredService<IOptions<RedisOptions>>()));
         services.Replace(ServiceDescriptor.Singleton<IWorkerRegistry>(sp => sp.GetRequiredService<RedisWorkerRegistry>()));
         services.Replace(ServiceDescriptor.Singleton<IScalingDecisionLog>(sp => new RedisScalingDecisionLog(sp.GetRequiredService<IConnectionMultiplexer>(), sp.GetRequiredService<IOptions<RedisOptions>>())));
+        services.Replace(ServiceDescriptor.Singleton<IPlacementBoard>(sp => new RedisPlacementBoard(sp.GetRequiredService<IConnectionMultiplexer>(), sp.GetRequiredService<IOptions<RedisOptions>>())));
         return services;
     }
 

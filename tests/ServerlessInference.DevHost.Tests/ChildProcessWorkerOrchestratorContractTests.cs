@@ -113,6 +113,25 @@ public sealed class ChildProcessWorkerOrchestratorContractTests : WorkerOrchestr
     }
 
     [Fact]
+    public async Task SetReplicasAsync_DownWithAPreference_StopsThePreferredIdleWorkersFirstAndNeverABusyOne()
+    {
+        var orchestrator = Create(_registry);
+        await new Observed(orchestrator, Observe).SetReplicasAsync(4, default);
+        var workers = orchestrator.Workers;
+        await _registry.HeartbeatAsync(Status(workers[0].Id, inFlight: 0), default);
+        await _registry.HeartbeatAsync(Status(workers[1].Id, inFlight: 0), default);
+        await _registry.HeartbeatAsync(Status(workers[2].Id, inFlight: 0), default);
+        await _registry.HeartbeatAsync(Status(workers[3].Id, inFlight: 4), default);
+
+        // The busy worker is named first but passed over; the idle named one goes, then the idlest (first) one.
+        Observe();
+        await orchestrator.SetReplicasAsync(2, [workers[3].Id, workers[2].Id], default);
+        Observe();
+
+        Assert.Equal([workers[1], workers[3]], orchestrator.Workers);
+    }
+
+    [Fact]
     public async Task GetReplicasAsync_AWorkerDiedOnItsOwn_StopsCountingItAndForgetsIt()
     {
         var orchestrator = Create(_registry);

@@ -96,6 +96,58 @@ public sealed class KubernetesWorkerOrchestratorTests : IDisposable
         await Assert.ThrowsAsync<HttpRequestException>(() => _orchestrator.GetReplicasAsync(default).AsTask());
     }
 
+    [Fact]
+    public async Task SetReplicasAsync_PodDeletionCostOn_MarksThePreferredPodsLowestFirstThenScales()
+    {
+        using var orchestrator = new KubernetesWorkerOrchestrator(_client, "inference", KubernetesOrchestratorOptions.DefaultDeployment,
+            NullLogger<KubernetesWorkerOrchestrator>.Instance) { PodDeletionCost = true };
+        _apiServer.Respond(HttpStatusCode.OK, Pod("worker-abc12")).Respond(HttpStatusCode.OK, Pod("worker-def34")).Respond(HttpStatusCode.OK, Scale(1, 3));
+
+        await orchestrator.SetReplicasAsync(1, ["worker-abc12", "worker-def34"], default);
+
+        var requests = _apiServer.Requests;
+        Assert.Equal(3, requests.Count);
+        Assert.All(requests, r => Assert.Equal(HttpMethod.Patch, r.Method));
+        Assert.Equal("/api/v1/namespaces/inference/pods/worker-abc12", requests[0].Uri.AbsolutePath);
+        Assert.Equal("application/merge-patch+json", requests[0].MediaType);
+        Assert.Equal("""{"metadata":{"annotations":{"controller.kubernetes.io/pod-deletion-cost":"-2"}}}""", requests[0].Body);
+        Assert.Equal("/api/v1/namespaces/inference/pods/worker-def34", requests[1].Uri.AbsolutePath);
+        Assert.Equal("""{"metadata":{"annotations":{"controller.kubernetes.io/pod-deletion-cost":"-1"}}}""", requests[1].Body);
+        Assert.Equal(ScalePath, requests[2].Uri.AbsolutePath);
+        Assert.Equal("""{"spec":{"replicas":1}}""", requests[2].Body);
+    }
+
+    [Fact]
+    public async Task SetReplicasAsync_PodDeletionCostOff_IgnoresThePreference()
+    {
+        _apiServer.Respond(HttpStatusCode.OK, Scale(1, 3));
+
+        await _orchestrator.SetReplicasAsync(1, ["worker-abc12"], default);
+
+        var patch = Assert.Single(_apiServer.Requests);
+        Assert.Equal(ScalePath, patch.Uri.AbsolutePath);
+    }
+
+    [Fact]
+    public async Task SetReplicasAsync_APodCannotBeMarked_StillScales()
+    {
+        using var orchestrator = new KubernetesWorkerOrchestrator(_client, "inference", KubernetesOrchestratorOptions.DefaultDeployment,
+            NullLogger<KubernetesWorkerOrchestrator>.Instance) { PodDeletionCost = true };
+        _apiServer.Respond(HttpStatusCode.Forbidden, """{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Forbidden","code":403}""")
+            .Respond(HttpStatusCode.OK, Scale(1, 2));
+
+        // The second id is no pod name (a worker outside the cluster): not even tried.
+        await orchestrator.SetReplicasAsync(1, ["worker-abc12", "Not_A_Pod"], default);
+
+        Assert.Equal(2, _apiServer.Requests.Count);
+        Assert.Equal(ScalePath, _apiServer.Requests[1].Uri.AbsolutePath);
+        Assert.Equal("""{"spec":{"replicas":1}}""", _apiServer.Requests[1].Body);
+    }
+
+    private static string Pod(string name) => $$$"""
+        {"kind":"Pod","apiVersion":"v1","metadata":{"name":"{{{name}}}","namespace":"inference"}}
+        """;
+
     private static string Scale(int specReplicas, int statusReplicas) => $$"""
         {"kind":"Scale","apiVersion":"autoscaling/v1",
          "metadata":{"name":"serverless-inference-worker","namespace":"inference"},

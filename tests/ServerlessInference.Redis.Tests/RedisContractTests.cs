@@ -88,6 +88,30 @@ public sealed class RedisScalingDecisionLogContractTests(RedisFixture redis) : S
 }
 
 [Collection(RedisCollection.Name)]
+public sealed class RedisPlacementBoardContractTests(RedisFixture redis) : PlacementBoardContract
+{
+    protected override TimeProvider Time => TimeProvider.System;
+
+    protected override async ValueTask AdvanceAsync(TimeSpan duration) => await Task.Delay(duration);
+
+    protected override ValueTask<IPlacementBoard> CreateBoardAsync() =>
+        ValueTask.FromResult<IPlacementBoard>(new RedisPlacementBoard(redis.Redis, RedisFixture.Wrap(redis.Options())));
+
+    [Fact]
+    public async Task PublishAsync_Plan_ExpiresTheKeyWithThePlan()
+    {
+        var board = new RedisPlacementBoard(redis.Redis, RedisFixture.Wrap(redis.Options()));
+        var at = DateTimeOffset.UtcNow;
+
+        await board.PublishAsync(new PlacementPlan(at, at + TimeSpan.FromSeconds(20), [], []), default);
+
+        var ttl = await redis.Redis.GetDatabase().KeyTimeToLiveAsync(board.Key);
+        Assert.NotNull(ttl);
+        Assert.InRange(ttl.Value, TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(20));
+    }
+}
+
+[Collection(RedisCollection.Name)]
 public sealed class RedisJobStreamsContractTests(RedisFixture redis) : JobStreamsContract
 {
     protected override TimeProvider Time => TimeProvider.System;

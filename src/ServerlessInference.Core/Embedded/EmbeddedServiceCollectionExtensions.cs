@@ -47,12 +47,14 @@ public static class EmbeddedServiceCollectionExtensions
     }
 
     /// <summary><see cref="IWorkerRegistry"/> → <see cref="InMemoryWorkerRegistry"/> and <see cref="IScalingDecisionLog"/>
-    /// → <see cref="InMemoryScalingDecisionLog"/>: worker tracking and scaling history live together.</summary>
+    /// → <see cref="InMemoryScalingDecisionLog"/> (and <see cref="IPlacementBoard"/> → <see cref="InMemoryPlacementBoard"/>):
+    /// worker tracking, scaling history and the scaler's placement plan live together.</summary>
     public static IServiceCollection AddInMemoryWorkerRegistry(this IServiceCollection services)
     {
         services.TryAddSingleton(TimeProvider.System);
         services.Replace(ServiceDescriptor.Singleton<IWorkerRegistry>(sp => new InMemoryWorkerRegistry(sp.GetRequiredService<TimeProvider>())));
         services.Replace(ServiceDescriptor.Singleton<IScalingDecisionLog>(new InMemoryScalingDecisionLog()));
+        services.Replace(ServiceDescriptor.Singleton<IPlacementBoard>(new InMemoryPlacementBoard()));
         return services;
     }
 

@@ -5,7 +5,7 @@ using ServerlessInference.Workers;
 namespace ServerlessInference.Embedded;
 
 /// <summary>An <see cref="IWorkerOrchestrator"/> whose workers are loops in this process.</summary>
-/// <remarks>Scale-down stops idle workers first and always drains (<see cref="InferenceWorker.RequestStop"/>), so no job
+/// <remarks>Scale-down stops the idle workers the scaler prefers first, then the idlest, and always drains (<see cref="InferenceWorker.RequestStop"/>), so no job
 /// is cut short. Thread-safe. Disposing drains every worker.</remarks>
 public sealed partial class InProcessWorkerOrchestrator(Func<string, InferenceWorker> createWorker, ILogger<InProcessWorkerOrchestrator> logger)
     : IWorkerOrchestrator, IAsyncDisposable
@@ -51,7 +51,11 @@ public sealed partial class InProcessWorkerOrchestrator(Func<string, InferenceWo
         }
     }
 
-    public ValueTask SetReplicasAsync(int replicas, CancellationToken cancellationToken)
+    public ValueTask SetReplicasAsync(int replicas, CancellationToken cancellationToken) => SetReplicasAsync(replicas, [], cancellationToken);
+
+    /// <summary>Starts or stops worker loops until <paramref name="replicas"/> run. Stopping takes the idle workers of
+    /// <paramref name="preferredToStop"/> first, in its order, then the idlest.</summary>
+    public ValueTask SetReplicasAsync(int replicas, IReadOnlyList<string> preferredToStop, CancellationToken cancellationToken)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(replicas);
         if (cancellationToken.IsCancellationRequested)
@@ -73,8 +77,11 @@ public sealed partial class InProcessWorkerOrchestrator(Func<string, InferenceWo
 
             while (_running.Count > replicas)
             {
-                // The idlest worker goes first; a busy one drains its batch before it ends.
-                var victim = _running.OrderBy(r => r.Worker.InFlight).First();
+                // A preferred idle worker first, then the idlest; a busy one drains its batch before it ends.
+                var victim = _running
+                    .OrderBy(r => Preference(preferredToStop, r.Worker.Id, r.Worker.InFlight))
+                    .ThenBy(r => r.Worker.InFlight)
+                    .First();
                 _running.Remove(victim);
                 victim.Worker.RequestStop();
                 _draining.Add(victim.Run);
@@ -83,6 +90,25 @@ public sealed partial class InProcessWorkerOrchestrator(Func<string, InferenceWo
         }
 
         return ValueTask.CompletedTask;
+    }
+
+    /// <summary>Where a worker stands in the scaler's preference: its index there when idle, else after every named one.</summary>
+    internal static int Preference(IReadOnlyList<string> preferredToStop, string workerId, int inFlight)
+    {
+        if (inFlight > 0)
+        {
+            return int.MaxValue;
+        }
+
+        for (var i = 0; i < preferredToStop.Count; i++)
+        {
+            if (preferredToStop[i] == workerId)
+            {
+                return i;
+            }
+        }
+
+        return int.MaxValue;
     }
 
     public async ValueTask DisposeAsync()

@@ -19,4 +19,11 @@ public interface IWorkerOrchestrator
     /// and stops nothing.</summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="replicas"/> is negative.</exception>
     ValueTask SetReplicasAsync(int replicas, CancellationToken cancellationToken);
+
+    /// <summary>As <see cref="SetReplicasAsync(int, CancellationToken)"/>; when that stops workers, those named in
+    /// <paramref name="preferredToStop"/> go first, in that order (the scaler names idle workers whose models are warm
+    /// elsewhere: <see cref="ScalingPolicy.Place"/>). A named worker that is unknown or busy by now is passed over. The
+    /// default ignores the preference: a platform that chooses for itself (a Container App) or cannot be told.</summary>
+    ValueTask SetReplicasAsync(int replicas, IReadOnlyList<string> preferredToStop, CancellationToken cancellationToken)
+        => SetReplicasAsync(replicas, cancellationToken);
 }

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using ServerlessInference.Jobs;
+using ServerlessInference.Models;
 using ServerlessInference.Telemetry;
 using ServerlessInference.Workers;
 
@@ -12,7 +13,11 @@ namespace ServerlessInference.Scaling;
 /// Redis), so scalers on several instances (a Functions timer lands on any of them) decide from one set of windows.
 /// Ticks of different instances are not locked against each other: the Functions timer trigger runs one instance at a
 /// time, and the DevHost runs one scaler. When the stored state cannot be read or written, the tick goes on from the
-/// state this instance saw last.</remarks>
+/// state this instance saw last.
+/// <para>With a <see cref="ModelCatalog"/> the policy sees every model's <c>min_warm</c>, <c>max_workers</c> and size (a
+/// catalog that cannot be listed counts as no models this tick); with an <see cref="IPlacementBoard"/> each tick
+/// publishes its <see cref="PlacementPlan"/> there for the workers. A scale-down names the workers to stop first
+/// (<see cref="ScalingPolicy.Place"/>).</para></remarks>
 public sealed partial class Scaler(
     IJobQueue queue,
     IWorkerRegistry registry,
@@ -21,7 +26,9 @@ public sealed partial class Scaler(
     IOptions<ScalingOptions> options,
     TimeProvider timeProvider,
     InferenceMetrics metrics,
-    ILogger<Scaler> logger)
+    ILogger<Scaler> logger,
+    ModelCatalog? catalog = null,
+    IPlacementBoard? placements = null)
 {
     private readonly SemaphoreSlim _gate = new(1, 1);
     private ScalingState _state = ScalingState.Initial;
@@ -36,17 +43,24 @@ public sealed partial class Scaler(
             var workers = await registry.ListAsync(cancellationToken).ConfigureAwait(false);
             var current = await orchestrator.GetReplicasAsync(cancellationToken).ConfigureAwait(false);
             var busy = workers.Count(w => w.InFlight > 0 && w.State != WorkerState.Draining);
-            var input = new ScalingInput(depth.Queued, depth.InFlight, current, busy, timeProvider.GetUtcNow());
+            var input = new ScalingInput(depth.Queued, depth.InFlight, current, busy, timeProvider.GetUtcNow())
+            {
+                ByModel = depth.ByModel,
+                Workers = workers,
+                Models = await ListModelsAsync(cancellationToken).ConfigureAwait(false),
+            };
             var state = await ReadStateAsync(cancellationToken).ConfigureAwait(false);
             (var decision, _state) = ScalingPolicy.Decide(input, state, options.Value);
+            var advice = ScalingPolicy.Place(input, decision);
             await WriteStateAsync(_state, cancellationToken).ConfigureAwait(false);
             await RecordAsync(decision, cancellationToken).ConfigureAwait(false);
+            await PublishAsync(decision, advice, cancellationToken).ConfigureAwait(false);
             if (decision.DesiredReplicas != current)
             {
                 Log.Scaling(logger, current, decision.DesiredReplicas, decision.Reason);
                 try
                 {
-                    await orchestrator.SetReplicasAsync(decision.DesiredReplicas, cancellationToken).ConfigureAwait(false);
+                    await orchestrator.SetReplicasAsync(decision.DesiredReplicas, advice.StopFirst, cancellationToken).ConfigureAwait(false);
                 }
                 catch (Exception ex) when (ex is not OperationCanceledException)
                 {
@@ -59,6 +73,43 @@ public sealed partial class Scaler(
         finally
         {
             _gate.Release();
+        }
+    }
+
+    private async ValueTask<IReadOnlyList<ModelManifest>?> ListModelsAsync(CancellationToken cancellationToken)
+    {
+        if (catalog is null)
+        {
+            return null;
+        }
+
+        try
+        {
+            return await catalog.ListAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            Log.ModelsFailed(logger, ex);
+            return null;
+        }
+    }
+
+    private async ValueTask PublishAsync(ScalingDecision decision, PlacementAdvice advice, CancellationToken cancellationToken)
+    {
+        if (placements is null)
+        {
+            return;
+        }
+
+        try
+        {
+            await placements.PublishAsync(
+                new PlacementPlan(decision.At, decision.At + PlacementPlan.Lifetime, advice.Loads, advice.Keep), cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            // Placement is ahead-of-traffic work; the next tick publishes again.
+            Log.PlacementFailed(logger, ex);
         }
     }
 
@@ -113,5 +164,11 @@ public sealed partial class Scaler(
 
         [LoggerMessage(4, LogLevel.Warning, "The shared scaling state could not be read or stored; this tick uses this instance's last view")]
         public static partial void StateFailed(ILogger logger, Exception exception);
+
+        [LoggerMessage(5, LogLevel.Warning, "The model list could not be read; this tick places no models")]
+        public static partial void ModelsFailed(ILogger logger, Exception exception);
+
+        [LoggerMessage(6, LogLevel.Warning, "Publishing the placement plan failed; the next tick publishes again")]
+        public static partial void PlacementFailed(ILogger logger, Exception exception);
     }
 }

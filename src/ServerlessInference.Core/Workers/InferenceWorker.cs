@@ -68,6 +68,9 @@ public sealed partial class InferenceWorker
 
     public string Id { get; }
 
+    /// <summary>Loads what the scaler's placement plan orders for this worker, from the heartbeat path; null: none.</summary>
+    public WarmPlacement? Placement { get; init; }
+
     public int InFlight => Volatile.Read(ref _inFlight) + Volatile.Read(ref _generating);
 
     public WorkerState State => _state;
@@ -627,6 +630,8 @@ public sealed partial class InferenceWorker
         {
             Log.HeartbeatFailed(_logger, ex, Id);
         }
+
+        _ = Placement?.OnHeartbeat(Id);
     }
 
     private WorkerStatus Snapshot(WarmPoolCounters counters)

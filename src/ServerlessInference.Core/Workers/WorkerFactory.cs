@@ -19,8 +19,12 @@ public sealed class WorkerFactory(
     InferenceMetrics metrics,
     ILogger<InferenceWorker> logger,
     IJobStreams? streams = null,
-    WorkerStartup? startup = null)
+    WorkerStartup? startup = null,
+    Scaling.IPlacementBoard? placements = null)
 {
+    /// <summary>One per process: the worker loops share the warm pool it loads into.</summary>
+    private readonly WarmPlacement? _placement = placements is null ? null : new WarmPlacement(placements, pool, catalog, timeProvider, logger);
+
     /// <summary>A new worker loop; the first one created marks the host's runtime ready (a cold start's stage).</summary>
     public InferenceWorker Create(string id)
     {
@@ -29,6 +33,6 @@ public sealed class WorkerFactory(
             startup.RuntimeReadyAt = timeProvider.GetUtcNow();
         }
 
-        return new(id, queue, results, pool, catalog, registry, options.Value, timeProvider, metrics, logger, streams, startup);
+        return new(id, queue, results, pool, catalog, registry, options.Value, timeProvider, metrics, logger, streams, startup) { Placement = _placement };
     }
 }

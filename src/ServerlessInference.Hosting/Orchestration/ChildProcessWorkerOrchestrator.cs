@@ -12,7 +12,7 @@ namespace ServerlessInference.Hosting.Orchestration;
 /// <summary>An <see cref="IWorkerOrchestrator"/> whose workers are child processes of this host, as pods are in a cluster.</summary>
 /// <remarks>
 /// <para>Children get this host's <c>Inference:*</c> settings as environment variables and an id of their own.
-/// Stopping sends SIGTERM to the idlest worker (as the registry's heartbeats tell) and waits for it to drain;
+/// Stopping sends SIGTERM to the idle workers the scaler prefers, then the idlest (as the registry's heartbeats tell) and waits for it to drain;
 /// after <see cref="ChildProcessOptions.DrainTimeout"/> it is killed. A child that dies on its own stops counting
 /// and the next scaler tick replaces it.</para>
 /// <para>With <see cref="ChildProcessOptions.Standby"/> above zero it also keeps that many standby processes: started
@@ -75,7 +75,11 @@ public sealed partial class ChildProcessWorkerOrchestrator(
         }
     }
 
-    public async ValueTask SetReplicasAsync(int replicas, CancellationToken cancellationToken)
+    public ValueTask SetReplicasAsync(int replicas, CancellationToken cancellationToken) => SetReplicasAsync(replicas, [], cancellationToken);
+
+    /// <summary>Starts or stops worker processes until <paramref name="replicas"/> run. Stopping takes the workers of
+    /// <paramref name="preferredToStop"/> that the registry shows idle first, in its order, then the idlest.</summary>
+    public async ValueTask SetReplicasAsync(int replicas, IReadOnlyList<string> preferredToStop, CancellationToken cancellationToken)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(replicas);
         cancellationToken.ThrowIfCancellationRequested();
@@ -97,12 +101,20 @@ public sealed partial class ChildProcessWorkerOrchestrator(
             return;
         }
 
-        // The idlest workers go first; the registry knows what each holds.
+        // The scaler's idle choices first, then the idlest workers; the registry knows what each holds.
         var inFlight = (await registry.ListAsync(cancellationToken).ConfigureAwait(false)).ToDictionary(w => w.Id, w => w.InFlight);
+        var rank = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (var i = 0; i < preferredToStop.Count; i++)
+        {
+            rank.TryAdd(preferredToStop[i], i);
+        }
+
+        int Preference(string id) => inFlight.GetValueOrDefault(id) == 0 && rank.TryGetValue(id, out var index) ? index : int.MaxValue;
+
         lock (_lock)
         {
             // Recounted: a concurrent call may have stopped some while the registry answered.
-            foreach (var child in _running.OrderBy(c => inFlight.GetValueOrDefault(c.Id)).Take(_running.Count - replicas).ToList())
+            foreach (var child in _running.OrderBy(c => Preference(c.Id)).ThenBy(c => inFlight.GetValueOrDefault(c.Id)).Take(_running.Count - replicas).ToList())
             {
                 _running.Remove(child);
                 _draining.Add(DrainAsync(child));

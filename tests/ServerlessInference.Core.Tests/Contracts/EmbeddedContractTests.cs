@@ -84,6 +84,21 @@ public sealed class InMemoryScalingDecisionLogContractTests : ScalingDecisionLog
         ValueTask.FromResult<IScalingDecisionLog>(new InMemoryScalingDecisionLog(capacity));
 }
 
+public sealed class InMemoryPlacementBoardContractTests : PlacementBoardContract
+{
+    private readonly FakeTimeProvider _time = new(new DateTimeOffset(2026, 12, 4, 12, 0, 0, TimeSpan.Zero));
+
+    protected override TimeProvider Time => _time;
+
+    protected override ValueTask AdvanceAsync(TimeSpan duration)
+    {
+        _time.Advance(duration);
+        return ValueTask.CompletedTask;
+    }
+
+    protected override ValueTask<IPlacementBoard> CreateBoardAsync() => ValueTask.FromResult<IPlacementBoard>(new InMemoryPlacementBoard());
+}
+
 public sealed class InMemoryJobStreamsContractTests : JobStreamsContract
 {
     private readonly FakeTimeProvider _time = new(new DateTimeOffset(2026, 11, 26, 12, 0, 0, TimeSpan.Zero));

@@ -43,6 +43,13 @@ public sealed class FunctionsHostSetupTests
         Assert.Contains(builder.Services, d => d.ServiceType == typeof(Scaler));
         Assert.DoesNotContain(builder.Services, d => d.ServiceType == typeof(ScalerService));
         Assert.Contains(builder.Services, d => d.ServiceType == typeof(MeterProvider));
+
+        // The scaler's placement inputs: the manifests, and a board the workers read, Redis beside the registry (the
+        // in-process board is an instance, which workers in another app could never see).
+        Assert.Contains(builder.Services, d => d.ServiceType == typeof(ServerlessInference.Models.ModelCatalog));
+        var board = builder.Services.Last(d => d.ServiceType == typeof(IPlacementBoard));
+        Assert.Null(board.ImplementationInstance);
+        Assert.NotNull(board.ImplementationFactory);
     }
 
     [Theory]
