@@ -32,7 +32,7 @@ internal sealed class GenerationMix
     private static readonly string[] s_vowels = ["a", "e", "i", "o", "u", "ai", "ou"];
     private static readonly string[] s_punctuation = [".", ",", "!", "?", ";", ":"];
 
-    private GenerationMix(IReadOnlyList<GenerationPrompt> prompts) => Prompts = prompts;
+    internal GenerationMix(IReadOnlyList<GenerationPrompt> prompts) => Prompts = prompts;
 
     public IReadOnlyList<GenerationPrompt> Prompts { get; }
 
@@ -105,7 +105,7 @@ internal sealed class GenerationMix
     }
 
     /// <summary>KServe's generate body: <c>{"text_input", "parameters": {"max_tokens", "temperature": 0}}</c>.</summary>
-    private static byte[] Body(string prompt, int maxTokens)
+    internal static byte[] Body(string prompt, int maxTokens)
     {
         var buffer = new ArrayBufferWriter<byte>(prompt.Length + 96);
         using (var writer = new Utf8JsonWriter(buffer))

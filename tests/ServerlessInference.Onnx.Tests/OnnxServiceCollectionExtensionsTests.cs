@@ -34,6 +34,28 @@ public sealed class OnnxServiceCollectionExtensionsTests
         Assert.Contains("IntraOpThreads", error.Message);
     }
 
+    [Theory]
+    [InlineData("0")]
+    [InlineData("1025")]
+    public void AddOnnxEngine_PrefixCacheBlockTokensOutOfRange_FailsStartupValidationNamingIt(string tokens)
+    {
+        using var provider = Build(new() { ["Inference:Generation:PrefixCacheBlockTokens"] = tokens });
+
+        var error = Assert.Throws<OptionsValidationException>(() => provider.GetRequiredService<IStartupValidator>().Validate());
+
+        Assert.Contains("Inference:Generation:PrefixCacheBlockTokens must be between 1 and 1024", error.Message);
+    }
+
+    [Fact]
+    public void AddOnnxEngine_PrefixCacheSettings_Bind()
+    {
+        using var provider = Build(new() { ["Inference:Generation:PrefixCaching"] = "false", ["Inference:Generation:PrefixCacheBlockTokens"] = "32" });
+
+        provider.GetRequiredService<IStartupValidator>().Validate();
+        var options = provider.GetRequiredService<IOptions<ServerlessInference.Onnx.Generation.TextGenerationOptions>>().Value;
+        Assert.Equal((false, 32), (options.PrefixCaching, options.PrefixCacheBlockTokens));
+    }
+
     [Fact]
     public void AddOnnxEngine_Action_AppliesWithoutConfiguration()
     {

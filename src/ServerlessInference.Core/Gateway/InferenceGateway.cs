@@ -120,6 +120,8 @@ public sealed partial class InferenceGateway(
             SubmittedAt = now,
             Deadline = now + options.Value.JobDeadline,
             Tenant = caller?.Tenant,
+            // Every generation comes through here, with its rendered prompt as text_input.
+            PrefixKey = manifest.IsTextGeneration ? PromptPrefix.Key(request) : null,
         };
 
         var limited = slots is not null && caller is { KeyId: not null, MaxConcurrentJobs: > 0 } ? caller : null;

@@ -53,6 +53,10 @@ public sealed class GenerationCounters
     private int _waiting;
     private long _kvBytesInUse;
     private long _kvBytesReserved;
+    private long _prefixLookupTokens;
+    private long _prefixHitTokens;
+    private long _prefixEvictions;
+    private int _prefixBlocks;
 
     /// <summary>Sequences in the running batch.</summary>
     public int RunningSequences => Volatile.Read(ref _running);
@@ -82,6 +86,18 @@ public sealed class GenerationCounters
 
     public long CompletedSequences => Interlocked.Read(ref _completedSequences);
 
+    /// <summary>Prompt tokens of sequences admitted while the prefix cache is on: the denominator of its hit rate.</summary>
+    public long PrefixCacheLookupTokens => Interlocked.Read(ref _prefixLookupTokens);
+
+    /// <summary>Prompt tokens whose KV came from the prefix cache instead of a prefill.</summary>
+    public long PrefixCacheHitTokens => Interlocked.Read(ref _prefixHitTokens);
+
+    /// <summary>Blocks in the prefix cache now (held by running sequences or not).</summary>
+    public int PrefixCacheBlocks => Volatile.Read(ref _prefixBlocks);
+
+    /// <summary>Prefix-cache blocks evicted to make room (least recently used, held by no running sequence).</summary>
+    public long PrefixCacheEvictions => Interlocked.Read(ref _prefixEvictions);
+
     public void SetRunning(int running, int waiting)
     {
         Volatile.Write(ref _running, running);
@@ -105,4 +121,16 @@ public sealed class GenerationCounters
     public void AddStep() => Interlocked.Increment(ref _steps);
 
     public void AddCompleted() => Interlocked.Increment(ref _completedSequences);
+
+    /// <summary>A prompt of <paramref name="promptTokens"/> looked up in the prefix cache, <paramref name="hitTokens"/> of
+    /// them found.</summary>
+    public void AddPrefixLookup(long promptTokens, long hitTokens)
+    {
+        Interlocked.Add(ref _prefixLookupTokens, promptTokens);
+        Interlocked.Add(ref _prefixHitTokens, hitTokens);
+    }
+
+    public void SetPrefixBlocks(int blocks) => Volatile.Write(ref _prefixBlocks, blocks);
+
+    public void AddPrefixEvictions(long count) => Interlocked.Add(ref _prefixEvictions, count);
 }

@@ -266,6 +266,22 @@ public sealed partial class WarmPool : IDisposable
         }
     }
 
+    /// <summary>The affinity keys (<c>model#prefix</c>, <see cref="Jobs.InferenceJob.AffinityKey"/>) of the prompt
+    /// prefixes whose first block the loaded models' prefix caches hold (<see cref="Generation.IPrefixCacheView"/>): what
+    /// a worker lists in <see cref="Jobs.JobPreference.Warm"/> beside its models' names. Thread-safe.</summary>
+    public IReadOnlyList<string> HeldPrefixAffinityKeys()
+    {
+        List<(string Model, Generation.IPrefixCacheView View)> views;
+        lock (_lock)
+        {
+            views = [.. _entries.Values
+                .Where(e => e.Load is { IsCompletedSuccessfully: true } && e.Load.Result is Generation.IPrefixCacheView)
+                .Select(e => (e.Manifest.Name, (Generation.IPrefixCacheView)e.Load.Result))];
+        }
+
+        return [.. views.SelectMany(v => v.View.HeldPrefixKeys.Select(key => $"{v.Model}#{key}"))];
+    }
+
     public WarmPoolCounters Counters
     {
         get

@@ -57,6 +57,14 @@ public sealed class InferenceMetrics : IDisposable
             "Sequences waiting for room in a text-generation model's batch (KV budget or max sequences)");
         _meter.CreateObservableGauge("inference_kv_cache_bytes", () => Generation(c => c.KvBytesInUse), "By",
             "KV-cache bytes a text-generation model holds now");
+        _meter.CreateObservableCounter("inference_prefix_cache_hit_tokens", () => Generation(c => c.PrefixCacheHitTokens), "{token}",
+            "Prompt tokens whose KV came from the prefix cache (hit rate: its rate over that of inference_prefix_cache_prompt_tokens)");
+        _meter.CreateObservableCounter("inference_prefix_cache_prompt_tokens", () => Generation(c => c.PrefixCacheLookupTokens), "{token}",
+            "Prompt tokens looked up in the prefix cache");
+        _meter.CreateObservableGauge("inference_prefix_cache_blocks", () => Generation(c => c.PrefixCacheBlocks), "{block}",
+            "Blocks in a text-generation model's prefix cache now");
+        _meter.CreateObservableCounter("inference_prefix_cache_evictions", () => Generation(c => c.PrefixCacheEvictions), "{block}",
+            "Prefix-cache blocks evicted for room");
         _meter.CreateObservableGauge("inference_queue_depth", () => new[]
         {
             new Measurement<long>(Interlocked.Read(ref _queued), new KeyValuePair<string, object?>("state", "queued")),

@@ -17,6 +17,9 @@ namespace ServerlessInference.Onnx.Generation;
 /// step's <c>present</c> outputs become the next <c>past</c> without a copy.</para>
 /// <para>Padding regroups floating-point sums, so a batched row's logits differ from a lone run's by ~1e-6: greedy
 /// tokens agree except at near-ties of the top two logits.</para>
+/// <para>With <see cref="TextGenerationOptions.PrefixCaching"/>, a newcomer's prefill starts from the KV of the cached
+/// blocks its tokens begin with (<see cref="PrefixCache"/>) and adds its own whole blocks to the cache; the cache's
+/// bytes count against the KV budget beside the reservations.</para>
 /// </remarks>
 internal sealed class GenerationScheduler : IDisposable
 {
@@ -35,6 +38,7 @@ internal sealed class GenerationScheduler : IDisposable
     private readonly ManualResetEventSlim _signal = new(false);
     private readonly Thread _thread;
     private readonly float[] _scratch;
+    private readonly PrefixCache? _prefixCache;
     private volatile bool _stopping;
 
     // The batch's KV cache: 2 × layers values [B,H,P,Dh], owned either by the last run's outputs or by pooled arrays.
@@ -58,6 +62,7 @@ internal sealed class GenerationScheduler : IDisposable
         _eos = [.. spec.EosTokenIds];
         _scratch = new float[decoder.VocabularySize];
         Counters = new GenerationCounters { KvBytesBudget = options.KvCacheBudgetBytes };
+        _prefixCache = options.PrefixCaching ? new PrefixCache(options.PrefixCacheBlockTokens, decoder, Counters) : null;
         _thread = new Thread(Loop) { IsBackground = true, Name = $"generation {modelKey}" };
         _thread.Start();
     }
@@ -65,6 +70,9 @@ internal sealed class GenerationScheduler : IDisposable
     public GenerationCounters Counters { get; }
 
     public DecoderSession Decoder => _decoder;
+
+    /// <summary>The prefix keys whose first block the cache holds (empty when prefix caching is off).</summary>
+    public IReadOnlyCollection<string> HeldPrefixKeys => _prefixCache?.HeldPrefixKeys ?? [];
 
     /// <summary>Checks and queues a sequence; its events arrive on <see cref="Sequence.Output"/>.</summary>
     /// <exception cref="InferenceException"><see cref="InferenceError.BadRequest"/>: the request is invalid or does not fit.</exception>
@@ -105,7 +113,10 @@ internal sealed class GenerationScheduler : IDisposable
         }
 
         var sequence = new Sequence(request, prompt, maxGenerated, reservation, request.Sampling.Seed ?? (ulong)Random.Shared.NextInt64(),
-            _tokenizer, cancellationToken, _time.GetTimestamp());
+            _tokenizer, cancellationToken, _time.GetTimestamp())
+        {
+            PromptKey = _prefixCache is null ? null : PromptPrefix.Key(request.Prompt),
+        };
         foreach (var token in resumeTokens)
         {
             // Rebuild the text and stop-string state the first attempt had; nothing is emitted again.
@@ -179,6 +190,7 @@ internal sealed class GenerationScheduler : IDisposable
                 foreach (var sequence in _running)
                 {
                     sequence.Fail(failure);
+                    ReleasePrefix(sequence);
                 }
 
                 _running.Clear();
@@ -188,6 +200,7 @@ internal sealed class GenerationScheduler : IDisposable
 
             Counters.SetRunning(_running.Count, _waiting.Count + _incoming.Count);
             Counters.SetKvBytes(_running.Count * (long)_pastLength * _decoder.KvBytesPerToken, _reserved);
+            Counters.SetPrefixBlocks(_prefixCache?.Count ?? 0);
             if (_running.Count == 0 && _incoming.IsEmpty)
             {
                 _signal.Wait();
@@ -207,6 +220,7 @@ internal sealed class GenerationScheduler : IDisposable
             {
                 _running.RemoveAt(i);
                 _reserved -= sequence.Reservation;
+                ReleasePrefix(sequence);
                 changed = true;
             }
         }
@@ -248,18 +262,21 @@ internal sealed class GenerationScheduler : IDisposable
     private List<(Sequence Sequence, IDisposableReadOnlyCollection<OrtValue> Presents)> Admit()
     {
         var joiners = new List<(Sequence, IDisposableReadOnlyCollection<OrtValue>)>();
-        while (_waiting.Count > 0 && _running.Count + joiners.Count < _options.MaxConcurrentSequences
-            && _reserved + _waiting[0].Reservation <= _options.KvCacheBudgetBytes)
+        while (_waiting.Count > 0 && _running.Count + joiners.Count < _options.MaxConcurrentSequences)
         {
             var sequence = _waiting[0];
+            if (!TryReserve(sequence))
+            {
+                break;
+            }
+
             _waiting.RemoveAt(0);
-            _reserved += sequence.Reservation;
             IDisposableReadOnlyCollection<OrtValue>? outputs = null;
             try
             {
-                outputs = Prefill(sequence);
+                outputs = Prefill(sequence, out var rows);
                 var logits = outputs[0].GetTensorDataAsSpan<float>();
-                var last = logits.Slice((sequence.Tokens.Count - 1) * _decoder.VocabularySize, _decoder.VocabularySize);
+                var last = logits.Slice((rows - 1) * _decoder.VocabularySize, _decoder.VocabularySize);
                 Accept(sequence, Sample(sequence, last));
             }
             catch (Exception e)
@@ -275,6 +292,7 @@ internal sealed class GenerationScheduler : IDisposable
             if (sequence.Finished)
             {
                 _reserved -= sequence.Reservation;
+                ReleasePrefix(sequence);
                 outputs?.Dispose();
             }
             else
@@ -286,42 +304,70 @@ internal sealed class GenerationScheduler : IDisposable
         return joiners;
     }
 
-    private IDisposableReadOnlyCollection<OrtValue> Prefill(Sequence sequence)
+    /// <summary>Reserves the sequence's KV bytes if they fit the budget beside the others' and the prefix cache's,
+    /// evicting unheld cached blocks for room; the sequence then holds the cached blocks its tokens begin with.</summary>
+    private bool TryReserve(Sequence sequence)
     {
+        var budget = _options.KvCacheBudgetBytes;
+        if (_prefixCache is null)
+        {
+            if (_reserved + sequence.Reservation > budget)
+            {
+                return false;
+            }
+        }
+        else
+        {
+            var chain = _prefixCache.Match(sequence.Tokens);
+            _prefixCache.Hold(chain); // before making room: its own blocks stay
+            if (!_prefixCache.MakeRoom(_reserved + sequence.Reservation, budget))
+            {
+                _prefixCache.Release(chain);
+                return false;
+            }
+
+            sequence.PrefixBlocks = chain;
+        }
+
+        _reserved += sequence.Reservation;
+        return true;
+    }
+
+    /// <summary>Prefills the sequence alone (B=1), from its cached blocks' KV when it holds some
+    /// (<see cref="PrefixPrefill"/>), and adds its whole blocks to the prefix cache. <paramref name="rows"/>: the logits' rows.</summary>
+    private IDisposableReadOnlyCollection<OrtValue> Prefill(Sequence sequence, out int rows)
+    {
+        var outputs = PrefixPrefill.Run(_decoder, sequence.Tokens, _prefixCache, sequence.PrefixBlocks, out var cached);
         var length = sequence.Tokens.Count;
-        var ids = new long[length];
-        var mask = new long[length];
-        var positions = new long[length];
-        for (var i = 0; i < length; i++)
+        rows = length - cached;
+        Counters.AddStep();
+        Counters.AddPromptTokens(rows);
+        sequence.KvLength = length;
+        if (_prefixCache is not null)
         {
-            ids[i] = sequence.Tokens[i];
-            mask[i] = 1;
-            positions[i] = i;
+            Counters.AddPrefixLookup(length, cached);
+            sequence.PrefixBlocks ??= [];
+            try
+            {
+                _prefixCache.Insert(sequence.Tokens, [.. outputs.Skip(1)], sequence.PrefixBlocks, sequence.PromptKey, _reserved, _options.KvCacheBudgetBytes);
+            }
+            catch
+            {
+                outputs.Dispose();
+                throw;
+            }
         }
 
-        using var idsValue = OrtValue.CreateTensorValueFromMemory(ids, [1, length]);
-        using var maskValue = OrtValue.CreateTensorValueFromMemory(mask, [1, length]);
-        using var positionsValue = OrtValue.CreateTensorValueFromMemory(positions, [1, length]);
-        var past = new OrtValue[2 * _decoder.Layers];
-        try
-        {
-            for (var i = 0; i < past.Length; i++)
-            {
-                past[i] = OrtValue.CreateTensorValueFromMemory(Array.Empty<float>(), [1, _decoder.Heads, 0, _decoder.HeadDim]);
-            }
+        return outputs;
+    }
 
-            var outputs = _decoder.Run(idsValue, maskValue, positionsValue, past);
-            Counters.AddStep();
-            Counters.AddPromptTokens(length);
-            sequence.KvLength = length;
-            return outputs;
-        }
-        finally
+    /// <summary>Ends the sequence's hold on its cached blocks.</summary>
+    private void ReleasePrefix(Sequence sequence)
+    {
+        if (sequence.PrefixBlocks is { } chain)
         {
-            foreach (var value in past)
-            {
-                value?.Dispose();
-            }
+            sequence.PrefixBlocks = null;
+            _prefixCache!.Release(chain);
         }
     }
 
@@ -608,6 +654,12 @@ internal sealed class Sequence(GenerationRequest request, IReadOnlyList<int> pro
     public int Row { get; set; }
 
     public bool Finished { get; set; }
+
+    /// <summary>The <see cref="PromptPrefix"/> key of the prompt text (null: no prefix cache, a short or token-id prompt).</summary>
+    public string? PromptKey { get; init; }
+
+    /// <summary>Prefix-cache blocks the sequence holds while it runs: those its tokens began with, then those it added.</summary>
+    public List<PrefixBlock>? PrefixBlocks { get; set; }
 
     public string Release { get; set; } = "";
 

@@ -9,7 +9,7 @@ namespace ServerlessInference.Onnx.Generation;
 /// continuous-batching <see cref="GenerationScheduler"/> every generation of the model shares.</summary>
 /// <remarks>Thread-safe. <see cref="Dispose"/> stops the scheduler (running generations fail with
 /// <see cref="ObjectDisposedException"/>) and releases the session and the KV cache.</remarks>
-public sealed class OnnxTextGenerationModel : ITextGenerationModel
+public sealed class OnnxTextGenerationModel : ITextGenerationModel, IPrefixCacheView
 {
     private readonly GenerationScheduler _scheduler;
 
@@ -30,6 +30,9 @@ public sealed class OnnxTextGenerationModel : ITextGenerationModel
     public ITextTokenizer Tokenizer { get; }
 
     public GenerationCounters Counters => _scheduler.Counters;
+
+    /// <summary>The <see cref="PromptPrefix"/> keys of prompts whose first block the prefix cache holds now.</summary>
+    public IReadOnlyCollection<string> HeldPrefixKeys => _scheduler.HeldPrefixKeys;
 
     /// <summary>The weights file's size; the KV cache is bounded separately by <see cref="TextGenerationOptions.KvCacheBudgetBytes"/>.</summary>
     public long SizeBytes { get; }

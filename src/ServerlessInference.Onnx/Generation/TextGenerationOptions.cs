@@ -16,6 +16,14 @@ public sealed class TextGenerationOptions : IValidatableObject
     /// bytes per token. A sequence that would pass it waits; one that alone exceeds it is refused.</summary>
     public long KvCacheBudgetBytes { get; set; } = 1L << 30;
 
+    /// <summary>Keep the KV of prompts in blocks of <see cref="PrefixCacheBlockTokens"/> tokens, so a later prompt that
+    /// starts with the same tokens prefills only the rest (default on). Cached blocks count against
+    /// <see cref="KvCacheBudgetBytes"/>; the least recently used ones that no running sequence holds are evicted first.</summary>
+    public bool PrefixCaching { get; set; } = true;
+
+    /// <summary>Tokens per prefix-cache block: the unit of reuse (a prompt reuses whole cached blocks) and of eviction.</summary>
+    public int PrefixCacheBlockTokens { get; set; } = 16;
+
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
         if (MaxConcurrentSequences is < 1 or > 4096)
@@ -26,6 +34,11 @@ public sealed class TextGenerationOptions : IValidatableObject
         if (KvCacheBudgetBytes < 1)
         {
             yield return new ValidationResult($"{Section}:KvCacheBudgetBytes must be positive", [nameof(KvCacheBudgetBytes)]);
+        }
+
+        if (PrefixCacheBlockTokens is < 1 or > 1024)
+        {
+            yield return new ValidationResult($"{Section}:PrefixCacheBlockTokens must be between 1 and 1024", [nameof(PrefixCacheBlockTokens)]);
         }
     }
 }

@@ -37,13 +37,19 @@ internal static class LmTestModels
 
     /// <summary>tiny-lm loaded by an engine with these scheduler limits; the caller disposes it.</summary>
     public static async Task<OnnxTextGenerationModel> LoadTinyAsync(int maxConcurrentSequences = 32, long kvCacheBudgetBytes = 1L << 30,
-        TimeProvider? timeProvider = null, IGenerationObserver? observer = null)
+        TimeProvider? timeProvider = null, IGenerationObserver? observer = null, bool prefixCaching = true, int prefixCacheBlockTokens = 16)
     {
         _ = TestModels.Engine; // the shared ONNX Runtime environment first
         var engine = new OnnxInferenceEngine(
             Options.Create(new OnnxEngineOptions { ExecutionProvider = OnnxExecutionProvider.Cpu }),
             NullLogger<OnnxInferenceEngine>.Instance,
-            Options.Create(new TextGenerationOptions { MaxConcurrentSequences = maxConcurrentSequences, KvCacheBudgetBytes = kvCacheBudgetBytes }),
+            Options.Create(new TextGenerationOptions
+            {
+                MaxConcurrentSequences = maxConcurrentSequences,
+                KvCacheBudgetBytes = kvCacheBudgetBytes,
+                PrefixCaching = prefixCaching,
+                PrefixCacheBlockTokens = prefixCacheBlockTokens,
+            }),
             timeProvider,
             observer);
         var model = await engine.LoadAsync(DecoderLmModel.Manifest(Tiny), TinyPath, CancellationToken.None);
