@@ -241,6 +241,25 @@ public sealed class RedisJobQueueTests(RedisFixture redis, ITestOutputHelper out
     }
 
     [Fact]
+    public async Task ReceiveAsync_OnlyJobsKeptForOtherWorkers_WakesWhenTheFirstBecomesOverdueNotByPolling()
+    {
+        // Polling once a minute: only the script's "overdue in N ms" can wake the receiver in time.
+        var options = redis.Options();
+        options.ReclaimInterval = TimeSpan.FromMinutes(1);
+        var queue = Queue(options);
+        Assert.Empty(await queue.ReceiveAsync(1, TimeSpan.Zero, default));
+        var job = NewJob();
+        await queue.EnqueueAsync(job, default);
+        var prefer = new JobPreference { WarmElsewhere = new HashSet<string> { job.AffinityKey }, AffinityWait = TimeSpan.FromSeconds(1) };
+
+        var started = Stopwatch.GetTimestamp();
+        var leases = await queue.ReceiveAsync(1, TimeSpan.FromSeconds(50), prefer, default).AsTask().WaitAsync(TimeSpan.FromSeconds(20));
+
+        Assert.Equal(job.Id, Assert.Single(leases).Job.Id);
+        output.WriteLine($"a job kept for another worker (affinity wait 1 s) was taken after {Stopwatch.GetElapsedTime(started).TotalMilliseconds:0} ms");
+    }
+
+    [Fact]
     public async Task ReceiveAsync_StreamLost_RecreatesTheGroupAndDelivers()
     {
         var queue = Queue(redis.Options());
