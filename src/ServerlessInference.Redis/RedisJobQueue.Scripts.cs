@@ -308,9 +308,10 @@ public sealed partial class RedisJobQueue
         return 1
         """;
 
-    /// <summary>KEYS: index. ARGV: base, group. Returns <c>{queued, in flight, then model, queued, in flight per
-    /// model}</c>: every entry of a partition is unacknowledged (acknowledged ones are deleted), and its PEL holds the
-    /// delivered ones.</summary>
+    /// <summary>KEYS: index, per-model counts, total count. ARGV: base, group. Returns <c>{queued, in flight, then
+    /// model, queued, in flight per model}</c>: every entry of a partition is unacknowledged (acknowledged ones are
+    /// deleted), and its PEL holds the delivered ones. It also heals what only an outside hand can break (entries deleted
+    /// without a settle): a partition found empty is removed, and counts that differ from the streams are rewritten.</summary>
     private const string DepthScript = """
         local parts = redis.call('ZRANGE', KEYS[1], 0, -1)
         local queued, pending = 0, 0
@@ -333,7 +334,23 @@ public sealed partial class RedisJobQueue
             byModel[m][2] = byModel[m][2] + f
             queued = queued + q
             pending = pending + f
+          else
+            redis.call('DEL', s)
+            redis.call('ZREM', KEYS[1], k)
+            redis.call('ZREM', ARGV[1] .. ':waiting', k)
+            redis.call('HDEL', ARGV[1] .. ':reclaims', k)
           end
+        end
+        local counted = redis.call('HGETALL', KEYS[2])
+        local same = tonumber(redis.call('GET', KEYS[3]) or '0') == queued + pending and #counted == 2 * #models
+        for i = 1, #counted, 2 do
+          local m = byModel[counted[i]]
+          if not m or m[1] + m[2] ~= tonumber(counted[i + 1]) then same = false end
+        end
+        if not same then
+          redis.call('DEL', KEYS[2], KEYS[3])
+          if queued + pending > 0 then redis.call('SET', KEYS[3], queued + pending) end
+          for _, m in ipairs(models) do redis.call('HSET', KEYS[2], m, byModel[m][1] + byModel[m][2]) end
         end
         local out = {queued, pending}
         for _, m in ipairs(models) do

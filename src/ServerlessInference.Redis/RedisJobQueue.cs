@@ -239,7 +239,7 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
 
     public async ValueTask<QueueDepth> GetDepthAsync(CancellationToken cancellationToken)
     {
-        var result = (RedisResult[])(await _unavailable.RunAsync(() => Database.ScriptEvaluateAsync(DepthScript, [_parts], [_base, _group])).ConfigureAwait(false))!;
+        var result = (RedisResult[])(await _unavailable.RunAsync(() => Database.ScriptEvaluateAsync(DepthScript, [_parts, _models, _count], [_base, _group])).ConfigureAwait(false))!;
         var byModel = new Dictionary<string, ModelDepth>((result.Length - 2) / 3, StringComparer.Ordinal);
         for (var i = 2; i + 2 < result.Length; i += 3)
         {

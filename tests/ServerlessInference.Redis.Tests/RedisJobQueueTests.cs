@@ -122,6 +122,37 @@ public sealed class RedisJobQueueTests(RedisFixture redis, ITestOutputHelper out
     }
 
     [Fact]
+    public async Task GetDepthAsync_EntriesLostWithoutASettle_HealsTheCountsAndRemovesEmptyPartitions()
+    {
+        var queue = Queue(redis.Options());
+        InferenceJob Capped(string model)
+        {
+            var job = ContractJobs.Job(DateTimeOffset.UtcNow, model: model);
+            return new InferenceJob { Id = job.Id, Model = model, Version = job.Version, Request = job.Request, SubmittedAt = job.SubmittedAt, Deadline = job.Deadline, ModelQueueCapacity = 2 };
+        }
+
+        await queue.EnqueueAsync(Capped("m"), default);
+        await queue.EnqueueAsync(Capped("m"), default);
+        await queue.EnqueueAsync(Capped("lost"), default);
+
+        // As a Redis restarted from a cut append-only file can leave it: entries gone, counts not told.
+        var stream = queue.PartitionStreamKey("m");
+        await redis.Database.StreamDeleteAsync(stream, [(await redis.Database.StreamRangeAsync(stream))[0].Id]);
+        var lost = queue.PartitionStreamKey("lost");
+        await redis.Database.StreamDeleteAsync(lost, [Assert.Single(await redis.Database.StreamRangeAsync(lost)).Id]);
+        await Assert.ThrowsAsync<InferenceException>(() => queue.EnqueueAsync(Capped("m"), default).AsTask());
+
+        var depth = await queue.GetDepthAsync(default);
+
+        Assert.Equal(new QueueDepth(1, 0), depth);
+        Assert.Equal(new ModelDepth(1, 0), Assert.Single(depth.ByModel!).Value);
+        Assert.Equal(["m"], await queue.ListPartitionsAsync(default));
+        Assert.False(await redis.Database.KeyExistsAsync(lost));
+        await queue.EnqueueAsync(Capped("m"), default);
+        await Assert.ThrowsAsync<InferenceException>(() => queue.EnqueueAsync(Capped("m"), default).AsTask());
+    }
+
+    [Fact]
     public async Task ListJobIdsAsync_JobsMovingBetweenPages_ListsEveryJobOfEveryPartition()
     {
         var queue = Queue(redis.Options(), QueueOptions(capacity: 2000));
