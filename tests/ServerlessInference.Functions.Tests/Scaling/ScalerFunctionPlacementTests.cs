@@ -157,7 +157,8 @@ public sealed class ScalerFunctionPlacementTests : IAsyncDisposable
         public ValueTask EnqueueAsync(InferenceJob job, CancellationToken cancellationToken) =>
             throw new NotSupportedException("the scaler never enqueues");
 
-        public ValueTask<IReadOnlyList<JobLease>> ReceiveAsync(int maxCount, TimeSpan maxWait, CancellationToken cancellationToken) =>
+        public ValueTask<IReadOnlyList<JobLease>> ReceiveAsync(
+            int maxCount, TimeSpan maxWait, JobPreference preference, CancellationToken cancellationToken) =>
             ValueTask.FromResult<IReadOnlyList<JobLease>>([]);
 
         public ValueTask<QueueDepth> GetDepthAsync(CancellationToken cancellationToken) =>
