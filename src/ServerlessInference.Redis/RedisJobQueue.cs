@@ -95,6 +95,10 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
             "header", encoded.HeaderLength is { } h ? h : RedisValue.EmptyString,
             inline ? "request" : "body", inline ? encoded.Request : (RedisValue)bodyKey.ToString(),
         ];
+        if (encoded.TraceParent is not null)
+        {
+            args = [.. args, "traceparent", encoded.TraceParent, "tracestate", encoded.TraceState ?? ""];
+        }
 
         RedisResult result;
         var reserved = false;
@@ -333,7 +337,9 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
             (long)fields["submitted"],
             (long)fields["deadline"],
             header.IsNullOrEmpty ? null : (int)header,
-            (byte[])body!));
+            (byte[])body!,
+            fields.TryGetValue("traceparent", out var traceParent) ? (string?)traceParent : null,
+            fields.TryGetValue("tracestate", out var traceState) && !traceState.IsNullOrEmpty ? (string?)traceState : null));
     }
 
     private RedisKey BodyKey(string jobId) => _stream.Append(":body:" + jobId);

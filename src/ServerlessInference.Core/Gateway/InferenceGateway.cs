@@ -111,6 +111,8 @@ public sealed partial class InferenceGateway(
     {
         var model = manifest.Name;
         var now = timeProvider.GetUtcNow();
+        using var span = InferenceTracing.StartEnqueue(model);
+        var (traceParent, traceState) = InferenceTracing.ContextToCarry(span);
         var job = new InferenceJob
         {
             Id = InferenceJob.NewId(),
@@ -120,7 +122,10 @@ public sealed partial class InferenceGateway(
             SubmittedAt = now,
             Deadline = now + options.Value.JobDeadline,
             Tenant = caller?.Tenant,
+            TraceParent = traceParent,
+            TraceState = traceState,
         };
+        span?.SetTag("inference.job_id", job.Id);
 
         var limited = slots is not null && caller is { KeyId: not null, MaxConcurrentJobs: > 0 } ? caller : null;
         if (limited is not null && !slots!.TryAcquire(limited.KeyId!, limited.MaxConcurrentJobs, job.Id))

@@ -1,10 +1,12 @@
 using System.Buffers;
+using System.Diagnostics;
 
 namespace ServerlessInference.Jobs;
 
 /// <summary>A job as the out-of-process queues carry it: the metadata as plain values, and the request as OIP
 /// bytes with Triton's binary tensor extension (JSON header of <see cref="HeaderLength"/> bytes, then raw tensors).</summary>
-/// <remarks>Times are UTC ticks, so every queue stores them the same way and no time zone travels.</remarks>
+/// <remarks>Times are UTC ticks, so every queue stores them the same way and no time zone travels. The W3C trace
+/// context travels as its two header values (null when the job has none).</remarks>
 public readonly record struct EncodedJob(
     string Id,
     string Model,
@@ -12,7 +14,9 @@ public readonly record struct EncodedJob(
     long SubmittedUtcTicks,
     long DeadlineUtcTicks,
     int? HeaderLength,
-    ReadOnlyMemory<byte> Request);
+    ReadOnlyMemory<byte> Request,
+    string? TraceParent = null,
+    string? TraceState = null);
 
 /// <summary>Encodes <see cref="InferenceJob"/>s for the Redis and Service Bus queues, in one place so both carry the
 /// same bytes. Thread-safe.</summary>
@@ -23,7 +27,8 @@ public static class InferenceJobCodec
     {
         var request = new ArrayBufferWriter<byte>(EncodedSizeHint(job.Request));
         var headerLength = OipCodec.WriteRequest(request, job.Request, binary: true);
-        return new EncodedJob(job.Id, job.Model, job.Version, job.SubmittedAt.UtcTicks, job.Deadline.UtcTicks, headerLength, request.WrittenMemory);
+        return new EncodedJob(job.Id, job.Model, job.Version, job.SubmittedAt.UtcTicks, job.Deadline.UtcTicks, headerLength, request.WrittenMemory,
+            job.TraceParent, job.TraceState);
     }
 
     /// <summary>Encodes <paramref name="job"/> into a pooled buffer; the result's request is valid until
@@ -32,7 +37,8 @@ public static class InferenceJobCodec
     {
         buffer = new PooledBufferWriter(EncodedSizeHint(job.Request));
         var headerLength = OipCodec.WriteRequest(buffer, job.Request, binary: true);
-        return new EncodedJob(job.Id, job.Model, job.Version, job.SubmittedAt.UtcTicks, job.Deadline.UtcTicks, headerLength, buffer.WrittenMemory);
+        return new EncodedJob(job.Id, job.Model, job.Version, job.SubmittedAt.UtcTicks, job.Deadline.UtcTicks, headerLength, buffer.WrittenMemory,
+            job.TraceParent, job.TraceState);
     }
 
     /// <summary>Decodes a job that <see cref="Encode"/> wrote.</summary>
@@ -55,6 +61,8 @@ public static class InferenceJobCodec
             throw new FormatException($"the job's request is not a valid inference request: {ex.Message}", ex);
         }
 
+        // A malformed trace context is dropped, never a reason to fail the job: tracing is best effort.
+        var traced = ActivityContext.TryParse(encoded.TraceParent, encoded.TraceState, out _);
         return new InferenceJob
         {
             Id = encoded.Id,
@@ -63,6 +71,8 @@ public static class InferenceJobCodec
             SubmittedAt = submitted,
             Deadline = deadline,
             Request = request,
+            TraceParent = traced ? encoded.TraceParent : null,
+            TraceState = traced ? encoded.TraceState : null,
         };
     }
 
