@@ -11,6 +11,7 @@ using Microsoft.Extensions.Logging;
 using ServerlessInference.Jobs;
 using ServerlessInference.Models;
 using ServerlessInference.Security;
+using ServerlessInference.Webhooks;
 
 namespace ServerlessInference.Gateway;
 
@@ -50,7 +51,8 @@ public static partial class GatewayHttp
         var headerLength = ReadHeaderLength(context.Request);
         var prefer = PreferHeader.Parse(context.Request.Headers["Prefer"]);
 
-        var (job, request) = await gateway.SubmitAsync(model, version, body, headerLength, context.RequestAborted, caller).ConfigureAwait(false);
+        var (job, request) = await gateway.SubmitAsync(model, version, body, headerLength, context.RequestAborted, caller,
+            context.Request.Headers[WebhookRequests.Header]).ConfigureAwait(false);
         context.Response.Headers["X-Job-Id"] = job.Id;
 
         var wait = prefer.EffectiveWait(options);
@@ -240,7 +242,11 @@ public static partial class GatewayHttp
         }
     }
 
-    private static Task WriteJobAsync(HttpContext context, int status, JobRecord record)
+    private static Task WriteJobAsync(HttpContext context, int status, JobRecord record) =>
+        WriteBytesAsync(context, status, JsonContentType, JobJson(record));
+
+    /// <summary>The JSON of <c>GET /jobs/{id}</c> for <paramref name="record"/> (also a webhook's body).</summary>
+    internal static ReadOnlyMemory<byte> JobJson(JobRecord record)
     {
         var buffer = new ArrayBufferWriter<byte>(1024);
         using (var writer = new Utf8JsonWriter(buffer, s_writerOptions))
@@ -277,7 +283,7 @@ public static partial class GatewayHttp
             writer.WriteEndObject();
         }
 
-        return WriteBytesAsync(context, status, JsonContentType, buffer.WrittenMemory);
+        return buffer.WrittenMemory;
     }
 
     public static string StatusName(JobStatus status) => status switch
