@@ -114,7 +114,7 @@ public sealed class WebhookSender : IDisposable
     private async ValueTask<Stream> ConnectAsync(SocketsHttpConnectionContext context, CancellationToken cancellationToken)
     {
         var host = context.DnsEndPoint.Host;
-        IPAddress[] addresses = IPAddress.TryParse(host, out var literal)
+        IPAddress[] addresses = IPAddress.TryParse(host.Trim('[', ']'), out var literal)
             ? [literal]
             : await Dns.GetHostAddressesAsync(host, cancellationToken).ConfigureAwait(false);
         var byName = _policy.IsAllowedHost(host);
