@@ -11,6 +11,7 @@ using Microsoft.Extensions.Logging;
 using ServerlessInference.Jobs;
 using ServerlessInference.Models;
 using ServerlessInference.Security;
+using ServerlessInference.Telemetry;
 using ServerlessInference.Webhooks;
 
 namespace ServerlessInference.Gateway;
@@ -52,7 +53,7 @@ public static partial class GatewayHttp
         var prefer = PreferHeader.Parse(context.Request.Headers["Prefer"]);
 
         var (job, request) = await gateway.SubmitAsync(model, version, body, headerLength, context.RequestAborted, caller,
-            context.Request.Headers[WebhookRequests.Header]).ConfigureAwait(false);
+            context.Request.Headers[WebhookRequests.Header], RemoteParent(context)).ConfigureAwait(false);
         context.Response.Headers["X-Job-Id"] = job.Id;
 
         var wait = prefer.EffectiveWait(options);
@@ -241,6 +242,10 @@ public static partial class GatewayHttp
                 return WriteErrorAsync(context, StatusCodeOf(record.ErrorKind ?? InferenceError.ModelFailure), record.Error ?? "the job failed", null);
         }
     }
+
+    /// <summary>The caller's <c>traceparent</c> where no activity is ambient (<see cref="InferenceTracing.RemoteParent"/>).</summary>
+    internal static System.Diagnostics.ActivityContext RemoteParent(HttpContext context) => InferenceTracing.RemoteParent(
+        context.Request.Headers[InferenceTracing.TraceParentHeader], context.Request.Headers[InferenceTracing.TraceStateHeader]);
 
     private static Task WriteJobAsync(HttpContext context, int status, JobRecord record) =>
         WriteBytesAsync(context, status, JsonContentType, JobJson(record));

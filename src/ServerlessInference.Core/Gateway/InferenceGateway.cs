@@ -41,7 +41,7 @@ public sealed partial class InferenceGateway(
     /// <remarks>With <paramref name="caller"/>, the job belongs to its tenant and takes one of its concurrent-jobs slots.</remarks>
     public async ValueTask<(InferenceJob Job, InferenceRequest Request)> SubmitAsync(
         string model, string? version, ReadOnlyMemory<byte> body, int? inferenceHeaderLength, CancellationToken cancellationToken, Caller? caller = null,
-        Microsoft.Extensions.Primitives.StringValues webhookHeader = default)
+        Microsoft.Extensions.Primitives.StringValues webhookHeader = default, System.Diagnostics.ActivityContext remoteParent = default)
     {
         string? webhook;
         ModelManifest? manifest = null;
@@ -60,7 +60,7 @@ public sealed partial class InferenceGateway(
             throw;
         }
 
-        var job = await EnqueueAsync(manifest, request, caller, cancellationToken, webhook).ConfigureAwait(false);
+        var job = await EnqueueAsync(manifest, request, caller, cancellationToken, webhook, remoteParent).ConfigureAwait(false);
         return (job, request);
     }
 
@@ -68,7 +68,8 @@ public sealed partial class InferenceGateway(
     /// it travels). An unseeded sampled generation gets a seed here, so a redelivered job resumes the same stream.</summary>
     /// <exception cref="InferenceException">Unknown model (404), a model that does not generate text, or bad values (400).</exception>
     public async ValueTask<(InferenceJob Job, ModelManifest Manifest)> SubmitGenerationAsync(
-        string model, string? version, GenerationRequest request, CancellationToken cancellationToken, Caller? caller = null)
+        string model, string? version, GenerationRequest request, CancellationToken cancellationToken, Caller? caller = null,
+        System.Diagnostics.ActivityContext remoteParent = default)
     {
         ModelManifest? manifest = null;
         try
@@ -111,17 +112,18 @@ public sealed partial class InferenceGateway(
             request = request with { Sampling = request.Sampling with { Seed = (ulong)Random.Shared.NextInt64(long.MaxValue) } };
         }
 
-        var job = await EnqueueAsync(manifest, GenerationJobs.ToRequest(request), caller, cancellationToken).ConfigureAwait(false);
+        var job = await EnqueueAsync(manifest, GenerationJobs.ToRequest(request), caller, cancellationToken, remoteParent: remoteParent).ConfigureAwait(false);
         return (job, manifest);
     }
 
     private async ValueTask<InferenceJob> EnqueueAsync(
-        ModelManifest manifest, InferenceRequest request, Caller? caller, CancellationToken cancellationToken, string? webhook = null)
+        ModelManifest manifest, InferenceRequest request, Caller? caller, CancellationToken cancellationToken, string? webhook = null,
+        System.Diagnostics.ActivityContext remoteParent = default)
     {
         var model = manifest.Name;
         var now = timeProvider.GetUtcNow();
-        using var span = InferenceTracing.StartEnqueue(model);
-        var (traceParent, traceState) = InferenceTracing.ContextToCarry(span);
+        using var span = InferenceTracing.StartEnqueue(model, remoteParent);
+        var (traceParent, traceState) = InferenceTracing.ContextToCarry(span, remoteParent);
         var job = new InferenceJob
         {
             Id = InferenceJob.NewId(),

@@ -13,20 +13,48 @@ public static class InferenceTracing
 
     public static readonly ActivitySource Source = new(SourceName);
 
-    /// <summary>The span of the gateway putting a job on the queue, a child of the request's span (or of the
-    /// client's <c>traceparent</c>). The job carries its context, or the request's when nobody listens to this source.</summary>
-    public static Activity? StartEnqueue(string model)
+    /// <summary>The W3C request headers of a trace context.</summary>
+    public const string TraceParentHeader = "traceparent";
+
+    public const string TraceStateHeader = "tracestate";
+
+    /// <summary>The caller's context from its <c>traceparent</c>/<c>tracestate</c> headers when no activity is ambient,
+    /// else default. ASP.NET Core hosts start a request activity from these headers themselves; the Functions isolated
+    /// worker runs a function outside the ASP.NET Core request's execution context, so there the gateway reads them.</summary>
+    public static ActivityContext RemoteParent(string? traceParent, string? traceState) =>
+        Activity.Current is null && traceParent is not null && ActivityContext.TryParse(traceParent, traceState, isRemote: true, out var context)
+            ? context
+            : default;
+
+    /// <summary>The span of the gateway putting a job on the queue, a child of the request's span, or of
+    /// <paramref name="remoteParent"/> (see <see cref="RemoteParent"/>) when no activity is ambient. The job carries its
+    /// context (<see cref="ContextToCarry"/>).</summary>
+    public static Activity? StartEnqueue(string model, ActivityContext remoteParent = default)
     {
-        var activity = Source.StartActivity("inference.enqueue", ActivityKind.Producer);
+        var activity = Activity.Current is null && remoteParent != default
+            ? Source.StartActivity("inference.enqueue", ActivityKind.Producer, remoteParent)
+            : Source.StartActivity("inference.enqueue", ActivityKind.Producer);
         activity?.SetTag("inference.model", model);
         return activity;
     }
 
-    /// <summary>The context to store on a job: the enqueue span's, else the current activity's (W3C ids only).</summary>
-    public static (string? TraceParent, string? TraceState) ContextToCarry(Activity? enqueue)
+    /// <summary>The context to store on a job: the enqueue span's, else the current activity's, else
+    /// <paramref name="remoteParent"/> (the caller's own, when nobody here listens); W3C ids only.</summary>
+    public static (string? TraceParent, string? TraceState) ContextToCarry(Activity? enqueue, ActivityContext remoteParent = default)
     {
         var activity = enqueue ?? Activity.Current;
-        return activity is { IdFormat: ActivityIdFormat.W3C } ? (activity.Id, activity.TraceStateString) : (null, null);
+        if (activity is { IdFormat: ActivityIdFormat.W3C })
+        {
+            return (activity.Id, activity.TraceStateString);
+        }
+
+        if (activity is null && remoteParent != default)
+        {
+            var flags = (remoteParent.TraceFlags & ActivityTraceFlags.Recorded) != 0 ? "01" : "00";
+            return ($"00-{remoteParent.TraceId.ToHexString()}-{remoteParent.SpanId.ToHexString()}-{flags}", remoteParent.TraceState);
+        }
+
+        return (null, null);
     }
 
     /// <summary>The job's parent context, or default when it carries none (or a malformed one: a bad header never fails a job).</summary>
