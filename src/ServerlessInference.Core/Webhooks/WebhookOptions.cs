@@ -14,8 +14,7 @@ public sealed class WebhookOptions : IValidatableObject
     /// off and a request that asks for one is refused (400).</summary>
     public string? Secret { get; set; }
 
-    /// <summary>Deliveries of one webhook before it is dead-lettered (the first included).</summary>
-    [Range(1, 50)]
+    /// <summary>Deliveries of one webhook before it is dead-lettered (the first included), 1 to 50.</summary>
     public int MaxAttempts { get; set; } = 6;
 
     /// <summary>The wait before the second attempt; each later wait doubles, up to <see cref="MaxDelay"/>, and is
@@ -30,8 +29,7 @@ public sealed class WebhookOptions : IValidatableObject
     /// <summary>How often the dispatcher looks for due deliveries and for jobs that ended.</summary>
     public TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(1);
 
-    /// <summary>Longest webhook URL a request may carry.</summary>
-    [Range(16, 8192)]
+    /// <summary>Longest webhook URL a request may carry, 16 to 8192.</summary>
     public int MaxUrlLength { get; set; } = 2048;
 
     /// <summary>Host names a delivery may reach whatever they resolve to (exact, case-insensitive), for private deployments.</summary>
@@ -69,6 +67,17 @@ public sealed class WebhookOptions : IValidatableObject
             yield return new ValidationResult(
                 $"{Section}:Secret must be 'whsec_' followed by the base64 of 24 to 64 random bytes (Standard Webhooks), e.g. 'whsec_' + `openssl rand -base64 32`",
                 [nameof(Secret)]);
+        }
+
+        // Checked here rather than with [Range], whose message names the property, not the setting.
+        if (MaxAttempts is < 1 or > 50)
+        {
+            yield return new ValidationResult($"{Section}:MaxAttempts must be between 1 and 50", [nameof(MaxAttempts)]);
+        }
+
+        if (MaxUrlLength is < 16 or > 8192)
+        {
+            yield return new ValidationResult($"{Section}:MaxUrlLength must be between 16 and 8192", [nameof(MaxUrlLength)]);
         }
 
         if (BaseDelay <= TimeSpan.Zero || MaxDelay < BaseDelay)

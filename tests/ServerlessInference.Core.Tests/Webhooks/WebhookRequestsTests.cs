@@ -89,6 +89,18 @@ public sealed class WebhookRequestsTests
         Assert.Contains("'10.0.0.0/33'", result.FailureMessage, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData(0, 2048, "Inference:Webhooks:MaxAttempts must be between 1 and 50")]
+    [InlineData(51, 2048, "Inference:Webhooks:MaxAttempts must be between 1 and 50")]
+    [InlineData(6, 8, "Inference:Webhooks:MaxUrlLength must be between 16 and 8192")]
+    public void Validate_OutOfRange_FailsNamingTheSetting(int maxAttempts, int maxUrlLength, string message)
+    {
+        var result = new WebhookOptionsValidator().Validate(null, new WebhookOptions { MaxAttempts = maxAttempts, MaxUrlLength = maxUrlLength });
+
+        Assert.True(result.Failed);
+        Assert.Contains(message, result.FailureMessage, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Validate_GoodSettings_Succeed() =>
         Assert.True(new WebhookOptionsValidator().Validate(null, new WebhookOptions { Secret = WebhookDispatcherTests.Secret, AllowedNetworks = ["127.0.0.0/8"] }).Succeeded);
