@@ -26,7 +26,7 @@ public sealed partial class InferenceGateway(
     IWebhookOutbox? webhookOutbox = null,
     IOptions<WebhookOptions>? webhookOptions = null)
 {
-    private readonly WebhookOptions? webhooks = webhookOptions?.Value;
+    private readonly WebhookOptions? _webhooks = webhookOptions?.Value;
 
     private readonly IResultStore _reads = slots is null ? results : new SlotReleasingResultStore(results, slots);
 
@@ -50,7 +50,7 @@ public sealed partial class InferenceGateway(
         {
             manifest = await catalog.GetAsync(model, version, cancellationToken).ConfigureAwait(false);
             request = OipCodec.ParseRequest(body, inferenceHeaderLength);
-            webhook = WebhookRequests.Take(request, webhookHeader, webhooks);
+            webhook = WebhookRequests.Take(request, webhookHeader, _webhooks);
             RequestValidator.Validate(request, manifest);
         }
         catch (InferenceException ex)
