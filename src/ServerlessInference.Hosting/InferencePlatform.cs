@@ -45,6 +45,11 @@ public static class InferencePlatform
         {
             services.AddOrchestrator(choice.Orchestrator, host.ScalerTicks);
             services.AddPromptTokenCounter();
+            services.AddHostedService<Webhooks.WebhookDispatcherService>();
+            if (choice.Results == ProviderSettings.Redis)
+            {
+                services.AddRedisWebhookOutbox(); // deliveries outlive this gateway, and any gateway may send them
+            }
             if (choice.Queue == ProviderSettings.Redis && choice.Results == ProviderSettings.Redis)
             {
                 // Record and queue entry are two writes; a Redis restart can keep one without the other.

@@ -9,6 +9,7 @@ using Microsoft.Extensions.Logging;
 using OpenTelemetry;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
+using OpenTelemetry.Trace;
 using ServerlessInference.Telemetry;
 
 namespace ServerlessInference.Hosting;
@@ -17,8 +18,9 @@ namespace ServerlessInference.Hosting;
 /// trace, its listening address when none is configured, and Kestrel's limits for slow clients and connections.</summary>
 public static class ServiceDefaults
 {
-    /// <summary>The setting (or environment variable) that, when set, sends metrics over OTLP as well, e.g. to an
-    /// OpenTelemetry collector or Azure Monitor's OTLP ingestion. Read by the OpenTelemetry SDK itself.</summary>
+    /// <summary>The setting (or environment variable) that, when set, sends metrics and traces over OTLP, e.g. to an
+    /// OpenTelemetry collector or Azure Monitor's OTLP ingestion. Read by the OpenTelemetry SDK itself, with the other
+    /// <c>OTEL_*</c> settings (<c>OTEL_EXPORTER_OTLP_PROTOCOL</c>, ...), which child-process workers inherit.</summary>
     public const string OtlpEndpointSetting = "OTEL_EXPORTER_OTLP_ENDPOINT";
 
     /// <summary>OpenTelemetry metrics of the platform's meter (<see cref="InferenceMetrics.MeterName"/>) under the
@@ -40,6 +42,9 @@ public static class ServiceDefaults
             });
         if (!string.IsNullOrWhiteSpace(builder.Configuration[OtlpEndpointSetting]))
         {
+            // Traces only where they go somewhere: the platform's spans (InferenceTracing) under the request's. Jobs
+            // carry the request's trace context either way (ASP.NET Core starts an activity per request).
+            telemetry.WithTracing(tracing => tracing.AddSource(InferenceTracing.SourceName).AddAspNetCoreInstrumentation());
             telemetry.UseOtlpExporter();
         }
 

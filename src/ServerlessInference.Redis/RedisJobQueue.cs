@@ -117,6 +117,10 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
             inline ? "request" : "body", inline ? encoded.Request : (RedisValue)bodyKey.ToString(),
             .. encoded.PrefixKey is { } prefix ? (RedisValue[])["prefix", prefix] : [],
         ];
+        if (encoded.TraceParent is not null)
+        {
+            args = [.. args, "traceparent", encoded.TraceParent, "tracestate", encoded.TraceState ?? ""];
+        }
 
         RedisResult result;
         try
@@ -407,7 +411,9 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
             (long)fields["deadline"],
             header.IsNullOrEmpty ? null : (int)header,
             (byte[])body!,
-            fields.TryGetValue("prefix", out var prefix) ? (string?)prefix : null));
+            fields.TryGetValue("prefix", out var prefix) ? (string?)prefix : null,
+            fields.TryGetValue("traceparent", out var traceParent) ? (string?)traceParent : null,
+            fields.TryGetValue("tracestate", out var traceState) && !traceState.IsNullOrEmpty ? (string?)traceState : null));
     }
 
     private RedisKey BodyKey(string jobId) => (RedisKey)(_base + ":body:" + jobId);

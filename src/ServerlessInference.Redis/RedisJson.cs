@@ -11,4 +11,6 @@ namespace ServerlessInference.Redis;
 [JsonSerializable(typeof(ScalingDecision))]
 [JsonSerializable(typeof(StoredScalingState))]
 [JsonSerializable(typeof(ServerlessInference.Security.ApiKey))]
+[JsonSerializable(typeof(ServerlessInference.Webhooks.WebhookDelivery))]
+[JsonSerializable(typeof(ServerlessInference.Webhooks.WebhookFailure))]
 internal sealed partial class RedisJson : JsonSerializerContext;

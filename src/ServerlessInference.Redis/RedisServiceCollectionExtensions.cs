@@ -65,6 +65,18 @@ public static class RedisServiceCollectionExtensions
         return services;
     }
 
+    /// <summary>The webhook outbox in Redis (<see cref="RedisWebhookOutbox"/>), replacing the in-process one: deliveries
+    /// survive a gateway restart and any gateway sharing the Redis sends them.</summary>
+    public static IServiceCollection AddRedisWebhookOutbox(this IServiceCollection services)
+    {
+        services.AddRedisConnection();
+        services.TryAddSingleton(sp => new RedisWebhookOutbox(
+            sp.GetRequiredService<IConnectionMultiplexer>(),
+            sp.GetRequiredService<IOptions<RedisOptions>>()));
+        services.Replace(ServiceDescriptor.Singleton<Webhooks.IWebhookOutbox>(sp => sp.GetRequiredService<RedisWebhookOutbox>()));
+        return services;
+    }
+
     /// <summary><see cref="Security.IApiKeyStore"/> → <see cref="RedisApiKeyStore"/> (one hash of key records).</summary>
     public static IServiceCollection AddRedisApiKeyStore(this IServiceCollection services)
     {

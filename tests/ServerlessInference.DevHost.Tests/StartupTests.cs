@@ -12,6 +12,9 @@ public sealed class StartupTests
     [InlineData("Inference:Auth:MaxConcurrentJobs", "-1")]
     [InlineData("Inference:Auth:ManagementUrl", "port 9090 please")]
     [InlineData("Inference:Auth:Keys:a000000000000001:Sha256", "not-a-hash")]
+    [InlineData("Inference:Webhooks:Secret", "not-a-whsec-secret")]
+    [InlineData("Inference:Webhooks:Secret", "whsec_c2hvcnQ=")]
+    [InlineData("Inference:Webhooks:MaxAttempts", "0")]
     public void Start_BadSetting_FailsNamingTheSetting(string setting, string value)
     {
         var root = Path.Combine(Path.GetTempPath(), "si-startup-tests", Guid.NewGuid().ToString("N"));

@@ -30,8 +30,13 @@ public sealed class PlatformHost : WebApplicationFactory<Program>
     private readonly CancellationTokenSource _stopWatching = new();
     private Task? _watching;
 
-    public PlatformHost(string redisConnectionString, string blobConnectionString, int replicas, IReadOnlyDictionary<string, string?>? overrides = null)
+    private readonly Action<IServiceCollection>? _configureServices;
+
+    public PlatformHost(
+        string redisConnectionString, string blobConnectionString, int replicas, IReadOnlyDictionary<string, string?>? overrides = null,
+        Action<IServiceCollection>? configureServices = null)
     {
+        _configureServices = configureServices;
         var id = Guid.NewGuid().ToString("N")[..8];
         KeyPrefix = $"it{id}:";
         Root = Path.Combine(Path.GetTempPath(), "si-integration-tests", id);
@@ -156,6 +161,11 @@ public sealed class PlatformHost : WebApplicationFactory<Program>
         foreach (var (key, value) in _settings)
         {
             builder.UseSetting(key, value);
+        }
+
+        if (_configureServices is not null)
+        {
+            builder.ConfigureServices(_configureServices);
         }
 
         builder.ConfigureLogging(logging =>

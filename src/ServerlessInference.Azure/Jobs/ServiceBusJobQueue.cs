@@ -72,6 +72,12 @@ public sealed partial class ServiceBusJobQueue : IJobQueue, IAsyncDisposable
     public const string PrefixProperty = "si-prefix";
     public const string LastErrorProperty = "si-last-error";
 
+    /// <summary>The job's W3C <c>traceparent</c>, under the name the Azure SDKs use for a message's trace context.</summary>
+    public const string DiagnosticIdProperty = "Diagnostic-Id";
+
+    /// <summary>The job's W3C <c>tracestate</c>, beside <see cref="DiagnosticIdProperty"/>.</summary>
+    public const string TraceStateProperty = "tracestate";
+
     /// <summary>Content type of a job message: an OIP request with the binary tensor extension.</summary>
     public const string JobContentType = "application/vnd.serverless-inference.job";
 
@@ -335,6 +341,15 @@ public sealed partial class ServiceBusJobQueue : IJobQueue, IAsyncDisposable
             message.ApplicationProperties[PrefixProperty] = prefix;
         }
 
+        if (encoded.TraceParent is { } traceParent)
+        {
+            message.ApplicationProperties[DiagnosticIdProperty] = traceParent;
+            if (encoded.TraceState is { Length: > 0 } traceState)
+            {
+                message.ApplicationProperties[TraceStateProperty] = traceState;
+            }
+        }
+
         return message;
     }
 
@@ -351,7 +366,9 @@ public sealed partial class ServiceBusJobQueue : IJobQueue, IAsyncDisposable
             LongProperty(properties, DeadlineProperty),
             HeaderLengthOf(properties),
             message.Body.ToMemory(),
-            properties.TryGetValue(PrefixProperty, out var prefix) ? prefix as string ?? throw new FormatException($"the message's '{PrefixProperty}' is not a string") : null));
+            properties.TryGetValue(PrefixProperty, out var prefix) ? prefix as string ?? throw new FormatException($"the message's '{PrefixProperty}' is not a string") : null,
+            properties.TryGetValue(DiagnosticIdProperty, out var traceParent) ? traceParent as string : null,
+            properties.TryGetValue(TraceStateProperty, out var traceState) ? traceState as string : null));
     }
 
     /// <summary>The short dead-letter reason and the full description for a worker's <paramref name="reason"/>.</summary>

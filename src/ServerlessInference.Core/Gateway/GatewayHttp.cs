@@ -12,6 +12,8 @@ using ServerlessInference.Dashboard;
 using ServerlessInference.Jobs;
 using ServerlessInference.Models;
 using ServerlessInference.Security;
+using ServerlessInference.Telemetry;
+using ServerlessInference.Webhooks;
 
 namespace ServerlessInference.Gateway;
 
@@ -52,7 +54,8 @@ public static partial class GatewayHttp
         var headerLength = ReadHeaderLength(context.Request);
         var prefer = PreferHeader.Parse(context.Request.Headers["Prefer"]);
 
-        var (job, request) = await gateway.SubmitAsync(model, version, body, headerLength, context.RequestAborted, caller).ConfigureAwait(false);
+        var (job, request) = await gateway.SubmitAsync(model, version, body, headerLength, context.RequestAborted, caller,
+            context.Request.Headers[WebhookRequests.Header], RemoteParent(context)).ConfigureAwait(false);
         context.Response.Headers["X-Job-Id"] = job.Id;
 
         var wait = prefer.EffectiveWait(options);
@@ -242,7 +245,15 @@ public static partial class GatewayHttp
         }
     }
 
-    private static Task WriteJobAsync(HttpContext context, int status, JobRecord record)
+    /// <summary>The caller's <c>traceparent</c> where no activity is ambient (<see cref="InferenceTracing.RemoteParent"/>).</summary>
+    internal static System.Diagnostics.ActivityContext RemoteParent(HttpContext context) => InferenceTracing.RemoteParent(
+        context.Request.Headers[InferenceTracing.TraceParentHeader], context.Request.Headers[InferenceTracing.TraceStateHeader]);
+
+    private static Task WriteJobAsync(HttpContext context, int status, JobRecord record) =>
+        WriteBytesAsync(context, status, JsonContentType, JobJson(record));
+
+    /// <summary>The JSON of <c>GET /jobs/{id}</c> for <paramref name="record"/> (also a webhook's body).</summary>
+    internal static ReadOnlyMemory<byte> JobJson(JobRecord record)
     {
         var buffer = new ArrayBufferWriter<byte>(1024);
         using (var writer = new Utf8JsonWriter(buffer, s_writerOptions))
@@ -279,7 +290,7 @@ public static partial class GatewayHttp
             writer.WriteEndObject();
         }
 
-        return WriteBytesAsync(context, status, JsonContentType, buffer.WrittenMemory);
+        return buffer.WrittenMemory;
     }
 
     public static string StatusName(JobStatus status) => status switch

@@ -62,7 +62,7 @@ public static partial class GenerationHttp
                 generation = generation with { Prompt = template.Render(request.Messages!) };
             }
 
-            var (job, _) = await gateway.SubmitGenerationAsync(request.Model, null, generation, context.RequestAborted, caller).ConfigureAwait(false);
+            var (job, _) = await gateway.SubmitGenerationAsync(request.Model, null, generation, context.RequestAborted, caller, GatewayHttp.RemoteParent(context)).ConfigureAwait(false);
             var format = new OpenAiFormat(chat, chat ? "chatcmpl-" + job.Id : "cmpl-" + job.Id, job.Model, job.SubmittedAt.ToUnixTimeSeconds(), request.IncludeUsage);
             await AnswerAsync(context, gateway, job, prefer, request.Stream, format).ConfigureAwait(false);
         }
@@ -147,7 +147,7 @@ public static partial class GenerationHttp
             var body = await GatewayHttp.ReadBodyAsync(context.Request, gateway.Options.MaxBodyBytes, context.RequestAborted).ConfigureAwait(false);
             var generation = KServeGenerate.Parse(body);
             var prefer = PreferHeader.Parse(context.Request.Headers["Prefer"]);
-            var (job, _) = await gateway.SubmitGenerationAsync(model, version, generation, context.RequestAborted, caller).ConfigureAwait(false);
+            var (job, _) = await gateway.SubmitGenerationAsync(model, version, generation, context.RequestAborted, caller, GatewayHttp.RemoteParent(context)).ConfigureAwait(false);
             await AnswerAsync(context, gateway, job, prefer, stream, new KServeFormat(job.Model, job.Version, job.Id)).ConfigureAwait(false);
         }
         catch (InferenceException ex)

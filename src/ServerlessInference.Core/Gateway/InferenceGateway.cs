@@ -6,6 +6,7 @@ using ServerlessInference.Models;
 using ServerlessInference.Scaling;
 using ServerlessInference.Security;
 using ServerlessInference.Telemetry;
+using ServerlessInference.Webhooks;
 
 namespace ServerlessInference.Gateway;
 
@@ -21,8 +22,12 @@ public sealed partial class InferenceGateway(
     ILogger<InferenceGateway> logger,
     IScaleTrigger? scaleTrigger = null,
     IPromptTokenCounter? promptTokens = null,
-    JobSlots? slots = null)
+    JobSlots? slots = null,
+    IWebhookOutbox? webhookOutbox = null,
+    IOptions<WebhookOptions>? webhookOptions = null)
 {
+    private readonly WebhookOptions? _webhooks = webhookOptions?.Value;
+
     private readonly IResultStore _reads = slots is null ? results : new SlotReleasingResultStore(results, slots);
 
     public GatewayOptions Options => options.Value;
@@ -35,14 +40,17 @@ public sealed partial class InferenceGateway(
     /// <summary>Validates <paramref name="body"/> against the model and enqueues it as a job.</summary>
     /// <remarks>With <paramref name="caller"/>, the job belongs to its tenant and takes one of its concurrent-jobs slots.</remarks>
     public async ValueTask<(InferenceJob Job, InferenceRequest Request)> SubmitAsync(
-        string model, string? version, ReadOnlyMemory<byte> body, int? inferenceHeaderLength, CancellationToken cancellationToken, Caller? caller = null)
+        string model, string? version, ReadOnlyMemory<byte> body, int? inferenceHeaderLength, CancellationToken cancellationToken, Caller? caller = null,
+        Microsoft.Extensions.Primitives.StringValues webhookHeader = default, System.Diagnostics.ActivityContext remoteParent = default)
     {
+        string? webhook;
         ModelManifest? manifest = null;
         InferenceRequest request;
         try
         {
             manifest = await catalog.GetAsync(model, version, cancellationToken).ConfigureAwait(false);
             request = OipCodec.ParseRequest(body, inferenceHeaderLength);
+            webhook = WebhookRequests.Take(request, webhookHeader, _webhooks);
             RequestValidator.Validate(request, manifest);
         }
         catch (InferenceException ex)
@@ -52,7 +60,7 @@ public sealed partial class InferenceGateway(
             throw;
         }
 
-        var job = await EnqueueAsync(manifest, request, caller, cancellationToken).ConfigureAwait(false);
+        var job = await EnqueueAsync(manifest, request, caller, cancellationToken, webhook, remoteParent).ConfigureAwait(false);
         return (job, request);
     }
 
@@ -60,7 +68,8 @@ public sealed partial class InferenceGateway(
     /// it travels). An unseeded sampled generation gets a seed here, so a redelivered job resumes the same stream.</summary>
     /// <exception cref="InferenceException">Unknown model (404), a model that does not generate text, or bad values (400).</exception>
     public async ValueTask<(InferenceJob Job, ModelManifest Manifest)> SubmitGenerationAsync(
-        string model, string? version, GenerationRequest request, CancellationToken cancellationToken, Caller? caller = null)
+        string model, string? version, GenerationRequest request, CancellationToken cancellationToken, Caller? caller = null,
+        System.Diagnostics.ActivityContext remoteParent = default)
     {
         ModelManifest? manifest = null;
         try
@@ -103,14 +112,18 @@ public sealed partial class InferenceGateway(
             request = request with { Sampling = request.Sampling with { Seed = (ulong)Random.Shared.NextInt64(long.MaxValue) } };
         }
 
-        var job = await EnqueueAsync(manifest, GenerationJobs.ToRequest(request), caller, cancellationToken).ConfigureAwait(false);
+        var job = await EnqueueAsync(manifest, GenerationJobs.ToRequest(request), caller, cancellationToken, remoteParent: remoteParent).ConfigureAwait(false);
         return (job, manifest);
     }
 
-    private async ValueTask<InferenceJob> EnqueueAsync(ModelManifest manifest, InferenceRequest request, Caller? caller, CancellationToken cancellationToken)
+    private async ValueTask<InferenceJob> EnqueueAsync(
+        ModelManifest manifest, InferenceRequest request, Caller? caller, CancellationToken cancellationToken, string? webhook = null,
+        System.Diagnostics.ActivityContext remoteParent = default)
     {
         var model = manifest.Name;
         var now = timeProvider.GetUtcNow();
+        using var span = InferenceTracing.StartEnqueue(model, remoteParent);
+        var (traceParent, traceState) = InferenceTracing.ContextToCarry(span, remoteParent);
         var job = new InferenceJob
         {
             Id = InferenceJob.NewId(),
@@ -122,7 +135,11 @@ public sealed partial class InferenceGateway(
             Tenant = caller?.Tenant,
             // Every generation comes through here, with its rendered prompt as text_input.
             PrefixKey = manifest.IsTextGeneration ? PromptPrefix.Key(request) : null,
+            TraceParent = traceParent,
+            TraceState = traceState,
+            Webhook = webhook,
         };
+        span?.SetTag("inference.job_id", job.Id);
 
         var limited = slots is not null && caller is { KeyId: not null, MaxConcurrentJobs: > 0 } ? caller : null;
         if (limited is not null && !slots!.TryAcquire(limited.KeyId!, limited.MaxConcurrentJobs, job.Id))
@@ -164,8 +181,27 @@ public sealed partial class InferenceGateway(
             slots!.Watch(job);
         }
 
+        if (webhook is not null && webhookOutbox is not null)
+        {
+            await AddWebhookAsync(job, webhook).ConfigureAwait(false);
+        }
+
         scaleTrigger?.Nudge();
         return job;
+    }
+
+    /// <summary>Records the job's webhook for the dispatchers. The job is queued already: a failure here is logged, not
+    /// turned into an error for a job that will run.</summary>
+    private async ValueTask AddWebhookAsync(InferenceJob job, string webhook)
+    {
+        try
+        {
+            await webhookOutbox!.AddAsync(new WebhookDelivery(job.Id, webhook), job.SubmittedAt, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            Log.WebhookNotRecorded(logger, ex, job.Id);
+        }
     }
 
     /// <summary>Marks a job that never made it onto the queue as failed, so a poll does not show it queued forever.</summary>
@@ -195,5 +231,8 @@ public sealed partial class InferenceGateway(
     {
         [LoggerMessage(1, LogLevel.Warning, "A backing service failed while accepting a job")]
         public static partial void BackingServiceDown(ILogger logger, Exception exception);
+
+        [LoggerMessage(2, LogLevel.Error, "The webhook of job {JobId} could not be recorded; it will not be delivered")]
+        public static partial void WebhookNotRecorded(ILogger logger, Exception exception, string jobId);
     }
 }

@@ -4,6 +4,7 @@ using Microsoft.Extensions.DependencyInjection;
 using ServerlessInference.Jobs;
 using ServerlessInference.Models;
 using ServerlessInference.Scaling;
+using ServerlessInference.Webhooks;
 using ServerlessInference.Workers;
 
 namespace ServerlessInference.Gateway;
@@ -11,6 +12,30 @@ namespace ServerlessInference.Gateway;
 /// <summary>The <c>/status</c> document: what an operator asks first (how deep is the queue, who is working, what is warm).</summary>
 internal static class StatusReport
 {
+    /// <summary>Deliveries waiting (for their job or a retry), delivered and dead-lettered, and the recent dead letters
+    /// with their reasons (targets without their query, which may hold a token).</summary>
+    private static void WriteWebhooks(Utf8JsonWriter w, WebhookStats stats)
+    {
+        w.WriteStartObject("webhooks");
+        w.WriteNumber("pending", stats.Pending);
+        w.WriteNumber("delivered", stats.Delivered);
+        w.WriteNumber("failed", stats.Failed);
+        w.WriteStartArray("recent_failures");
+        foreach (var failure in stats.RecentFailures)
+        {
+            w.WriteStartObject();
+            w.WriteString("job", failure.JobId);
+            w.WriteString("target", Uri.TryCreate(failure.Url, UriKind.Absolute, out var uri) ? uri.GetLeftPart(UriPartial.Path) : "");
+            w.WriteNumber("attempts", failure.Attempts);
+            w.WriteString("reason", failure.Reason);
+            w.WriteString("at", failure.At);
+            w.WriteEndObject();
+        }
+
+        w.WriteEndArray();
+        w.WriteEndObject();
+    }
+
     public static async ValueTask<ReadOnlyMemory<byte>> BuildAsync(IServiceProvider services, CancellationToken cancellationToken)
     {
         var depth = await services.GetRequiredService<IJobQueue>().GetDepthAsync(cancellationToken).ConfigureAwait(false);
@@ -24,6 +49,11 @@ internal static class StatusReport
         var invalidModels = services.GetService<ModelCatalog>() is { } catalog
             ? await InvalidModelsAsync(catalog, cancellationToken).ConfigureAwait(false)
             : [];
+
+        var webhooks = services.GetService<Microsoft.Extensions.Options.IOptions<WebhookOptions>>()?.Value is { Enabled: true }
+            && services.GetService<IWebhookOutbox>() is { } outbox
+            ? await outbox.GetStatsAsync(cancellationToken).ConfigureAwait(false)
+            : null;
 
         var buffer = new ArrayBufferWriter<byte>(2048);
         using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
@@ -105,6 +135,11 @@ internal static class StatusReport
 
                 w.WriteEndArray();
                 w.WriteEndObject();
+            }
+
+            if (webhooks is not null)
+            {
+                WriteWebhooks(w, webhooks);
             }
 
             // Manifests the model store holds but cannot read: skipped from every model list, shown here.

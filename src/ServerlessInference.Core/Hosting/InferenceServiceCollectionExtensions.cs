@@ -10,6 +10,7 @@ using ServerlessInference.Models;
 using ServerlessInference.Scaling;
 using ServerlessInference.Security;
 using ServerlessInference.Telemetry;
+using ServerlessInference.Webhooks;
 using ServerlessInference.Workers;
 
 namespace ServerlessInference.Hosting;
@@ -52,7 +53,24 @@ public static class InferenceServiceCollectionExtensions
             sp.GetRequiredService<ILogger<InferenceGateway>>(),
             sp.GetService<IScaleTrigger>(),
             sp.GetService<Generation.IPromptTokenCounter>(),
-            sp.GetRequiredService<JobSlots>()));
+            sp.GetRequiredService<JobSlots>(),
+            sp.GetService<IWebhookOutbox>(),
+            sp.GetService<IOptions<WebhookOptions>>()));
+        services.AddWebhooks();
+        return services;
+    }
+
+    /// <summary>Job webhooks (<see cref="WebhookOptions"/>, <c>Inference:Webhooks</c>): the outbox (in-process unless a
+    /// provider registers another; Redis does), the target policy, the signed sender and the dispatcher. Gateway hosts
+    /// add <see cref="WebhookDispatcherService"/> to run it.</summary>
+    public static IServiceCollection AddWebhooks(this IServiceCollection services)
+    {
+        services.TryAddSingleton(TimeProvider.System);
+        services.AddValidatedOptions<WebhookOptions, WebhookOptionsValidator>(WebhookOptions.Section);
+        services.TryAddSingleton<IWebhookOutbox, InMemoryWebhookOutbox>();
+        services.TryAddSingleton(sp => new WebhookTargetPolicy(sp.GetRequiredService<IOptions<WebhookOptions>>().Value));
+        services.TryAddSingleton(sp => new WebhookSender(sp.GetRequiredService<IOptions<WebhookOptions>>().Value, sp.GetRequiredService<WebhookTargetPolicy>()));
+        services.TryAddSingleton<WebhookDispatcher>();
         return services;
     }
 

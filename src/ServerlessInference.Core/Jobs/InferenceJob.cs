@@ -65,6 +65,17 @@ public sealed class InferenceJob
     /// queue refuses more with <c>QueueFull</c> for this model alone. Checked at enqueue, not carried on the queue.</summary>
     public int? ModelQueueCapacity { get; init; }
 
+    /// <summary>The W3C <c>traceparent</c> of the gateway's span that enqueued the job (null: no trace). Carried on every
+    /// queue, so the worker's spans join the request's trace (<see cref="Telemetry.InferenceTracing"/>).</summary>
+    public string? TraceParent { get; init; }
+
+    /// <summary>The W3C <c>tracestate</c> that goes with <see cref="TraceParent"/>.</summary>
+    public string? TraceState { get; init; }
+
+    /// <summary>Where the job's result is POSTed when it ends (an absolute http/https URL the gateway validated; null:
+    /// none). Kept with the job's record, not carried on the queue: the gateways deliver it (Webhooks).</summary>
+    public string? Webhook { get; init; }
+
     public static string NewId() => Guid.CreateVersion7().ToString("N");
 }
 

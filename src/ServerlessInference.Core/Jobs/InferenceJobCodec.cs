@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Diagnostics;
 
 namespace ServerlessInference.Jobs;
 
@@ -6,7 +7,7 @@ namespace ServerlessInference.Jobs;
 /// bytes with Triton's binary tensor extension (JSON header of <see cref="HeaderLength"/> bytes, then raw tensors).</summary>
 /// <remarks>Times are UTC ticks, so every queue stores them the same way and no time zone travels.
 /// <see cref="PrefixKey"/> is <see cref="InferenceJob.PrefixKey"/> (null when the job has none, and in entries written
-/// before it existed).</remarks>
+/// before it existed). The W3C trace context travels as its two header values (null when the job has none).</remarks>
 public readonly record struct EncodedJob(
     string Id,
     string Model,
@@ -15,7 +16,9 @@ public readonly record struct EncodedJob(
     long DeadlineUtcTicks,
     int? HeaderLength,
     ReadOnlyMemory<byte> Request,
-    string? PrefixKey = null);
+    string? PrefixKey = null,
+    string? TraceParent = null,
+    string? TraceState = null);
 
 /// <summary>Encodes <see cref="InferenceJob"/>s for the Redis and Service Bus queues, in one place so both carry the
 /// same bytes. Thread-safe.</summary>
@@ -26,7 +29,8 @@ public static class InferenceJobCodec
     {
         var request = new ArrayBufferWriter<byte>(EncodedSizeHint(job.Request));
         var headerLength = OipCodec.WriteRequest(request, job.Request, binary: true);
-        return new EncodedJob(job.Id, job.Model, job.Version, job.SubmittedAt.UtcTicks, job.Deadline.UtcTicks, headerLength, request.WrittenMemory, job.PrefixKey);
+        return new EncodedJob(job.Id, job.Model, job.Version, job.SubmittedAt.UtcTicks, job.Deadline.UtcTicks, headerLength, request.WrittenMemory,
+            job.PrefixKey, job.TraceParent, job.TraceState);
     }
 
     /// <summary>Encodes <paramref name="job"/> into a pooled buffer; the result's request is valid until
@@ -35,7 +39,8 @@ public static class InferenceJobCodec
     {
         buffer = new PooledBufferWriter(EncodedSizeHint(job.Request));
         var headerLength = OipCodec.WriteRequest(buffer, job.Request, binary: true);
-        return new EncodedJob(job.Id, job.Model, job.Version, job.SubmittedAt.UtcTicks, job.Deadline.UtcTicks, headerLength, buffer.WrittenMemory, job.PrefixKey);
+        return new EncodedJob(job.Id, job.Model, job.Version, job.SubmittedAt.UtcTicks, job.Deadline.UtcTicks, headerLength, buffer.WrittenMemory,
+            job.PrefixKey, job.TraceParent, job.TraceState);
     }
 
     /// <summary>Decodes a job that <see cref="Encode"/> wrote.</summary>
@@ -58,6 +63,8 @@ public static class InferenceJobCodec
             throw new FormatException($"the job's request is not a valid inference request: {ex.Message}", ex);
         }
 
+        // A malformed trace context is dropped, never a reason to fail the job: tracing is best effort.
+        var traced = ActivityContext.TryParse(encoded.TraceParent, encoded.TraceState, out _);
         return new InferenceJob
         {
             Id = encoded.Id,
@@ -67,6 +74,8 @@ public static class InferenceJobCodec
             Deadline = deadline,
             Request = request,
             PrefixKey = string.IsNullOrEmpty(encoded.PrefixKey) ? null : encoded.PrefixKey,
+            TraceParent = traced ? encoded.TraceParent : null,
+            TraceState = traced ? encoded.TraceState : null,
         };
     }
 

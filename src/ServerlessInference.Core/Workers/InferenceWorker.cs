@@ -361,7 +361,33 @@ public sealed partial class InferenceWorker
         lease.DeliveryCount > 1
         && await _results.GetAsync(lease.Job.Id, cancellationToken).ConfigureAwait(false) is { Status: JobStatus.Running };
 
+    /// <summary>Runs one model's group inside its spans: the batch's (a child of its job, or linked to each job when it
+    /// holds several) and one per job, a child of that job's own trace context.</summary>
     private async Task RunGroupAsync(string model, string version, List<JobLease> leases, DateTimeOffset receivedAt, CancellationToken crash)
+    {
+        if (!InferenceTracing.Source.HasListeners())
+        {
+            await RunGroupCoreAsync(model, version, leases, receivedAt, null, crash).ConfigureAwait(false);
+            return;
+        }
+
+        using var batch = InferenceTracing.StartBatch(model, leases.ConvertAll(l => l.Job), Id);
+        var spans = leases.ConvertAll(l => InferenceTracing.StartJob(l.Job, batch));
+        try
+        {
+            await RunGroupCoreAsync(model, version, leases, receivedAt, spans, crash).ConfigureAwait(false);
+        }
+        finally
+        {
+            foreach (var span in spans)
+            {
+                span?.Dispose();
+            }
+        }
+    }
+
+    private async Task RunGroupCoreAsync(
+        string model, string version, List<JobLease> leases, DateTimeOffset receivedAt, List<Activity?>? spans, CancellationToken crash)
     {
         // Renewed from the start, the model's load included: a cold load longer than the lease must not free the jobs
         // to another worker.
@@ -436,8 +462,8 @@ public sealed partial class InferenceWorker
                 var outcome = outcomes[i];
                 var lost = renewal.IsLost(leases[i]);
                 settle[i] = outcome.Response is not null
-                    ? FinishAsync(leases[i], JobStatus.Succeeded, outcome.Response, null, crash, leaseLost: lost)
-                    : FinishAsync(leases[i], JobStatus.Failed, null, outcome.Error ?? "the model returned no result", crash, outcome.ErrorKind, lost);
+                    ? FinishAsync(leases[i], JobStatus.Succeeded, outcome.Response, null, crash, leaseLost: lost, span: spans?[i])
+                    : FinishAsync(leases[i], JobStatus.Failed, null, outcome.Error ?? "the model returned no result", crash, outcome.ErrorKind, lost, spans?[i]);
             }
 
             await Task.WhenAll(settle).ConfigureAwait(false);
@@ -571,9 +597,18 @@ public sealed partial class InferenceWorker
 
     private async Task FinishAsync(
         JobLease lease, JobStatus status, InferenceResponse? response, string? error, CancellationToken cancellationToken, InferenceError? errorKind = null,
-        bool leaseLost = false)
+        bool leaseLost = false, Activity? span = null)
     {
-        await PublishAsync(lease.Job, status, response, error, cancellationToken, errorKind).ConfigureAwait(false);
+        if (status != JobStatus.Succeeded)
+        {
+            span?.SetStatus(ActivityStatusCode.Error, error);
+        }
+
+        using (InferenceTracing.StartPublish(lease.Job, span, status))
+        {
+            await PublishAsync(lease.Job, status, response, error, cancellationToken, errorKind).ConfigureAwait(false);
+        }
+
         try
         {
             await lease.CompleteAsync(cancellationToken).ConfigureAwait(false);

@@ -183,6 +183,15 @@ public sealed partial class ChildProcessWorkerOrchestrator(
             }
         }
 
+        // The OpenTelemetry SDK's own settings (OTLP endpoint, protocol, batch delay): a worker exports where its host does.
+        foreach (var (key, value) in configuration.AsEnumerable())
+        {
+            if (value is not null && key.StartsWith("OTEL_", StringComparison.Ordinal) && !key.Contains(':', StringComparison.Ordinal))
+            {
+                start.Environment[key] = value;
+            }
+        }
+
         start.Environment["Inference__WorkerHost__Id"] = id;
         // The worker drains and exits if this process dies without stopping it (SIGKILL cannot be passed on).
         start.Environment["Inference__WorkerHost__ParentProcessId"] = Environment.ProcessId.ToString(CultureInfo.InvariantCulture);

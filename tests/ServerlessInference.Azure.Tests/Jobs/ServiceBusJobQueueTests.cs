@@ -526,6 +526,34 @@ public sealed class ServiceBusJobQueueTests : IAsyncLifetime
     }
 
     [Fact]
+    public void ToMessage_TracedJob_CarriesTheContextAsDiagnosticIdAndToJobReadsItBack()
+    {
+        var plain = NewJob();
+        var job = new InferenceJob
+        {
+            Id = plain.Id,
+            Model = plain.Model,
+            Version = plain.Version,
+            Request = plain.Request,
+            SubmittedAt = plain.SubmittedAt,
+            Deadline = plain.Deadline,
+            TraceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            TraceState = "congo=t61rcWkgMzE",
+        };
+
+        var sent = ServiceBusJobQueue.ToMessage(job, Start, TimeSpan.Zero);
+        Assert.Equal(job.TraceParent, sent.ApplicationProperties["Diagnostic-Id"]);
+        Assert.Equal(job.TraceState, sent.ApplicationProperties["tracestate"]);
+        var got = ServiceBusJobQueue.ToJob(Delivered(sent));
+        Assert.Equal(job.TraceParent, got.TraceParent);
+        Assert.Equal(job.TraceState, got.TraceState);
+
+        var untraced = ServiceBusJobQueue.ToMessage(plain, Start, TimeSpan.Zero);
+        Assert.False(untraced.ApplicationProperties.ContainsKey("Diagnostic-Id"));
+        Assert.Null(ServiceBusJobQueue.ToJob(Delivered(untraced)).TraceParent);
+    }
+
+    [Fact]
     public async Task GetDepthAsync_NoAdministrationClientAndDeepQueue_PagesThePeekUpToTheLimit()
     {
         var queue = Queue(new ServiceBusJobQueueOptions { DepthPeekLimit = 600 }, administration: false);

@@ -52,6 +52,32 @@ public sealed class FunctionsHostSetupTests
         Assert.NotNull(board.ImplementationFactory);
     }
 
+    [Fact]
+    public void AddFunctionsHost_Webhooks_DispatcherRunsOverTheRedisOutbox()
+    {
+        var builder = Builder(new Dictionary<string, string?> { ["Inference:Orchestrator:Provider"] = "Kubernetes" }).AddFunctionsHost();
+
+        // Any instance delivers any webhook: the outbox is in Redis beside the results, not in the instance's memory.
+        Assert.Contains(builder.Services, d => d.ServiceType == typeof(Microsoft.Extensions.Hosting.IHostedService)
+            && d.ImplementationType == typeof(ServerlessInference.Webhooks.WebhookDispatcherService));
+        Assert.Null(Assert.Single(builder.Services, d => d.ServiceType == typeof(ServerlessInference.Webhooks.IWebhookOutbox)).ImplementationType);
+        Assert.Contains(builder.Services, d => d.ServiceType == typeof(ServerlessInference.Redis.RedisWebhookOutbox));
+    }
+
+    [Theory]
+    [InlineData(null, false)]
+    [InlineData("http://127.0.0.1:4317", true)]
+    public void AddFunctionsHost_OtlpEndpoint_TracesOnlyWhenSet(string? endpoint, bool traced)
+    {
+        var builder = Builder(new Dictionary<string, string?>
+        {
+            ["Inference:Orchestrator:Provider"] = "Kubernetes",
+            ["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint,
+        }).AddFunctionsHost();
+
+        Assert.Equal(traced, builder.Services.Any(d => d.ServiceType == typeof(OpenTelemetry.Trace.TracerProvider)));
+    }
+
     [Theory]
     [InlineData("ContainerApps", typeof(ServerlessInference.Azure.Scaling.ContainerAppsWorkerOrchestrator))]
     [InlineData("kubernetes", typeof(ServerlessInference.Kubernetes.KubernetesWorkerOrchestrator))]

@@ -109,6 +109,41 @@ public abstract class JobQueueContract : ContractClock
     }
 
     [SkippableFact]
+    public async Task EnqueueAsync_TracedJob_CarriesItsW3cTraceContext()
+    {
+        var queue = await QueueAsync();
+        var plain = NewJob();
+        const string traceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        var job = new InferenceJob
+        {
+            Id = plain.Id,
+            Model = plain.Model,
+            Version = plain.Version,
+            Request = plain.Request,
+            SubmittedAt = plain.SubmittedAt,
+            Deadline = plain.Deadline,
+            TraceParent = traceParent,
+            TraceState = "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE",
+        };
+        var untraced = NewJob(2);
+
+        await queue.EnqueueAsync(job, default);
+        await queue.EnqueueAsync(untraced, default);
+        var got = await ReceiveEventuallyAsync(queue, 2, "the two jobs");
+        if (got.Count < 2)
+        {
+            got = [.. got, .. await ReceiveEventuallyAsync(queue, 1, "the second job")];
+        }
+
+        var traced = Assert.Single(got, l => l.Job.Id == job.Id).Job;
+        Assert.Equal(traceParent, traced.TraceParent);
+        Assert.Equal(job.TraceState, traced.TraceState);
+        var other = Assert.Single(got, l => l.Job.Id == untraced.Id).Job;
+        Assert.Null(other.TraceParent);
+        Assert.Null(other.TraceState);
+    }
+
+    [SkippableFact]
     public async Task EnqueueAsync_ThenReceive_CarriesTheWholeJob()
     {
         var queue = await QueueAsync();
