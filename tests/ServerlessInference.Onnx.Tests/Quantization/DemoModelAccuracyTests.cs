@@ -44,11 +44,14 @@ public sealed class DemoModelAccuracyTests(ITestOutputHelper output)
         Assert.True(accuracy.Top1Agreement >= LmTop1, accuracy.ToString());
     }
 
-    // Thresholds: set after measuring (see the report).
-    private const double MlpMaxAbs = 1e9;
-    private const double MlpMeanAbs = 1e9;
-    private const double MlpTop1 = 0;
-    private const double LmMaxAbs = 1e9;
-    private const double LmMeanAbs = 1e9;
-    private const double LmTop1 = 0;
+    // Measured here (2 cores with AVX2 and AVX-512 VNNI, ONNX Runtime 1.31 CPU, 2026-12-04), fixed inputs, so the same on every run:
+    //   mlp-bench: max |Δlogit| 0.0392, mean 0.00819, top-1 99.2 % (254 of 256 rows), FP32 logit spread 2.99.
+    //   lm-bench:  max |Δlogit| 1.263,  mean 0.1299,  top-1 94.1 % (241 of 256 positions), FP32 logit spread 27.5.
+    // Thresholds leave about 1.5× on the errors and a few rows of top-1 for another CPU's integer kernels.
+    private const double MlpMaxAbs = 0.06;
+    private const double MlpMeanAbs = 0.012;
+    private const double MlpTop1 = 0.98;
+    private const double LmMaxAbs = 2.0;
+    private const double LmMeanAbs = 0.2;
+    private const double LmTop1 = 0.90;
 }
