@@ -38,6 +38,11 @@ if (args.Length > 0 && args[0] == MultiModelScenario.Command)
     return await MultiModelScenario.RunAsync(args[1..]);
 }
 
+if (args.Length > 0 && args[0] == QuantizedScenario.Command)
+{
+    return await QuantizedScenario.RunAsync(args[1..]);
+}
+
 if (args.Length > 0 && args[0] == RedisFsyncBench.Command)
 {
     return await RedisFsyncBench.RunAsync(args[1..]);

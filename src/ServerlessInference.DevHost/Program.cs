@@ -7,6 +7,11 @@ if (KeysCommand.IsCommand(args))
     return await KeysCommand.RunAsync(args, Console.Out, Console.Error);
 }
 
+if (ModelsCommand.IsCommand(args))
+{
+    return await ModelsCommand.RunAsync(args, Console.Out, Console.Error);
+}
+
 var builder = WebApplication.CreateBuilder(args);
 builder.AddDevHost();
 

@@ -167,7 +167,7 @@ public sealed partial class BlobModelStore : IModelStore
         }
 
         // Newest first; a version whose manifest is not written yet (an upload in progress) is skipped.
-        foreach (var candidate in ModelVersions.Order(versions.Where(ModelVersions.IsSafeSegment)).Reverse())
+        foreach (var candidate in ModelVersions.LatestFirst(versions.Where(ModelVersions.IsSafeSegment)))
         {
             var manifest = await ReadManifestAsync($"{prefix}{candidate}/{ManifestBlobName}", cancellationToken).ConfigureAwait(false);
             if (manifest is not null)

@@ -256,7 +256,7 @@ internal sealed class RawFormat : IGenerationFormat
 internal static class KServeGenerate
 {
     private static readonly string[] s_known =
-        ["text_input", "parameters", "max_tokens", "temperature", "top_k", "top_p", "repetition_penalty", "seed", "stop", "stream", "id"];
+        ["text_input", "parameters", "max_tokens", "temperature", "top_k", "top_p", "repetition_penalty", "seed", "stop", "stream", "id", "variant"];
 
     public static GenerationRequest Parse(ReadOnlyMemory<byte> body)
     {
@@ -290,6 +290,7 @@ internal static class KServeGenerate
                 Prompt = prompt,
                 MaxTokens = Get("max_tokens") is { } max ? Int(max, "max_tokens") : 16,
                 Stop = Get("stop") is { } stop ? Stop(stop) : [],
+                Variant = Get("variant") is { } variant ? (variant.ValueKind == JsonValueKind.String ? variant.GetString() : throw Bad("'variant' must be a string")) : null,
                 Sampling = new SamplingParameters
                 {
                     Temperature = Get("temperature") is { } t ? (float)Number(t, "temperature") : 0f,

@@ -29,10 +29,14 @@ public sealed partial class InferenceGateway(
     private readonly WebhookOptions? _webhooks = webhookOptions?.Value;
 
     private readonly IResultStore _reads = slots is null ? results : new SlotReleasingResultStore(results, slots);
+    private readonly VariantSelector _variants = new(catalog, queue, timeProvider, metrics);
 
     public GatewayOptions Options => options.Value;
 
     public ModelCatalog Catalog => catalog;
+
+    /// <summary>Which version (original or quantized variant) requests run on; its switches are shown in <c>/status</c>.</summary>
+    public VariantSelector Variants => _variants;
 
     /// <summary>The result store as handlers read it: a job read as ended frees its caller's concurrent-jobs slot.</summary>
     public IResultStore Results => _reads;
@@ -51,6 +55,7 @@ public sealed partial class InferenceGateway(
             manifest = await catalog.GetAsync(model, version, cancellationToken).ConfigureAwait(false);
             request = OipCodec.ParseRequest(body, inferenceHeaderLength);
             webhook = WebhookRequests.Take(request, webhookHeader, _webhooks);
+            manifest = await _variants.SelectAsync(manifest, version is not null, VariantOf(request.Parameters), cancellationToken).ConfigureAwait(false);
             RequestValidator.Validate(request, manifest);
         }
         catch (InferenceException ex)
@@ -75,6 +80,7 @@ public sealed partial class InferenceGateway(
         try
         {
             manifest = await catalog.GetAsync(model, version, cancellationToken).ConfigureAwait(false);
+            manifest = await _variants.SelectAsync(manifest, version is not null, request.Variant, cancellationToken).ConfigureAwait(false);
             if (!manifest.IsTextGeneration)
             {
                 throw new InferenceException(InferenceError.BadRequest, $"model '{manifest.Name}' is not a text-generation model (its manifest has no \"task\": \"text-generation\")");
@@ -202,6 +208,17 @@ public sealed partial class InferenceGateway(
         {
             Log.WebhookNotRecorded(logger, ex, job.Id);
         }
+    }
+
+    private static string? VariantOf(IReadOnlyDictionary<string, object>? parameters)
+    {
+        if (parameters is null || !parameters.TryGetValue(ModelVariants.Parameter, out var value))
+        {
+            return null;
+        }
+
+        return value as string ?? throw new InferenceException(InferenceError.BadRequest,
+            $"parameter '{ModelVariants.Parameter}' must be a string: one of {string.Join(", ", ModelVariants.Known)} or '{ModelVariants.None}'");
     }
 
     /// <summary>Marks a job that never made it onto the queue as failed, so a poll does not show it queued forever.</summary>

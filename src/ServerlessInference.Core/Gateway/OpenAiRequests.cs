@@ -86,6 +86,7 @@ public static class OpenAiRequests
                 Prompt = prompt,
                 MaxTokens = (int)Math.Clamp(maxTokens, int.MinValue, int.MaxValue),
                 Stop = StopStrings(root),
+                Variant = String(root, "variant"),
                 Sampling = new SamplingParameters
                 {
                     Temperature = (float)temperature,

@@ -155,6 +155,35 @@ internal static class StatusReport
 
             w.WriteEndArray();
 
+            // Queue-depth switches to quantized variants: state, the depth last read, and where this gateway sent requests.
+            w.WriteStartArray("variant_switches");
+            foreach (var state in services.GetService<InferenceGateway>()?.Variants.Snapshot() ?? [])
+            {
+                w.WriteStartObject();
+                w.WriteString("model", state.Model);
+                w.WriteString("version", state.Version);
+                w.WriteString("variant", state.Variant);
+                w.WriteNumber("when_queue_depth_at_least", state.Threshold);
+                w.WriteBoolean("active", state.Active);
+                w.WriteNumber("queued_seen", state.QueuedSeen);
+                w.WriteNumber("switches", state.Switches);
+                if (state.ChangedAt is { } changedAt)
+                {
+                    w.WriteString("changed_at", changedAt);
+                }
+
+                w.WriteStartObject("served");
+                foreach (var (version, count) in state.Served.OrderBy(p => p.Key, StringComparer.Ordinal))
+                {
+                    w.WriteNumber(version, count);
+                }
+
+                w.WriteEndObject();
+                w.WriteEndObject();
+            }
+
+            w.WriteEndArray();
+
             // The last jobs that waited for a model load (or a worker), newest first, with the milliseconds of each stage.
             w.WriteStartArray("cold_starts");
             foreach (var coldStart in coldStarts)

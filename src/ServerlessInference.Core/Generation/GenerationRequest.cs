@@ -18,6 +18,10 @@ public sealed record GenerationRequest
 
     public SamplingParameters Sampling { get; init; } = SamplingParameters.Greedy;
 
+    /// <summary>The quantized variant to run on (<c>int8</c>), <c>none</c> for the original, or null to let the gateway
+    /// choose (<see cref="Models.ModelVariants"/>). Chosen at the gateway; it does not travel with the job.</summary>
+    public string? Variant { get; init; }
+
     /// <summary>When the generation must end (finish reason <see cref="FinishReason.Deadline"/>); null for none.</summary>
     public DateTimeOffset? Deadline { get; init; }
 

@@ -51,6 +51,15 @@ public sealed record ModelManifest
     /// <summary>Most workers that may hold the model warm and serve it at once. Null: no limit.</summary>
     public int? MaxWorkers { get; init; }
 
+    /// <summary>The variant this version is (<see cref="ModelVariants.Int8"/>), null for an original.</summary>
+    public string? Variant { get; init; }
+
+    /// <summary>The version a variant was made from; set exactly when <see cref="Variant"/> is.</summary>
+    public string? SourceVersion { get; init; }
+
+    /// <summary>Rules for switching to this version's variants by queue depth (see <see cref="ModelVariants"/>).</summary>
+    public IReadOnlyDictionary<string, VariantRule>? Variants { get; init; }
+
     public bool IsTextGeneration => Task == ModelTasks.TextGeneration;
 
     public string Key => $"{Name}/{Version}";

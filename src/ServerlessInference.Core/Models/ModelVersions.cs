@@ -10,7 +10,14 @@ public static class ModelVersions
             .ThenBy(v => long.TryParse(v, out var n) ? n : 0)
             .ThenBy(v => v, StringComparer.Ordinal);
 
-    public static string? Latest(IEnumerable<string> versions) => Order(versions).LastOrDefault();
+    /// <summary>The highest version that is not a quantized variant (<see cref="ModelVariants.IsVariantVersion"/>): a
+    /// variant stored beside its source never becomes what a request without a version gets.</summary>
+    public static string? Latest(IEnumerable<string> versions) => LatestFirst(versions).FirstOrDefault();
+
+    /// <summary>Candidates for the latest version, highest first, variants left out (a store reads them in turn while a
+    /// manifest is not written yet).</summary>
+    public static IEnumerable<string> LatestFirst(IEnumerable<string> versions) =>
+        Order(versions.Where(v => !ModelVariants.IsVariantVersion(v))).Reverse();
 
     /// <summary>Whether a model name, version or file name is safe as one path segment of a store (a folder, a blob
     /// name): not empty, not <c>.</c> or <c>..</c>, no separator, no NUL. Every store uses this one rule, so a model that

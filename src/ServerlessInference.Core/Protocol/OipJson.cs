@@ -100,7 +100,7 @@ public sealed partial class OipJsonContext : JsonSerializerContext;
 /// <summary>Reads and writes the <c>manifest.json</c> stored beside a model's weights.</summary>
 /// <remarks>
 /// Snake_case, like OIP: <c>{"name","version","file","sha256","size_bytes","platform","inputs":[{"name","datatype":"FP32",
-/// "shape":[-1,512]}],"outputs":[...],"max_batch_size","dynamic_batch","weight","max_queued","min_warm","max_workers"}</c>. Required: name, sha256, size_bytes, inputs,
+/// "shape":[-1,512]}],"outputs":[...],"max_batch_size","dynamic_batch","weight","max_queued","min_warm","max_workers","variant","source_version","variants"}</c>. Required: name, sha256, size_bytes, inputs,
 /// outputs; the others default as <see cref="ModelManifest"/> does. Comments and trailing commas are allowed;
 /// unknown properties are ignored. A <c>"task": "text-generation"</c> manifest needs <c>"generation"</c>
 /// (<see cref="GenerationSpec"/>) and may omit inputs and outputs (the engine reads them from the model).
@@ -129,6 +129,9 @@ public static class ModelManifestJson
             MaxQueued = manifest.MaxQueued,
             MinWarm = manifest.MinWarm == 0 ? null : manifest.MinWarm,
             MaxWorkers = manifest.MaxWorkers,
+            Variant = manifest.Variant,
+            SourceVersion = manifest.SourceVersion,
+            Variants = manifest.Variants?.ToDictionary(v => v.Key, v => (VariantRuleDocument?)new VariantRuleDocument { WhenQueueDepthAtLeast = v.Value.WhenQueueDepthAtLeast }, StringComparer.Ordinal),
         };
         var buffer = new System.Buffers.ArrayBufferWriter<byte>(1024);
         using (var writer = new Utf8JsonWriter(buffer, s_indented))
@@ -236,6 +239,7 @@ public static class ModelManifestJson
             throw Invalid($"'min_warm' ({minWarm}) is more than 'max_workers' ({maxWorkers})");
         }
 
+        var (variant, sourceVersion, variants) = ReadVariants(document);
         var defaults = new ModelManifest { Name = name, Sha256 = sha256, SizeBytes = sizeBytes, Inputs = inputs, Outputs = outputs };
         return defaults with
         {
@@ -251,7 +255,48 @@ public static class ModelManifestJson
             MaxQueued = document.MaxQueued,
             MinWarm = minWarm,
             MaxWorkers = document.MaxWorkers,
+            Variant = variant,
+            SourceVersion = sourceVersion,
+            Variants = variants,
         };
+    }
+
+    private static (string? Variant, string? SourceVersion, Dictionary<string, VariantRule>? Rules) ReadVariants(ManifestDocument document)
+    {
+        var known = string.Join(", ", ModelVariants.Known);
+        if (document.Variant is { } variant && !ModelVariants.Known.Contains(variant))
+        {
+            throw Invalid($"'variant' must be one of {known}, got '{variant}'");
+        }
+
+        if ((document.Variant is null) != (document.SourceVersion is null))
+        {
+            throw Invalid("'variant' and 'source_version' go together: a variant names the version it was made from");
+        }
+
+        if (document.Variant is not null && document.Variants is not null)
+        {
+            throw Invalid("a variant cannot have 'variants' of its own");
+        }
+
+        Dictionary<string, VariantRule>? rules = null;
+        foreach (var (name, rule) in document.Variants ?? [])
+        {
+            if (!ModelVariants.Known.Contains(name))
+            {
+                throw Invalid($"'variants' has '{name}'; known variants are {known}");
+            }
+
+            if (rule?.WhenQueueDepthAtLeast is < 1)
+            {
+                throw Invalid($"'variants.{name}.when_queue_depth_at_least' must be at least 1, got {rule.WhenQueueDepthAtLeast}");
+            }
+
+            rules ??= new Dictionary<string, VariantRule>(StringComparer.Ordinal);
+            rules[name] = new VariantRule(rule?.WhenQueueDepthAtLeast);
+        }
+
+        return (document.Variant, NonEmpty(document.SourceVersion, "source_version"), rules);
     }
 
     private static List<TensorSpec> ToSpecs(List<TensorSpecDocument?> documents, string list, bool dynamicBatch)
@@ -334,6 +379,17 @@ internal sealed class ManifestDocument
     public int? MinWarm { get; set; }
 
     public int? MaxWorkers { get; set; }
+
+    public string? Variant { get; set; }
+
+    public string? SourceVersion { get; set; }
+
+    public Dictionary<string, VariantRuleDocument?>? Variants { get; set; }
+}
+
+internal sealed class VariantRuleDocument
+{
+    public int? WhenQueueDepthAtLeast { get; set; }
 }
 
 internal sealed class TensorSpecDocument

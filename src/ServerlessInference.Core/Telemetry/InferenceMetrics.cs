@@ -21,6 +21,8 @@ public sealed class InferenceMetrics : IDisposable
     private readonly Counter<long> _generatedTokens;
     private readonly Histogram<double> _coldStart;
     private readonly Histogram<double> _coldStartStage;
+    private readonly Counter<long> _variantRequests;
+    private readonly Counter<long> _variantSwitches;
     private volatile Func<IReadOnlyList<(string Model, Generation.GenerationCounters Counters)>>? _generation;
     private long _queued;
     private long _inFlight;
@@ -50,6 +52,10 @@ public sealed class InferenceMetrics : IDisposable
         _coldStartStage = _meter.CreateHistogram<double>(
             "inference_cold_start_stage", "s", "One stage of a cold start (label stage: scaler_noticed, process_started, runtime_ready, registered, received, model_fetched_verified, session_created, first_batch_run, answered)",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] });
+        _variantRequests = _meter.CreateCounter<long>("inference_variant_requests", "{request}",
+            "Requests the gateway sent to a quantized variant (label variant), asked for or switched to by queue depth");
+        _variantSwitches = _meter.CreateCounter<long>("inference_variant_switches", "{switch}",
+            "Times a model's queue-depth rule switched its requests to a variant (to=variant) or back (to=original)");
         _generatedTokens = _meter.CreateCounter<long>("inference_generated_tokens", "{token}", "Tokens generated (tokens/s is its rate)");
         _meter.CreateObservableGauge("inference_running_sequences", () => Generation(c => c.RunningSequences), "{sequence}",
             "Sequences in a text-generation model's running batch");
@@ -92,6 +98,13 @@ public sealed class InferenceMetrics : IDisposable
             _coldStartStage.Record(stage.Milliseconds / 1000, model, new KeyValuePair<string, object?>("stage", stage.Stage));
         }
     }
+
+    public void VariantRequest(string model, string variant) =>
+        _variantRequests.Add(1, new KeyValuePair<string, object?>("model", model), new KeyValuePair<string, object?>("variant", variant));
+
+    public void VariantSwitch(string model, string variant, bool toVariant) =>
+        _variantSwitches.Add(1, new KeyValuePair<string, object?>("model", model), new KeyValuePair<string, object?>("variant", variant),
+            new KeyValuePair<string, object?>("to", toVariant ? "variant" : "original"));
 
     public void QueueTime(string model, TimeSpan waited) =>
         _queueTime.Record(waited.TotalSeconds, new KeyValuePair<string, object?>("model", model));
