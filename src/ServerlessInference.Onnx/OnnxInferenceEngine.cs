@@ -5,6 +5,7 @@ using Microsoft.ML.OnnxRuntime;
 using ServerlessInference.Generation;
 using ServerlessInference.Models;
 using ServerlessInference.Onnx.Generation;
+using ServerlessInference.Onnx.Generation.Speculative;
 
 namespace ServerlessInference.Onnx;
 
@@ -186,6 +187,7 @@ public sealed class OnnxInferenceEngine : IInferenceEngine
             }
 
             var scheduler = new GenerationScheduler(decoder, tokenizer, spec, _generationOptions, _timeProvider, _generationObserver, manifest.Key, _logger);
+            SpeculativeDecoding.Configure(scheduler, spec, manifest.Key);
             Log.GenerationModelLoaded(_logger, manifest.Key, decoder.Layers, decoder.Heads, decoder.HeadDim, decoder.VocabularySize, decoder.KvBytesPerToken);
             Log.ModelLoaded(_logger, manifest.Key, ExecutionProvider, stopwatch.ElapsedMilliseconds, file.Length);
             return new OnnxTextGenerationModel(manifest, scheduler, tokenizer, file.Length, ExecutionProvider);

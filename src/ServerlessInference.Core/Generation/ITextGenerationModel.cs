@@ -53,6 +53,8 @@ public sealed class GenerationCounters
     private int _waiting;
     private long _kvBytesInUse;
     private long _kvBytesReserved;
+    private long _speculativeProposed;
+    private long _speculativeAccepted;
 
     /// <summary>Sequences in the running batch.</summary>
     public int RunningSequences => Volatile.Read(ref _running);
@@ -82,6 +84,13 @@ public sealed class GenerationCounters
 
     public long CompletedSequences => Interlocked.Read(ref _completedSequences);
 
+    /// <summary>Tokens a speculative proposer (draft model or prompt lookup) put before the model for verification.</summary>
+    public long SpeculativeProposedTokens => Interlocked.Read(ref _speculativeProposed);
+
+    /// <summary>Proposed tokens the model's verification kept; divided by <see cref="SpeculativeProposedTokens"/> it is
+    /// the acceptance rate.</summary>
+    public long SpeculativeAcceptedTokens => Interlocked.Read(ref _speculativeAccepted);
+
     public void SetRunning(int running, int waiting)
     {
         Volatile.Write(ref _running, running);
@@ -105,4 +114,10 @@ public sealed class GenerationCounters
     public void AddStep() => Interlocked.Increment(ref _steps);
 
     public void AddCompleted() => Interlocked.Increment(ref _completedSequences);
+
+    public void AddSpeculation(int proposed, int accepted)
+    {
+        Interlocked.Add(ref _speculativeProposed, proposed);
+        Interlocked.Add(ref _speculativeAccepted, accepted);
+    }
 }

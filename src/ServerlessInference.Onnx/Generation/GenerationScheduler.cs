@@ -18,7 +18,7 @@ namespace ServerlessInference.Onnx.Generation;
 /// <para>Padding regroups floating-point sums, so a batched row's logits differ from a lone run's by ~1e-6: greedy
 /// tokens agree except at near-ties of the top two logits.</para>
 /// </remarks>
-internal sealed class GenerationScheduler : IDisposable
+internal sealed partial class GenerationScheduler : IDisposable
 {
     private readonly DecoderSession _decoder;
     private readonly ITextTokenizer _tokenizer;
@@ -167,7 +167,7 @@ internal sealed class GenerationScheduler : IDisposable
                     Repack(joiners);
                 }
 
-                if (_running.Count > 0)
+                if (_running.Count > 0 && !TrySpeculativeStep())
                 {
                     DecodeStep();
                 }
@@ -608,6 +608,9 @@ internal sealed class Sequence(GenerationRequest request, IReadOnlyList<int> pro
     public int Row { get; set; }
 
     public bool Finished { get; set; }
+
+    /// <summary>Speculative decoding's state, once the sequence has speculated.</summary>
+    public Speculative.SpeculationState? Speculation { get; set; }
 
     public string Release { get; set; } = "";
 

@@ -31,6 +31,8 @@ public sealed class OnnxTextGenerationModel : ITextGenerationModel
 
     public GenerationCounters Counters => _scheduler.Counters;
 
+    internal GenerationScheduler Scheduler => _scheduler;
+
     /// <summary>The weights file's size; the KV cache is bounded separately by <see cref="TextGenerationOptions.KvCacheBudgetBytes"/>.</summary>
     public long SizeBytes { get; }
 
@@ -72,6 +74,7 @@ public sealed class OnnxTextGenerationModel : ITextGenerationModel
     public void Dispose()
     {
         _scheduler.Dispose();
+        _scheduler.Proposer?.Dispose();
         _scheduler.Decoder.Dispose();
     }
 
