@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using ServerlessInference.Generation;
+using ServerlessInference.Models;
 using ServerlessInference.Onnx.Demo;
 using ServerlessInference.Onnx.Generation;
 using ServerlessInference.Onnx.Generation.Speculative;
@@ -215,6 +216,78 @@ public sealed class SpeculativeDecodingTests
         Assert.True(speculative.Counters.SpeculativeProposedTokens > 0);
     }
 
+    [Fact]
+    public async Task GenerateAsync_GreedyWithDraftModel_EqualsPlainDecodingTokenForToken()
+    {
+        using var plain = await LoadAsync(null);
+        using var speculative = await LoadWithDraftAsync(DecoderLmModel.TinyLmDraft, k: 4);
+        foreach (var prompt in s_prompts)
+        {
+            var request = new GenerationRequest { Prompt = prompt, MaxTokens = 60 };
+
+            AssertSameOrNearTie(prompt, Tokens(await CollectAsync(plain, request)), Tokens(await CollectAsync(speculative, request)));
+        }
+
+        var counters = speculative.Counters;
+        Assert.True(counters.SpeculativeAcceptedTokens > 0, "the draft (the target's first block) agrees sometimes");
+        Assert.True(counters.SpeculativeAcceptedTokens < counters.SpeculativeProposedTokens, "and not always");
+    }
+
+    [Fact]
+    public async Task GenerateAsync_TargetAsItsOwnDraft_AcceptsEveryProposal()
+    {
+        var self = DecoderLmModel.TinyLm with { Name = "tiny-lm-self" };
+        using var plain = await LoadAsync(null);
+        using var speculative = await LoadWithDraftAsync(self, k: 5);
+        var request = new GenerationRequest { Prompt = s_prompts[1], MaxTokens = 61 };
+
+        var expected = Tokens(await CollectAsync(plain, request));
+        var actual = Tokens(await CollectAsync(speculative, request));
+
+        AssertSameOrNearTie(s_prompts[1], expected, actual);
+        var counters = speculative.Counters;
+        // Only near-ties between a lone step and a wider pass can make the draft and the target differ.
+        Assert.True(counters.SpeculativeAcceptedTokens >= counters.SpeculativeProposedTokens - 2, $"{counters.SpeculativeAcceptedTokens} of {counters.SpeculativeProposedTokens}");
+        // 1 prefill + about 60 / (5 + 1) verifications, against 1 prefill + 60 decode steps.
+        Assert.InRange(counters.Steps, 2, 15);
+    }
+
+    [Fact]
+    public async Task LoadAsync_DraftNotInTheStore_FailsNamingTheField()
+    {
+        var manifest = DecoderLmModel.SpeculativeManifest(Tiny, DecoderLmModel.TinyLmDraft);
+        var engine = Engine(new DraftFiles());
+
+        var e = await Assert.ThrowsAsync<InferenceException>(async () => await engine.LoadAsync(manifest, TinyPath, CancellationToken.None));
+
+        Assert.Equal(InferenceError.ModelFailure, e.Error);
+        Assert.Contains("generation.speculative.draft names 'tiny-lm-draft', which is not in the model store", e.Message);
+    }
+
+    [Fact]
+    public async Task LoadAsync_DraftWithAnotherVocabulary_FailsNamingTheField()
+    {
+        var other = DecoderLmModel.TinyLm with { Name = "other-vocab", VocabularySize = 320 };
+        var manifest = DecoderLmModel.SpeculativeManifest(Tiny, other);
+        var engine = Engine(new DraftFiles(other));
+
+        var e = await Assert.ThrowsAsync<InferenceException>(async () => await engine.LoadAsync(manifest, TinyPath, CancellationToken.None));
+
+        Assert.Contains("generation.speculative.draft 'other-vocab' has a vocabulary of 320, not the target's 384", e.Message);
+    }
+
+    [Fact]
+    public void Build_Draft_KeepsTheTargetsFirstBlocksEmbeddingsAndHead()
+    {
+        var target = global::Onnx.ModelProto.Parser.ParseFrom(TinyBytes).Graph.Initializer.ToDictionary(t => t.Name);
+        var draft = global::Onnx.ModelProto.Parser.ParseFrom(DecoderLmModel.Build(DecoderLmModel.TinyLmDraft)).Graph;
+
+        Assert.Contains(draft.Initializer, t => t.Name == "l0.wq");
+        Assert.DoesNotContain(draft.Initializer, t => t.Name.StartsWith("l1.", StringComparison.Ordinal));
+        Assert.All(draft.Initializer, t => Assert.Equal(target[t.Name], t));
+        Assert.Equal(3 + 2, draft.Input.Count); // ids, mask, positions, and one block's past key and value
+    }
+
     private sealed class FixedProposer(int token) : ITokenProposer
     {
         public int Propose(Sequence sequence, Span<int> proposals)
@@ -228,16 +301,48 @@ public sealed class SpeculativeDecodingTests
         }
     }
 
-    private static async Task<OnnxTextGenerationModel> LoadAsync(SpeculativeSpec? speculative)
+    private sealed class DraftFiles(params DecoderLmConfig[] drafts) : IDraftModelSource
+    {
+        public ValueTask<(ModelManifest Manifest, string WeightsPath)?> FindAsync(string name, CancellationToken cancellationToken)
+        {
+            var config = drafts.FirstOrDefault(d => d.Name == name);
+            if (config is null)
+            {
+                return ValueTask.FromResult<(ModelManifest, string)?>(null);
+            }
+
+            var path = Path.Combine(Path.GetTempPath(), $"si-{name}-{Environment.ProcessId}.onnx");
+            if (!File.Exists(path))
+            {
+                File.WriteAllBytes(path, DecoderLmModel.Build(config));
+            }
+
+            return ValueTask.FromResult<(ModelManifest, string)?>((DecoderLmModel.Manifest(config), path));
+        }
+    }
+
+    private static OnnxInferenceEngine Engine(IDraftModelSource? drafts = null)
     {
         _ = TestModels.Engine;
-        var engine = new OnnxInferenceEngine(
+        return new OnnxInferenceEngine(
             Options.Create(new OnnxEngineOptions { ExecutionProvider = OnnxExecutionProvider.Cpu }),
             NullLogger<OnnxInferenceEngine>.Instance,
-            Options.Create(new TextGenerationOptions()));
+            Options.Create(new TextGenerationOptions()),
+            draftModels: drafts);
+    }
+
+    private static async Task<OnnxTextGenerationModel> LoadWithDraftAsync(DecoderLmConfig draft, int k)
+    {
+        var engine = Engine(new DraftFiles(draft));
+        var manifest = DecoderLmModel.SpeculativeManifest(Tiny, draft, k);
+        return Assert.IsType<OnnxTextGenerationModel>(await engine.LoadAsync(manifest, TinyPath, CancellationToken.None));
+    }
+
+    private static async Task<OnnxTextGenerationModel> LoadAsync(SpeculativeSpec? speculative)
+    {
         var manifest = DecoderLmModel.Manifest(Tiny);
         manifest = manifest with { Generation = manifest.Generation! with { Speculative = speculative } };
-        return Assert.IsType<OnnxTextGenerationModel>(await engine.LoadAsync(manifest, TinyPath, CancellationToken.None));
+        return Assert.IsType<OnnxTextGenerationModel>(await Engine().LoadAsync(manifest, TinyPath, CancellationToken.None));
     }
 
     private static double[] LastLogits(IReadOnlyList<int> context)

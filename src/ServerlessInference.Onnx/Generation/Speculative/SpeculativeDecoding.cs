@@ -1,13 +1,13 @@
 using ServerlessInference.Generation;
-using ServerlessInference.Models;
 
 namespace ServerlessInference.Onnx.Generation.Speculative;
 
 /// <summary>Turns a manifest's <c>generation.speculative</c> into the scheduler's proposer.</summary>
 internal static class SpeculativeDecoding
 {
-    /// <exception cref="InferenceException"><see cref="InferenceError.ModelFailure"/>: the draft model cannot be used.</exception>
-    public static void Configure(GenerationScheduler scheduler, GenerationSpec spec, string modelKey)
+    /// <summary>Sets the scheduler's proposer: prompt lookup, or <paramref name="draft"/> (loaded by the engine from
+    /// <c>generation.speculative.draft</c>).</summary>
+    public static void Configure(GenerationScheduler scheduler, GenerationSpec spec, DraftModelProposer? draft)
     {
         if (spec.Speculative is not { } speculative)
         {
@@ -15,13 +15,6 @@ internal static class SpeculativeDecoding
         }
 
         scheduler.SpeculativeK = speculative.K;
-        if (speculative.PromptLookup)
-        {
-            scheduler.Proposer = new PromptLookupProposer(speculative.Ngram);
-            return;
-        }
-
-        throw new InferenceException(InferenceError.ModelFailure,
-            $"model '{modelKey}': generation.speculative.draft '{speculative.Draft}' cannot be loaded by this engine");
+        scheduler.Proposer = speculative.PromptLookup ? new PromptLookupProposer(speculative.Ngram) : draft;
     }
 }
