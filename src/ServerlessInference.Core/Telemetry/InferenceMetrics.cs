@@ -57,6 +57,10 @@ public sealed class InferenceMetrics : IDisposable
             "Sequences waiting for room in a text-generation model's batch (KV budget or max sequences)");
         _meter.CreateObservableGauge("inference_kv_cache_bytes", () => Generation(c => c.KvBytesInUse), "By",
             "KV-cache bytes a text-generation model holds now");
+        _meter.CreateObservableCounter("inference_speculative_proposed_tokens", () => Generation(c => c.SpeculativeProposedTokens), "{token}",
+            "Tokens a speculative proposer (draft model or prompt lookup) put before a text-generation model for verification");
+        _meter.CreateObservableCounter("inference_speculative_accepted_tokens", () => Generation(c => c.SpeculativeAcceptedTokens), "{token}",
+            "Proposed tokens the model's verification kept (accepted / proposed is the acceptance rate)");
         _meter.CreateObservableGauge("inference_queue_depth", () => new[]
         {
             new Measurement<long>(Interlocked.Read(ref _queued), new KeyValuePair<string, object?>("state", "queued")),
