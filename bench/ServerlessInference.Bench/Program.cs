@@ -18,6 +18,11 @@ if (args.Length > 0 && args[0] == GenerationEngineBench.Command)
     return await GenerationEngineBench.RunAsync(args[1..]);
 }
 
+if (args.Length > 0 && args[0] == SpeculativeBench.Command)
+{
+    return await SpeculativeBench.RunAsync(args[1..]);
+}
+
 if (args.Length > 0 && args[0] == ColdStartScenario.Command)
 {
     return await ColdStartScenario.RunAsync(args[1..]);
