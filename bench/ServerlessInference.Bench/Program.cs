@@ -23,6 +23,11 @@ if (args.Length > 0 && args[0] == PrefixCacheBench.Command)
     return await PrefixCacheBench.RunAsync(args[1..]);
 }
 
+if (args.Length > 0 && args[0] == SpeculativeBench.Command)
+{
+    return await SpeculativeBench.RunAsync(args[1..]);
+}
+
 if (args.Length > 0 && args[0] == ColdStartScenario.Command)
 {
     return await ColdStartScenario.RunAsync(args[1..]);

@@ -5,6 +5,7 @@ using Microsoft.ML.OnnxRuntime;
 using ServerlessInference.Generation;
 using ServerlessInference.Models;
 using ServerlessInference.Onnx.Generation;
+using ServerlessInference.Onnx.Generation.Speculative;
 
 namespace ServerlessInference.Onnx;
 
@@ -30,17 +31,22 @@ public sealed class OnnxInferenceEngine : IInferenceEngine
     private readonly TextGenerationOptions _generationOptions;
     private readonly TimeProvider _timeProvider;
     private readonly IGenerationObserver? _generationObserver;
+    private readonly IDraftModelSource? _draftModels;
 
     /// <param name="options">Engine settings.</param>
     /// <param name="logger">The engine's logger.</param>
     /// <param name="generationOptions">Scheduler limits of <c>text-generation</c> models (defaults when null).</param>
     /// <param name="timeProvider">The clock of generation deadlines and latencies (the system clock when null).</param>
     /// <param name="generationObserver">Latency hooks of <c>text-generation</c> models (none when null).</param>
+    /// <param name="draftModels">Where draft models named by <c>generation.speculative.draft</c> come from (a manifest
+    /// naming one fails to load when null).</param>
     /// <exception cref="InvalidOperationException"><see cref="OnnxEngineOptions.ExecutionProvider"/> is
     /// <see cref="OnnxExecutionProvider.Cuda"/> and CUDA cannot run here.</exception>
     public OnnxInferenceEngine(IOptions<OnnxEngineOptions> options, ILogger<OnnxInferenceEngine> logger,
-        IOptions<TextGenerationOptions>? generationOptions = null, TimeProvider? timeProvider = null, IGenerationObserver? generationObserver = null)
+        IOptions<TextGenerationOptions>? generationOptions = null, TimeProvider? timeProvider = null, IGenerationObserver? generationObserver = null,
+        IDraftModelSource? draftModels = null)
     {
+        _draftModels = draftModels;
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(logger);
         _options = options.Value;
@@ -86,10 +92,27 @@ public sealed class OnnxInferenceEngine : IInferenceEngine
         ArgumentNullException.ThrowIfNull(manifest);
         ArgumentException.ThrowIfNullOrEmpty(weightsPath);
         cancellationToken.ThrowIfCancellationRequested();
-        return await Task.Run(() => Load(manifest, weightsPath), cancellationToken).ConfigureAwait(false);
+        (ModelManifest Manifest, string WeightsPath)? draft = null;
+        if (manifest.IsTextGeneration && manifest.Generation?.Speculative?.Draft is { } draftName)
+        {
+            draft = await FindDraftAsync(manifest, draftName, cancellationToken).ConfigureAwait(false);
+        }
+
+        return await Task.Run(() => Load(manifest, weightsPath, draft), cancellationToken).ConfigureAwait(false);
     }
 
-    private ILoadedModel Load(ModelManifest manifest, string weightsPath)
+    private async ValueTask<(ModelManifest Manifest, string WeightsPath)> FindDraftAsync(ModelManifest manifest, string name, CancellationToken cancellationToken)
+    {
+        if (_draftModels is null)
+        {
+            throw new InferenceException(InferenceError.ModelFailure, $"model '{manifest.Key}': generation.speculative.draft names '{name}', but this engine has no model store to load drafts from");
+        }
+
+        return await _draftModels.FindAsync(name, cancellationToken).ConfigureAwait(false)
+            ?? throw new InferenceException(InferenceError.ModelFailure, $"model '{manifest.Key}': generation.speculative.draft names '{name}', which is not in the model store");
+    }
+
+    private ILoadedModel Load(ModelManifest manifest, string weightsPath, (ModelManifest Manifest, string WeightsPath)? draft)
     {
         if (manifest.Task is not null && !manifest.IsTextGeneration)
         {
@@ -126,7 +149,7 @@ public sealed class OnnxInferenceEngine : IInferenceEngine
 
         if (manifest.IsTextGeneration)
         {
-            return LoadTextGeneration(manifest, session, file);
+            return LoadTextGeneration(manifest, session, file, draft);
         }
 
         try
@@ -161,9 +184,10 @@ public sealed class OnnxInferenceEngine : IInferenceEngine
         }
     }
 
-    private OnnxTextGenerationModel LoadTextGeneration(ModelManifest manifest, InferenceSession session, FileInfo file)
+    private OnnxTextGenerationModel LoadTextGeneration(ModelManifest manifest, InferenceSession session, FileInfo file, (ModelManifest Manifest, string WeightsPath)? draft)
     {
         DecoderSession? decoder = null;
+        DraftModelProposer? draftProposer = null;
         try
         {
             var stopwatch = Stopwatch.StartNew();
@@ -185,10 +209,18 @@ public sealed class OnnxInferenceEngine : IInferenceEngine
                     $"model '{manifest.Key}': generation.tokenizer has {tokenizer.VocabularySize} ids but the model's logits have {decoder.VocabularySize}");
             }
 
+            long draftBytes = 0;
+            if (draft is { } found)
+            {
+                draftProposer = LoadDraft(manifest, decoder, found.Manifest, found.WeightsPath);
+                draftBytes = new FileInfo(found.WeightsPath).Length;
+            }
+
             var scheduler = new GenerationScheduler(decoder, tokenizer, spec, _generationOptions, _timeProvider, _generationObserver, manifest.Key, _logger);
+            SpeculativeDecoding.Configure(scheduler, spec, draftProposer);
             Log.GenerationModelLoaded(_logger, manifest.Key, decoder.Layers, decoder.Heads, decoder.HeadDim, decoder.VocabularySize, decoder.KvBytesPerToken);
             Log.ModelLoaded(_logger, manifest.Key, ExecutionProvider, stopwatch.ElapsedMilliseconds, file.Length);
-            return new OnnxTextGenerationModel(manifest, scheduler, tokenizer, file.Length, ExecutionProvider);
+            return new OnnxTextGenerationModel(manifest, scheduler, tokenizer, file.Length + draftBytes, ExecutionProvider);
         }
         catch
         {
@@ -201,8 +233,57 @@ public sealed class OnnxInferenceEngine : IInferenceEngine
                 decoder.Dispose();
             }
 
+            draftProposer?.Dispose();
             throw;
         }
+    }
+
+    /// <summary>The draft's session, checked against its target: a text-generation model with the same vocabulary and at
+    /// least the target's context.</summary>
+    private DraftModelProposer LoadDraft(ModelManifest target, DecoderSession targetDecoder, ModelManifest draft, string weightsPath)
+    {
+        var field = $"model '{target.Key}': generation.speculative.draft '{draft.Name}'";
+        if (!draft.IsTextGeneration || draft.Generation is not { } draftSpec)
+        {
+            throw new InferenceException(InferenceError.ModelFailure, $"{field} is not a text-generation model");
+        }
+
+        if (draftSpec.ContextLength < target.Generation!.ContextLength)
+        {
+            throw new InferenceException(InferenceError.ModelFailure,
+                $"{field} has a context of {draftSpec.ContextLength} tokens, shorter than the target's {target.Generation.ContextLength}");
+        }
+
+        InferenceSession session;
+        try
+        {
+            var file = new FileInfo(weightsPath);
+            session = OptimizedModelCache.CreateSession(file.FullName, OptimizedModelCache.PathFor(_options, draft, file, ExecutionProvider), CreateSessionOptions, _logger, draft.Key, out _);
+        }
+        catch (OnnxRuntimeException ex)
+        {
+            throw new InferenceException(InferenceError.ModelFailure, $"{field}: ONNX Runtime cannot load it: {ex.Message}", ex);
+        }
+
+        DecoderSession decoder;
+        try
+        {
+            decoder = DecoderSession.Create(session, draftSpec, draft.Key);
+        }
+        catch
+        {
+            session.Dispose();
+            throw;
+        }
+
+        if (decoder.VocabularySize != targetDecoder.VocabularySize)
+        {
+            decoder.Dispose();
+            throw new InferenceException(InferenceError.ModelFailure,
+                $"{field} has a vocabulary of {decoder.VocabularySize}, not the target's {targetDecoder.VocabularySize}");
+        }
+
+        return new DraftModelProposer(decoder);
     }
 
     private (string Provider, string Detail) ChooseExecutionProvider()

@@ -11,7 +11,7 @@ public static class ModelTasks
 /// length, the KV-cache geometry (optional: inferred from the ONNX inputs when absent, checked against them when
 /// present) and an optional chat template.</summary>
 /// <remarks>Manifest JSON (snake_case): <c>"generation": {"tokenizer": {...}, "eos_token_ids": [2047],
-/// "context_length": 512, "num_layers": 2, "num_heads": 2, "head_dim": 16, "chat_template": {...}}</c>.</remarks>
+/// "context_length": 512, "num_layers": 2, "num_heads": 2, "head_dim": 16, "chat_template": {...}, "speculative": {...}}</c>.</remarks>
 public sealed record GenerationSpec
 {
     public required TokenizerSpec Tokenizer { get; init; }
@@ -29,6 +29,9 @@ public sealed record GenerationSpec
     public int? HeadDim { get; init; }
 
     public ChatTemplate? ChatTemplate { get; init; }
+
+    /// <summary>Speculative decoding, off when null.</summary>
+    public SpeculativeSpec? Speculative { get; init; }
 
     /// <summary>Every problem of this spec, each naming its field (<c>generation.eos_token_ids must not be empty</c>);
     /// empty when it is valid.</summary>
@@ -64,6 +67,11 @@ public sealed record GenerationSpec
         if (ChatTemplate is not null)
         {
             problems.AddRange(ChatTemplate.Validate());
+        }
+
+        if (Speculative is not null)
+        {
+            problems.AddRange(Speculative.Validate());
         }
 
         return problems;

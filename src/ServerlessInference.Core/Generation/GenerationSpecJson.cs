@@ -17,6 +17,8 @@ internal sealed class GenerationDocument
 
     public ChatTemplateDocument? ChatTemplate { get; set; }
 
+    public SpeculativeDocument? Speculative { get; set; }
+
     public static GenerationDocument From(GenerationSpec spec) => new()
     {
         Tokenizer = new TokenizerDocument
@@ -38,6 +40,13 @@ internal sealed class GenerationDocument
             Message = spec.ChatTemplate.Message,
             Prefix = spec.ChatTemplate.Prefix,
             GenerationPrompt = spec.ChatTemplate.GenerationPrompt,
+        },
+        Speculative = spec.Speculative is null ? null : new SpeculativeDocument
+        {
+            Draft = spec.Speculative.Draft,
+            PromptLookup = spec.Speculative.PromptLookup ? true : null,
+            K = spec.Speculative.K,
+            Ngram = spec.Speculative.PromptLookup ? spec.Speculative.Ngram : null,
         },
     };
 
@@ -91,6 +100,13 @@ internal sealed class GenerationDocument
                 Prefix = ChatTemplate.Prefix,
                 GenerationPrompt = ChatTemplate.GenerationPrompt,
             },
+            Speculative = Speculative is null ? null : new SpeculativeSpec
+            {
+                Draft = Speculative.Draft,
+                PromptLookup = Speculative.PromptLookup ?? false,
+                K = Speculative.K ?? 4,
+                Ngram = Speculative.Ngram ?? 3,
+            },
         };
         var problems = spec.Validate();
         return problems.Count > 0 ? (null, problems[0]) : (spec, null);
@@ -110,6 +126,17 @@ internal sealed class TokenizerDocument
     public string? Pattern { get; set; }
 
     public Dictionary<string, int>? SpecialTokens { get; set; }
+}
+
+internal sealed class SpeculativeDocument
+{
+    public string? Draft { get; set; }
+
+    public bool? PromptLookup { get; set; }
+
+    public int? K { get; set; }
+
+    public int? Ngram { get; set; }
 }
 
 internal sealed class ChatTemplateDocument

@@ -57,6 +57,8 @@ public sealed class GenerationCounters
     private long _prefixHitTokens;
     private long _prefixEvictions;
     private int _prefixBlocks;
+    private long _speculativeProposed;
+    private long _speculativeAccepted;
 
     /// <summary>Sequences in the running batch.</summary>
     public int RunningSequences => Volatile.Read(ref _running);
@@ -98,6 +100,13 @@ public sealed class GenerationCounters
     /// <summary>Prefix-cache blocks evicted to make room (least recently used, held by no running sequence).</summary>
     public long PrefixCacheEvictions => Interlocked.Read(ref _prefixEvictions);
 
+    /// <summary>Tokens a speculative proposer (draft model or prompt lookup) put before the model for verification.</summary>
+    public long SpeculativeProposedTokens => Interlocked.Read(ref _speculativeProposed);
+
+    /// <summary>Proposed tokens the model's verification kept; divided by <see cref="SpeculativeProposedTokens"/> it is
+    /// the acceptance rate.</summary>
+    public long SpeculativeAcceptedTokens => Interlocked.Read(ref _speculativeAccepted);
+
     public void SetRunning(int running, int waiting)
     {
         Volatile.Write(ref _running, running);
@@ -133,4 +142,10 @@ public sealed class GenerationCounters
     public void SetPrefixBlocks(int blocks) => Volatile.Write(ref _prefixBlocks, blocks);
 
     public void AddPrefixEvictions(long count) => Interlocked.Add(ref _prefixEvictions, count);
+
+    public void AddSpeculation(int proposed, int accepted)
+    {
+        Interlocked.Add(ref _speculativeProposed, proposed);
+        Interlocked.Add(ref _speculativeAccepted, accepted);
+    }
 }

@@ -5,6 +5,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using ServerlessInference.Gateway;
+using ServerlessInference.Generation;
 using ServerlessInference.Jobs;
 using ServerlessInference.Models;
 using ServerlessInference.Scaling;
@@ -100,6 +101,7 @@ public static class InferenceServiceCollectionExtensions
             sp.GetRequiredService<IModelStore>(),
             sp.GetRequiredService<IOptions<WarmPoolOptions>>().Value.CacheDirectory,
             sp.GetRequiredService<ILogger<WeightsCache>>()));
+        services.TryAddSingleton<IDraftModelSource, StoreDraftModelSource>();
         services.TryAddSingleton<WarmPool>();
         services.TryAddSingleton<WorkerFactory>();
         return services;

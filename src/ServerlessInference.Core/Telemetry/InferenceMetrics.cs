@@ -71,6 +71,10 @@ public sealed class InferenceMetrics : IDisposable
             "Blocks in a text-generation model's prefix cache now");
         _meter.CreateObservableCounter("inference_prefix_cache_evictions", () => Generation(c => c.PrefixCacheEvictions), "{block}",
             "Prefix-cache blocks evicted for room");
+        _meter.CreateObservableCounter("inference_speculative_proposed_tokens", () => Generation(c => c.SpeculativeProposedTokens), "{token}",
+            "Tokens a speculative proposer (draft model or prompt lookup) put before a text-generation model for verification");
+        _meter.CreateObservableCounter("inference_speculative_accepted_tokens", () => Generation(c => c.SpeculativeAcceptedTokens), "{token}",
+            "Proposed tokens the model's verification kept (accepted / proposed is the acceptance rate)");
         _meter.CreateObservableGauge("inference_queue_depth", () => new[]
         {
             new Measurement<long>(Interlocked.Read(ref _queued), new KeyValuePair<string, object?>("state", "queued")),

@@ -21,8 +21,15 @@ public sealed record DecoderLmConfig(string Name, int VocabularySize, int Hidden
 
     public int EndOfTextId => VocabularySize - 1;
 
+    /// <summary>Blocks the graph runs: the first <see cref="KeptLayers"/> of the <see cref="Layers"/> whose weights are
+    /// drawn. A draft model keeps the target's first blocks, embeddings, final norm and head (the same weights: the same
+    /// seed and the same draws), so it agrees with the target often at a fraction of the cost.</summary>
+    public int? KeptLayers { get; init; }
+
+    public int GraphLayers => KeptLayers ?? Layers;
+
     /// <summary>Bytes of KV cache one token holds: key and value, every layer, FP32.</summary>
-    public long KvBytesPerToken => 2L * Layers * Hidden * sizeof(float);
+    public long KvBytesPerToken => 2L * GraphLayers * Hidden * sizeof(float);
 }
 
 /// <summary>A GPT-2-like decoder-only language model built in code, with Hugging Face Optimum's KV-cache inputs and
@@ -51,6 +58,19 @@ public static class DecoderLmModel
 
     /// <summary>A decode step weight-bound on a CPU: V 2048, D 512, 4 layers, 8 heads, context 1024 (about 60 MB).</summary>
     public static DecoderLmConfig LmBench { get; } = new("lm-bench", VocabularySize: 2048, Hidden: 512, Layers: 4, Heads: 8, FeedForward: 2048, ContextLength: 1024, Seed: 20261205);
+
+    /// <summary>lm-bench's draft for speculative decoding: its first block with its embeddings, final norm and head.</summary>
+    public static DecoderLmConfig LmBenchDraft { get; } = LmBench with { Name = "lm-bench-draft", KeptLayers = 1 };
+
+    /// <summary>tiny-lm's first block alone, as a draft in tests.</summary>
+    public static DecoderLmConfig TinyLmDraft { get; } = TinyLm with { Name = "tiny-lm-draft", KeptLayers = 1 };
+
+    /// <summary>The manifest of <paramref name="target"/> with speculative decoding by <paramref name="draft"/>.</summary>
+    public static ModelManifest SpeculativeManifest(DecoderLmConfig target, DecoderLmConfig draft, int k = 4)
+    {
+        var manifest = Manifest(target);
+        return manifest with { Generation = manifest.Generation! with { Speculative = new SpeculativeSpec { Draft = draft.Name, K = k } } };
+    }
 
     /// <summary>The model's bytes, tokenizer files included.</summary>
     public static byte[] Build(DecoderLmConfig config)
@@ -94,7 +114,7 @@ public static class DecoderLmModel
                 Tokenizer = DemoTokenizer.Spec(config.VocabularySize),
                 EosTokenIds = [config.EndOfTextId],
                 ContextLength = config.ContextLength,
-                NumLayers = config.Layers,
+                NumLayers = config.GraphLayers,
                 NumHeads = config.Heads,
                 HeadDim = config.HeadDim,
                 ChatTemplate = new ChatTemplate
@@ -110,6 +130,7 @@ public static class DecoderLmModel
     {
         private readonly GraphProto _graph = new() { Name = config.Name };
         private DemoRandom _random = new((ulong)config.Seed);
+        private bool _emit = true;
 
         public GraphProto Build()
         {
@@ -117,7 +138,7 @@ public static class DecoderLmModel
             _graph.Input.Add(Value("input_ids", DataType.Int64, "batch_size", "sequence_length"));
             _graph.Input.Add(Value("attention_mask", DataType.Int64, "batch_size", "total_sequence_length"));
             _graph.Input.Add(Value("position_ids", DataType.Int64, "batch_size", "sequence_length"));
-            for (var i = 0; i < config.Layers; i++)
+            for (var i = 0; i < config.GraphLayers; i++)
             {
                 foreach (var kind in new[] { "key", "value" })
                 {
@@ -126,7 +147,7 @@ public static class DecoderLmModel
             }
 
             _graph.Output.Add(Value("logits", DataType.Float, "batch_size", "sequence_length", v));
-            for (var i = 0; i < config.Layers; i++)
+            for (var i = 0; i < config.GraphLayers; i++)
             {
                 foreach (var kind in new[] { "key", "value" })
                 {
@@ -173,6 +194,8 @@ public static class DecoderLmModel
             var unit = Math.Sqrt(3.0 / d);
             for (var i = 0; i < config.Layers; i++)
             {
+                // Blocks past the kept ones still draw their weights, so the final norm and head match the full model's.
+                _emit = i < config.GraphLayers;
                 var p = $"l{i}.";
                 LayerNorm(p + "ln1", x, p + "h");
                 Weights(p + "wq", 2 * unit, d, d);
@@ -210,8 +233,13 @@ public static class DecoderLmModel
                 Node("MatMul", [p + "f", p + "w2"], [p + "f2_mm"]);
                 Node("Add", [p + "f2_mm", p + "b2"], [p + "f2"]);
                 Node("Add", [p + "x1", p + "f2"], [p + "x2"]);
-                x = p + "x2";
+                if (_emit)
+                {
+                    x = p + "x2";
+                }
             }
+
+            _emit = true;
 
             LayerNorm("lnf", x, "final");
             // The end token's column is scaled down so greedy text runs for a while; sampling still reaches it.
@@ -228,6 +256,11 @@ public static class DecoderLmModel
             {
                 gain[j] = (float)(1.0 + (0.1 * _random.NextSigned()));
                 bias[j] = (float)(0.05 * _random.NextSigned());
+            }
+
+            if (!_emit)
+            {
+                return;
             }
 
             _graph.Initializer.Add(OnnxModelProtos.FloatTensor(prefix + ".g", gain, config.Hidden));
@@ -253,7 +286,10 @@ public static class DecoderLmModel
                 values[j] = (float)(_random.NextSigned() * scale * factor);
             }
 
-            _graph.Initializer.Add(OnnxModelProtos.FloatTensor(name, values, Array.ConvertAll(dims, dim => (long)dim)));
+            if (_emit)
+            {
+                _graph.Initializer.Add(OnnxModelProtos.FloatTensor(name, values, Array.ConvertAll(dims, dim => (long)dim)));
+            }
         }
 
         private void Int64(string name, long[] dims, params long[] values)
@@ -274,6 +310,11 @@ public static class DecoderLmModel
 
         private void Node(string opType, string[] inputs, string[] outputs, params (string Name, object Value)[] attributes)
         {
+            if (!_emit)
+            {
+                return;
+            }
+
             var node = OnnxModelProtos.Node(opType, inputs, outputs);
             foreach (var (name, value) in attributes)
             {

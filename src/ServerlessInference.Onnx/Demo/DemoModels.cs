@@ -3,7 +3,8 @@ using ServerlessInference.Models;
 namespace ServerlessInference.Onnx.Demo;
 
 /// <summary>The models a fresh platform starts with: <see cref="MlpBenchModel"/>, <see cref="ResNet18Model"/>, and the
-/// text-generation models <see cref="DecoderLmModel.TinyLm"/> and <see cref="DecoderLmModel.LmBench"/>.</summary>
+/// text-generation models <see cref="DecoderLmModel.TinyLm"/>, <see cref="DecoderLmModel.LmBench"/> and its draft
+/// <see cref="DecoderLmModel.LmBenchDraft"/> (for speculative decoding).</summary>
 public static class DemoModels
 {
     /// <summary>Uploads each demo model whose version is not in <paramref name="store"/> yet; the store computes
@@ -24,7 +25,7 @@ public static class DemoModels
             await store.UploadAsync(ResNet18Model.Manifest(), weights, cancellationToken).ConfigureAwait(false);
         }
 
-        foreach (var config in new[] { DecoderLmModel.TinyLm, DecoderLmModel.LmBench })
+        foreach (var config in new[] { DecoderLmModel.TinyLm, DecoderLmModel.LmBench, DecoderLmModel.LmBenchDraft })
         {
             if (await store.GetManifestAsync(config.Name, DecoderLmModel.Version, cancellationToken).ConfigureAwait(false) is null)
             {

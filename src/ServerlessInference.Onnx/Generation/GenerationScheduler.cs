@@ -21,7 +21,7 @@ namespace ServerlessInference.Onnx.Generation;
 /// blocks its tokens begin with (<see cref="PrefixCache"/>) and adds its own whole blocks to the cache; the cache's
 /// bytes count against the KV budget beside the reservations.</para>
 /// </remarks>
-internal sealed class GenerationScheduler : IDisposable
+internal sealed partial class GenerationScheduler : IDisposable
 {
     private readonly DecoderSession _decoder;
     private readonly ITextTokenizer _tokenizer;
@@ -178,7 +178,7 @@ internal sealed class GenerationScheduler : IDisposable
                     Repack(joiners);
                 }
 
-                if (_running.Count > 0)
+                if (_running.Count > 0 && !TrySpeculativeStep())
                 {
                     DecodeStep();
                 }
@@ -660,6 +660,9 @@ internal sealed class Sequence(GenerationRequest request, IReadOnlyList<int> pro
 
     /// <summary>Prefix-cache blocks the sequence holds while it runs: those its tokens began with, then those it added.</summary>
     public List<PrefixBlock>? PrefixBlocks { get; set; }
+
+    /// <summary>Speculative decoding's state, once the sequence has speculated.</summary>
+    public Speculative.SpeculationState? Speculation { get; set; }
 
     public string Release { get; set; } = "";
 

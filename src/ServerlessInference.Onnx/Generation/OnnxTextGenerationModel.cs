@@ -34,6 +34,8 @@ public sealed class OnnxTextGenerationModel : ITextGenerationModel, IPrefixCache
     /// <summary>The <see cref="PromptPrefix"/> keys of prompts whose first block the prefix cache holds now.</summary>
     public IReadOnlyCollection<string> HeldPrefixKeys => _scheduler.HeldPrefixKeys;
 
+    internal GenerationScheduler Scheduler => _scheduler;
+
     /// <summary>The weights file's size; the KV cache is bounded separately by <see cref="TextGenerationOptions.KvCacheBudgetBytes"/>.</summary>
     public long SizeBytes { get; }
 
@@ -75,6 +77,7 @@ public sealed class OnnxTextGenerationModel : ITextGenerationModel, IPrefixCache
     public void Dispose()
     {
         _scheduler.Dispose();
+        _scheduler.Proposer?.Dispose();
         _scheduler.Decoder.Dispose();
     }
 

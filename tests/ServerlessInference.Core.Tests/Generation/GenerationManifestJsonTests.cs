@@ -69,6 +69,37 @@ public sealed class GenerationManifestJsonTests
     }
 
     [Fact]
+    public void Deserialize_Speculative_ReadsAndRoundTripsIt()
+    {
+        const string draft = """{"tokenizer": {"kind": "tiktoken", "file": "x"}, "eos_token_ids": [1], "context_length": 8, "speculative": {"draft": "lm-bench-draft", "k": 5}}""";
+        const string lookup = """{"tokenizer": {"kind": "tiktoken", "file": "x"}, "eos_token_ids": [1], "context_length": 8, "speculative": {"prompt_lookup": true}}""";
+
+        var withDraft = ModelManifestJson.Deserialize(Encoding.UTF8.GetBytes(Json(draft)));
+        var withLookup = ModelManifestJson.Deserialize(Encoding.UTF8.GetBytes(Json(lookup)));
+
+        Assert.Equal(new SpeculativeSpec { Draft = "lm-bench-draft", K = 5 }, withDraft.Generation!.Speculative);
+        Assert.Equal(new SpeculativeSpec { PromptLookup = true, K = 4, Ngram = 3 }, withLookup.Generation!.Speculative);
+        Assert.Equal(withDraft.Generation.Speculative, ModelManifestJson.Deserialize(ModelManifestJson.Serialize(withDraft)).Generation!.Speculative);
+        Assert.Equal(withLookup.Generation.Speculative, ModelManifestJson.Deserialize(ModelManifestJson.Serialize(withLookup)).Generation!.Speculative);
+    }
+
+    [Theory]
+    [InlineData("""{}""", "generation.speculative needs a proposer")]
+    [InlineData("""{"draft": "d", "prompt_lookup": true}""", "generation.speculative takes one proposer")]
+    [InlineData("""{"draft": "../d"}""", "generation.speculative.draft must be a model name")]
+    [InlineData("""{"prompt_lookup": true, "k": 0}""", "generation.speculative.k must be between 1 and 16")]
+    [InlineData("""{"prompt_lookup": true, "k": 17}""", "generation.speculative.k must be between 1 and 16")]
+    [InlineData("""{"prompt_lookup": true, "ngram": 9}""", "generation.speculative.ngram must be between 1 and 8")]
+    public void Deserialize_BadSpeculative_NamesTheField(string speculative, string error)
+    {
+        var generation = $$"""{"tokenizer": {"kind": "tiktoken", "file": "x"}, "eos_token_ids": [1], "context_length": 8, "speculative": {{speculative}}}""";
+
+        var e = Assert.Throws<InvalidDataException>(() => ModelManifestJson.Deserialize(Encoding.UTF8.GetBytes(Json(generation))));
+
+        Assert.Contains(error, e.Message);
+    }
+
+    [Fact]
     public void Deserialize_TextGenerationWithoutGeneration_SaysItIsMissing()
     {
         var json = $$"""{"name": "m", "sha256": "{{Sha}}", "size_bytes": 1, "task": "text-generation"}""";

@@ -12,11 +12,12 @@ public sealed class DemoModelsTests
 
         await DemoModels.SeedAsync(store, CancellationToken.None);
 
-        Assert.Equal(["mlp-bench/1", "resnet18/1", "tiny-lm/1", "lm-bench/1"], store.Uploads.Select(u => u.Manifest.Key));
+        Assert.Equal(["mlp-bench/1", "resnet18/1", "tiny-lm/1", "lm-bench/1", "lm-bench-draft/1"], store.Uploads.Select(u => u.Manifest.Key));
         Assert.Equal(new FileInfo(ResNet18Model.FindFile()).Length, store.Uploads[1].Bytes);
         Assert.True(store.Uploads[0].Bytes > 30_000_000);
         Assert.InRange(store.Uploads[2].Bytes, 100_000, 2_000_000);
         Assert.True(store.Uploads[3].Bytes > 50_000_000);
+        Assert.InRange(store.Uploads[4].Bytes, 10_000_000, store.Uploads[3].Bytes / 2); // one block of four, embeddings and head
         Assert.All(store.Uploads.Skip(2), u => Assert.True(u.Manifest.IsTextGeneration));
     }
 
@@ -28,6 +29,7 @@ public sealed class DemoModelsTests
         store.Present.Add(ResNet18Model.Manifest());
         store.Present.Add(DecoderLmModel.Manifest(DecoderLmModel.TinyLm));
         store.Present.Add(DecoderLmModel.Manifest(DecoderLmModel.LmBench));
+        store.Present.Add(DecoderLmModel.Manifest(DecoderLmModel.LmBenchDraft));
 
         await DemoModels.SeedAsync(store, CancellationToken.None);
 
