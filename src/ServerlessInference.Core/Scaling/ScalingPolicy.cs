@@ -48,7 +48,8 @@ public sealed record ScalingDecision(DateTimeOffset At, int CurrentReplicas, int
 /// model's jobs count at most <c>max_workers</c> × the target: a hot model alone never asks for more workers than it may
 /// use. Without a <c>max_workers</c> anywhere this is the plain depth rule.</item>
 /// <item><b>Cold demand</b> (needs <see cref="ScalingInput.ByModel"/>): a model with queued jobs that no live worker holds
-/// warm and that no live worker has room for asks for one more worker. Room is the warm pool's free bytes plus the bytes
+/// warm and that no live worker has room for asks for one more worker; from zero, like the depth rule, only at
+/// <see cref="ScalingOptions.ActivationThreshold"/>. Room is the warm pool's free bytes plus the bytes
 /// of warm models nobody asks for (no queued or in-flight jobs, <c>min_warm</c> 0), which a load may evict.</item>
 /// <item><b>min_warm</b>: every model keeps <c>min_warm</c> warm copies, each on a different worker. Copies a model lacks
 /// are placed in the live workers' room; what does not fit asks for more workers. And the floor is the number of
@@ -75,7 +76,8 @@ public static class ScalingPolicy
         // The raw recommendation: enough workers for the load, within bounds.
         int raw;
         string why;
-        if (input.CurrentReplicas == 0 && load < options.ActivationThreshold)
+        var belowActivation = input.CurrentReplicas == 0 && load < options.ActivationThreshold;
+        if (belowActivation)
         {
             raw = 0;
             why = load == 0 ? "idle" : $"{load} jobs below the activation threshold {options.ActivationThreshold}";
@@ -89,7 +91,7 @@ public static class ScalingPolicy
                 : $"{counted} of {load} jobs (the rest past a model's max_workers) / {options.TargetJobsPerWorker} per worker";
         }
 
-        var packing = fleet.Pack(fleet.CopiesNeeded(), input.CurrentReplicas, exclude: null);
+        var packing = fleet.Pack(fleet.CopiesNeeded(coldDemand: !belowActivation), input.CurrentReplicas, exclude: null);
         if (packing.Floor > raw)
         {
             raw = packing.Floor;
@@ -293,7 +295,9 @@ public static class ScalingPolicy
 
         /// <summary>Warm copies the fleet lacks: what <c>min_warm</c> asks beyond the copies held, and one of every model
         /// with queued jobs that no live worker holds.</summary>
-        public List<Copy> CopiesNeeded()
+        /// <param name="coldDemand">Whether models with queued jobs and no holder ask for a copy: not while the fleet is at
+        /// zero below the activation threshold, which holds for every rule that reacts to queued jobs.</param>
+        public List<Copy> CopiesNeeded(bool coldDemand = true)
         {
             var copies = new List<Copy>();
             foreach (var (model, spec) in _specs)
@@ -305,7 +309,7 @@ public static class ScalingPolicy
                 }
             }
 
-            foreach (var (model, depth) in _depths ?? new Dictionary<string, ModelDepth>())
+            foreach (var (model, depth) in (coldDemand ? _depths : null) ?? new Dictionary<string, ModelDepth>())
             {
                 if (depth.Queued > 0 && _holders.GetValueOrDefault(model) == 0 && _specs.TryGetValue(model, out var spec) && spec.MinWarm == 0)
                 {

@@ -57,6 +57,26 @@ public sealed class PlacementPolicyTests
     }
 
     [Fact]
+    public void Decide_ColdModelQueuedAtZeroBelowTheActivationThreshold_StaysAtZeroUntilTheThreshold()
+    {
+        // At zero workers every queued model is cold, so the cold-demand rule must wait for activation as depth does.
+        var options = new ScalingOptions
+        {
+            MinReplicas = 0,
+            MaxReplicas = 6,
+            TargetJobsPerWorker = 10,
+            ActivationThreshold = 3,
+        };
+        ScalingDecision At(int queued) => ScalingPolicy.Decide(
+            Input(current: 0, byModel: Depths(("x", queued, 0)), workers: [], models: Models("x")), ScalingState.Initial, options).Decision;
+
+        var below = At(2);
+        Assert.Equal(0, below.DesiredReplicas);
+        Assert.Contains("below the activation threshold 3", below.Reason);
+        Assert.Equal(1, At(3).DesiredReplicas);
+    }
+
+    [Fact]
     public void Decide_ColdModelsThatShareOneNewWorker_AskForOneWorkerOnly()
     {
         // Two cold models of 100 bytes fit one new worker of the fleet's budget (300).
