@@ -85,6 +85,17 @@ public sealed class InMemoryJobQueue : IJobQueue
                 };
             }
 
+            // A per-model bound (the manifest's max_queued): a scan only for models that set one.
+            if (job.ModelQueueCapacity is { } modelCapacity
+                && _ready.Count(e => e.Job.Model == job.Model) + _leased.Keys.Count(e => e.Job.Model == job.Model) >= modelCapacity)
+            {
+                throw new InferenceException(InferenceError.QueueFull,
+                    $"the queue of model '{job.Model}' is full (its max_queued is {modelCapacity} jobs queued or running)")
+                {
+                    RetryAfterSeconds = _options.RetryAfterSeconds,
+                };
+            }
+
             _bytes += bytes;
             _ready.AddLast(new Entry(job, bytes));
             signal = _signal;
