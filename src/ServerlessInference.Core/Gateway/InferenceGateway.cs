@@ -120,6 +120,9 @@ public sealed partial class InferenceGateway(
             SubmittedAt = now,
             Deadline = now + options.Value.JobDeadline,
             Tenant = caller?.Tenant,
+            // Every route enqueues here (OIP infer, generate, the OpenAI routes, the Functions app's): the queue refuses
+            // this model's jobs beyond its manifest's max_queued with QueueFull (429), other models unaffected.
+            ModelQueueCapacity = manifest.MaxQueued,
         };
 
         var limited = slots is not null && caller is { KeyId: not null, MaxConcurrentJobs: > 0 } ? caller : null;
