@@ -21,6 +21,8 @@ public sealed class InferenceMetrics : IDisposable
     private readonly Counter<long> _generatedTokens;
     private readonly Histogram<double> _coldStart;
     private readonly Histogram<double> _coldStartStage;
+    private readonly Counter<long> _modelLoads;
+    private readonly Counter<long> _modelEvictions;
     private volatile Func<IReadOnlyList<(string Model, Generation.GenerationCounters Counters)>>? _generation;
     private long _queued;
     private long _inFlight;
@@ -51,6 +53,8 @@ public sealed class InferenceMetrics : IDisposable
             "inference_cold_start_stage", "s", "One stage of a cold start (label stage: scaler_noticed, process_started, runtime_ready, registered, received, model_fetched_verified, session_created, first_batch_run, answered)",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] });
         _generatedTokens = _meter.CreateCounter<long>("inference_generated_tokens", "{token}", "Tokens generated (tokens/s is its rate)");
+        _modelLoads = _meter.CreateCounter<long>("inference_model_loads", "{load}", "Model loads a worker's warm pool started (a failed load counts too)");
+        _modelEvictions = _meter.CreateCounter<long>("inference_model_evictions", "{eviction}", "Models a worker's warm pool evicted to make room");
         _meter.CreateObservableGauge("inference_running_sequences", () => Generation(c => c.RunningSequences), "{sequence}",
             "Sequences in a text-generation model's running batch");
         _meter.CreateObservableGauge("inference_waiting_sequences", () => Generation(c => c.WaitingSequences), "{sequence}",
@@ -84,6 +88,12 @@ public sealed class InferenceMetrics : IDisposable
             _coldStartStage.Record(stage.Milliseconds / 1000, model, new KeyValuePair<string, object?>("stage", stage.Stage));
         }
     }
+
+    /// <summary>A warm pool started loading <paramref name="model"/> (a name from a manifest, never from a URL).</summary>
+    public void ModelLoaded(string model) => _modelLoads.Add(1, new KeyValuePair<string, object?>("model", model));
+
+    /// <summary>A warm pool evicted <paramref name="model"/> to make room.</summary>
+    public void ModelEvicted(string model) => _modelEvictions.Add(1, new KeyValuePair<string, object?>("model", model));
 
     public void QueueTime(string model, TimeSpan waited) =>
         _queueTime.Record(waited.TotalSeconds, new KeyValuePair<string, object?>("model", model));
