@@ -6,7 +6,7 @@ using ServerlessInference.Testing.Gateway;
 namespace ServerlessInference.DevHost.Tests;
 
 /// <summary>A manifest's <c>max_queued</c> through the whole gateway: a model at its bound answers 429 for itself alone,
-/// on the OIP and the OpenAI routes, while other models still accept. A
+/// on the OIP and the OpenAI routes, while other models still accept; <c>/status</c> shows the per-model settings. A
 /// DevHost of its own whose workers never start, so jobs stay queued.</summary>
 public sealed class ModelCapacityTests : IAsyncLifetime
 {
@@ -126,5 +126,27 @@ public sealed class ModelCapacityTests : IAsyncLifetime
         Assert.Contains("'capped-lm'", error.GetProperty("message").GetString());
         Assert.Equal("rate_limit_error", error.GetProperty("type").GetString());
         Assert.Equal(202, other.Status);
+    }
+
+    [Fact]
+    public async Task Status_Models_ShowEachModelsManifestSettings()
+    {
+        // A lookup of a model the cached list lacks refreshes the list (ModelCatalog), as a first request would.
+        Assert.Equal(200, (await _gateway.SendAsync(GatewayRequest.Get("/v2/models/capped"))).Status);
+        var status = await _gateway.SendAsync(GatewayRequest.Get("/status"));
+
+        Assert.Equal(200, status.Status);
+        var models = status.Json().GetProperty("models");
+        var capped = models.EnumerateArray().Single(m => m.GetProperty("model").GetString() == "capped");
+        Assert.Equal(3, capped.GetProperty("weight").GetDouble());
+        Assert.Equal(2, capped.GetProperty("max_queued").GetInt32());
+        Assert.Equal(1, capped.GetProperty("min_warm").GetInt32());
+        Assert.Equal(2, capped.GetProperty("max_workers").GetInt32());
+        var plain = models.EnumerateArray().Single(m => m.GetProperty("model").GetString() == "mlp-bench");
+        Assert.Equal(1, plain.GetProperty("weight").GetDouble());
+        Assert.Equal(JsonValueKind.Null, plain.GetProperty("max_queued").ValueKind);
+        Assert.Equal(0, plain.GetProperty("min_warm").GetInt32());
+        Assert.Equal(JsonValueKind.Null, plain.GetProperty("max_workers").ValueKind);
+        Assert.Empty(plain.GetProperty("warm_workers").EnumerateArray());
     }
 }
