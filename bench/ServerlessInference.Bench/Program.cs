@@ -28,6 +28,11 @@ if (args.Length > 0 && args[0] == ColdStart.Command)
     return await ColdStart.RunAsync(args[1..]);
 }
 
+if (args.Length > 0 && args[0] == MultiModelScenario.Command)
+{
+    return await MultiModelScenario.RunAsync(args[1..]);
+}
+
 if (args.Length > 0 && args[0] == RedisFsyncBench.Command)
 {
     return await RedisFsyncBench.RunAsync(args[1..]);

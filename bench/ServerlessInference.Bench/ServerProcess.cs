@@ -43,6 +43,9 @@ internal sealed class ServerProcess : IAsyncDisposable
 
     public int Pid => _process.Id;
 
+    /// <summary>Raised for every line the server writes (stdout and stderr), on an output-reader thread.</summary>
+    public event Action<string>? LineWritten;
+
     /// <summary>The last lines the server wrote (stdout and stderr).</summary>
     public string OutputTail => string.Join(Environment.NewLine, _tail);
 
@@ -162,6 +165,7 @@ internal sealed class ServerProcess : IAsyncDisposable
             return;
         }
 
+        LineWritten?.Invoke(line);
         _tail.Enqueue(line);
         while (_tail.Count > 40 && _tail.TryDequeue(out _))
         {

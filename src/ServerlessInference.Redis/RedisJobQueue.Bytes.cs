@@ -4,16 +4,16 @@ using StackExchange.Redis;
 namespace ServerlessInference.Redis;
 
 // The byte budget (Inference:Queue:MaxQueuedBytes), kept apart from the queue's own scripts: a counter beside the
-// stream ({prefix}{queue}:bytes, the same slot) holds the bytes of the requests queued or in flight. An enqueue reserves
+// partitions ({prefix}{queue}:bytes, the same slot) holds the bytes of the requests queued or in flight. An enqueue reserves
 // its request's bytes before its entry is added and gives them back if the entry is not added; completing or
 // dead-lettering a job gives them back once the settle script took it. Every change is one atomic script, so the
 // budget is never overrun; a gateway that dies between its reservation and its entry leaves the counter too high
-// until the stream is next empty, when the reservation resets it.
+// until the queue is next empty (no partition left), when the reservation resets it.
 public sealed partial class RedisJobQueue
 {
-    /// <summary>KEYS: stream, counter. ARGV: bytes, max. Returns 0 when the bytes do not fit.</summary>
+    /// <summary>KEYS: partition index, counter. ARGV: bytes, max. Returns 0 when the bytes do not fit.</summary>
     private const string ReserveBytesScript = """
-        if redis.call('XLEN', KEYS[1]) == 0 then redis.call('SET', KEYS[2], 0) end
+        if redis.call('ZCARD', KEYS[1]) == 0 then redis.call('SET', KEYS[2], 0) end
         local total = redis.call('INCRBY', KEYS[2], ARGV[1])
         if total > tonumber(ARGV[2]) then
           redis.call('DECRBY', KEYS[2], ARGV[1])
@@ -32,7 +32,7 @@ public sealed partial class RedisJobQueue
     /// <summary>The byte counter's key (for tests and operators).</summary>
     public string BytesKey => BytesCounterKey.ToString();
 
-    private RedisKey BytesCounterKey => _stream.Append(":bytes");
+    private RedisKey BytesCounterKey => (RedisKey)(_base + ":bytes");
 
     /// <summary>Refuses a request larger than the whole budget (413).</summary>
     private void CheckFitsAtAll(long bytes)
@@ -47,7 +47,7 @@ public sealed partial class RedisJobQueue
     /// <summary>Reserves <paramref name="bytes"/> of the budget, or throws QueueFull (429).</summary>
     private async ValueTask ReserveBytesAsync(long bytes)
     {
-        var reserved = await Database.ScriptEvaluateAsync(ReserveBytesScript, [_stream, BytesCounterKey], [bytes, _options.MaxQueuedBytes]).ConfigureAwait(false);
+        var reserved = await Database.ScriptEvaluateAsync(ReserveBytesScript, [_parts, BytesCounterKey], [bytes, _options.MaxQueuedBytes]).ConfigureAwait(false);
         if ((long)reserved == 0)
         {
             throw new InferenceException(InferenceError.QueueFull, $"the job queue is full ({_options.MaxQueuedBytes} bytes of requests)")

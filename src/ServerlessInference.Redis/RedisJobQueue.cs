@@ -7,20 +7,29 @@ using StackExchange.Redis;
 
 namespace ServerlessInference.Redis;
 
-/// <summary>An <see cref="IJobQueue"/> on a Redis stream read through one consumer group: at-least-once delivery
-/// across processes, leases that survive a crashed worker, a dead-letter stream.</summary>
+/// <summary>An <see cref="IJobQueue"/> on Redis streams, one per affinity key (a partition), each read through one
+/// consumer group: at-least-once delivery across processes, leases that survive a crashed worker, a dead-letter
+/// stream, and a receive that chooses among partitions by the worker's <see cref="JobPreference"/>.</summary>
 /// <remarks>
-/// <para>Keys (hash-tagged, so one queue lives in one cluster slot): the stream <c>{prefix}{{queue}}</c>, its
-/// dead letters <c>...:dead</c>, the reclaim cursor <c>...:reclaim</c>; new jobs are announced on the channel
-/// <c>...:new</c>.</para>
+/// <para>Keys (all hash-tagged with <c>{queue}</c>, so one queue lives in one cluster slot), under the base
+/// <c>{prefix}{{queue}}</c>: a partition's stream <c>...:q:{affinity key}</c>; the index of live partitions
+/// <c>...:parts</c> (ZSET); the partitions with undelivered jobs <c>...:waiting</c> (ZSET, score = the enqueue time in
+/// ms of the oldest, the time part of its stream id); the jobs queued or in flight <c>...:count</c> and per model
+/// <c>...:models</c> (HASH); the reclaim cursors <c>...:reclaims</c> (HASH); dead letters <c>...:dead</c>; the byte
+/// budget <c>...:bytes</c>; requests kept beside their entries <c>...:body:{job id}</c>. New jobs are announced on the
+/// channel <c>...:new</c>. An enqueue creates its partition (stream, group, index entry) and the settle that empties one
+/// removes it, each in its script, so they never race.</para>
 /// <para>A lease is a pending entry (PEL) of this process's consumer; its expiry is the entry's idle time on the
-/// server clock, so a lease held by a dead consumer is taken over with <c>XAUTOCLAIM</c> once it has been idle for
-/// <see cref="JobQueueOptions.LeaseDuration"/>. The delivery count is the PEL's counter plus the deliveries an
-/// abandoned job carried over (<c>n</c>).</para>
+/// server clock. Once a lease has been idle for <see cref="JobQueueOptions.LeaseDuration"/>, a receive finds it with
+/// <c>XAUTOCLAIM</c> and puts the job back in its partition as a new entry, as an abandon does, so it is chosen by the
+/// same rule as any waiting job. The delivery count is the PEL's counter plus the deliveries the job carried over
+/// (<c>n</c>).</para>
 /// <para>Waiting: StackExchange.Redis multiplexes one connection and does not support blocking commands
 /// (<c>XREADGROUP BLOCK</c>), so this follows its documented pattern: every enqueue publishes on a channel, a waiting
 /// receiver wakes on it and reads without blocking. It also re-reads every <see cref="RedisOptions.ReclaimInterval"/>,
 /// which both reclaims expired leases and covers a notification lost while reconnecting.</para>
+/// <para>A receive with a preference that finds only jobs kept for other workers learns from its script when the first
+/// of them becomes overdue and wakes then.</para>
 /// <para>Thread-safe; one instance per process. Dispose it to drop its subscription.</para>
 /// </remarks>
 public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
@@ -31,16 +40,18 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
     private readonly RedisOptions _redisOptions;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
-    private readonly RedisKey _stream;
+    private readonly string _base;
     private readonly RedisKey _dead;
-    private readonly RedisKey _cursor;
+    private readonly RedisKey _parts;
+    private readonly RedisKey _waiting;
+    private readonly RedisKey _reclaims;
+    private readonly RedisKey _models;
+    private readonly RedisKey _count;
     private readonly RedisValue _channelName;
     private readonly RedisValue _group;
     private readonly RedisValue _consumer;
     private readonly RedisSubscription _notifications;
     private readonly RedisUnavailable _unavailable;
-    private readonly Lock _readyLock = new();
-    private Task? _groupReady;
     private TaskCompletionSource _signal = NewSignal();
     private long _nextReclaim;
     private long _nextPrune;
@@ -57,22 +68,29 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
         _options = options.Value;
         _time = timeProvider;
         _logger = (ILogger?)logger ?? NullLogger.Instance;
-        var stream = $"{_redisOptions.KeyPrefix}{{{_redisOptions.QueueName}}}";
-        _stream = stream;
-        _dead = stream + ":dead";
-        _cursor = stream + ":reclaim";
-        _channelName = stream + ":new";
+        _base = $"{_redisOptions.KeyPrefix}{{{_redisOptions.QueueName}}}";
+        _dead = _base + ":dead";
+        _parts = _base + ":parts";
+        _waiting = _base + ":waiting";
+        _reclaims = _base + ":reclaims";
+        _models = _base + ":models";
+        _count = _base + ":count";
+        _channelName = _base + ":new";
         _group = _redisOptions.ConsumerGroup;
         _consumer = _redisOptions.ConsumerName;
-        _notifications = new RedisSubscription(redis, RedisChannel.Literal(stream + ":new"), (_, _) => Wake(), EnsureGroupAsync);
+        _notifications = new RedisSubscription(redis, RedisChannel.Literal(_base + ":new"), (_, _) => Wake());
         _unavailable = new RedisUnavailable("the job queue", _redisOptions.UnavailableRetryAfterSeconds);
         _nextPrune = _time.GetTimestamp() + Ticks(TimeSpan.FromMinutes(1));
     }
 
     public int MaxDeliveryCount => _options.MaxDeliveryCount;
 
-    /// <summary>The stream key (for tests and operators).</summary>
-    public string StreamKey => _stream.ToString();
+    /// <summary>The stream of the partition of <paramref name="affinityKey"/> (<see cref="InferenceJob.AffinityKey"/>),
+    /// for tests and operators; it exists while the partition holds a job.</summary>
+    public string PartitionStreamKey(string affinityKey) => PartitionStream(affinityKey).ToString();
+
+    /// <summary>The index of live partitions (a ZSET of affinity keys).</summary>
+    public string PartitionIndexKey => _parts.ToString();
 
     /// <summary>The dead-letter stream key.</summary>
     public string DeadLetterKey => _dead.ToString();
@@ -84,9 +102,12 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
         CheckFitsAtAll(bytes);
         var inline = _redisOptions.InlineRequestMaxBytes == 0 || encoded.Request.Length < _redisOptions.InlineRequestMaxBytes;
         RedisKey bodyKey = inline ? default : BodyKey(job.Id);
+        var affinityKey = job.AffinityKey;
+        var stream = PartitionStream(affinityKey);
         RedisValue[] args =
         [
-            _options.Capacity, _channelName,
+            _options.Capacity, job.ModelQueueCapacity is { } modelCapacity ? modelCapacity : RedisValue.EmptyString,
+            affinityKey, job.Model, _group, _channelName,
             "id", encoded.Id,
             "model", encoded.Model,
             "version", encoded.Version,
@@ -94,6 +115,7 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
             "deadline", encoded.DeadlineUtcTicks,
             "header", encoded.HeaderLength is { } h ? h : RedisValue.EmptyString,
             inline ? "request" : "body", inline ? encoded.Request : (RedisValue)bodyKey.ToString(),
+            .. encoded.PrefixKey is { } prefix ? (RedisValue[])["prefix", prefix] : [],
         ];
 
         RedisResult result;
@@ -113,12 +135,12 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
                 await Database.StringSetAsync(bodyKey, encoded.Request, keep).ConfigureAwait(false);
             }
 
-            result = await Database.ScriptEvaluateAsync(EnqueueScript, [_stream], args).ConfigureAwait(false);
+            result = await Database.ScriptEvaluateAsync(EnqueueScript, [stream, _parts, _waiting, _models, _count], args).ConfigureAwait(false);
 
             // Both replies are in, so the request bytes have been written: the buffer may be reused. After a failure
             // it is left to the collector, as the client may still hold the bytes for a retry.
             buffer.Release();
-            if ((long)result == 0)
+            if ((long)result != 1)
             {
                 reserved = false;
                 await ReleaseBytesAsync(bytes).ConfigureAwait(false);
@@ -146,13 +168,28 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
             };
         }
 
+        if ((long)result == -1)
+        {
+            throw new InferenceException(InferenceError.QueueFull,
+                $"the queue of model '{job.Model}' is full (its max_queued is {job.ModelQueueCapacity} jobs queued or running)")
+            {
+                RetryAfterSeconds = _options.RetryAfterSeconds,
+            };
+        }
+
         // Receivers in this process need not wait for the pub/sub round trip.
         Wake();
     }
 
-    public async ValueTask<IReadOnlyList<JobLease>> ReceiveAsync(int maxCount, TimeSpan maxWait, CancellationToken cancellationToken)
+    /// <summary>The oldest jobs first, whatever their key (<see cref="JobPreference.None"/>).</summary>
+    public ValueTask<IReadOnlyList<JobLease>> ReceiveAsync(int maxCount, TimeSpan maxWait, CancellationToken cancellationToken) =>
+        ReceiveAsync(maxCount, maxWait, JobPreference.None, cancellationToken);
+
+    public async ValueTask<IReadOnlyList<JobLease>> ReceiveAsync(int maxCount, TimeSpan maxWait, JobPreference preference, CancellationToken cancellationToken)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxCount, 1);
+        ArgumentNullException.ThrowIfNull(preference);
+        var rule = RuleArguments(preference);
         var started = _time.GetTimestamp();
         try
         {
@@ -163,7 +200,7 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
 
                 // Take the signal before reading: a job that arrives after the read completes it, so no wake-up is lost.
                 var signal = Volatile.Read(ref _signal).Task;
-                var leases = await ReadAsync(maxCount).ConfigureAwait(false);
+                var (leases, untilOverdue) = await ReadAsync(maxCount, rule).ConfigureAwait(false);
                 if (leases.Count > 0)
                 {
                     return leases;
@@ -175,8 +212,14 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
                     return [];
                 }
 
-                // Wake on a notification, or when it is time to look for expired leases, or when the wait is over.
+                // Wake on a notification, or when a job kept for another worker becomes overdue, or when it is time to
+                // look for expired leases, or when the wait is over.
                 var untilReclaim = TimeSpan.FromSeconds((double)(Interlocked.Read(ref _nextReclaim) - _time.GetTimestamp()) / _time.TimestampFrequency);
+                if (untilOverdue is { } overdue && overdue < untilReclaim)
+                {
+                    untilReclaim = overdue;
+                }
+
                 var wake = untilReclaim < remaining ? (untilReclaim > TimeSpan.FromMilliseconds(1) ? untilReclaim : TimeSpan.FromMilliseconds(1)) : remaining;
                 try
                 {
@@ -196,8 +239,14 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
 
     public async ValueTask<QueueDepth> GetDepthAsync(CancellationToken cancellationToken)
     {
-        var result = (RedisResult[])(await _unavailable.RunAsync(() => Database.ScriptEvaluateAsync(DepthScript, [_stream], [_group])).ConfigureAwait(false))!;
-        return new QueueDepth((long)result[0], (long)result[1]);
+        var result = (RedisResult[])(await _unavailable.RunAsync(() => Database.ScriptEvaluateAsync(DepthScript, [_parts, _models, _count], [_base, _group])).ConfigureAwait(false))!;
+        var byModel = new Dictionary<string, ModelDepth>((result.Length - 2) / 3, StringComparer.Ordinal);
+        for (var i = 2; i + 2 < result.Length; i += 3)
+        {
+            byModel[(string)result[i]!] = new ModelDepth((long)result[i + 1], (long)result[i + 2]);
+        }
+
+        return new QueueDepth((long)result[0], (long)result[1]) { ByModel = byModel };
     }
 
     /// <summary>Dead-lettered jobs, oldest first (up to <paramref name="count"/>).</summary>
@@ -225,7 +274,41 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
 
     private void Wake() => Interlocked.Exchange(ref _signal, NewSignal()).TrySetResult();
 
-    private async ValueTask<List<JobLease>> ReadAsync(int maxCount)
+    /// <summary>The selection rule's arguments for the receive script: the affinity wait in ms (-1: FIFO), then the warm
+    /// keys, the keys warm elsewhere and the closed keys, each list preceded by its length.</summary>
+    private static RedisValue[] RuleArguments(JobPreference preference)
+    {
+        if (preference.IsNone)
+        {
+            return [-1];
+        }
+
+        var args = new List<RedisValue>(4 + preference.Warm.Count + preference.WarmElsewhere.Count + preference.Closed.Count)
+        {
+            Math.Max(0L, (long)Math.Ceiling(preference.AffinityWait.TotalMilliseconds)),
+            preference.Warm.Count,
+        };
+        foreach (var key in preference.Warm)
+        {
+            args.Add(key);
+        }
+
+        args.Add(preference.WarmElsewhere.Count);
+        foreach (var key in preference.WarmElsewhere)
+        {
+            args.Add(key);
+        }
+
+        args.Add(preference.Closed.Count);
+        foreach (var key in preference.Closed)
+        {
+            args.Add(key);
+        }
+
+        return [.. args];
+    }
+
+    private async ValueTask<(List<JobLease> Leases, TimeSpan? UntilOverdue)> ReadAsync(int maxCount, RedisValue[] rule)
     {
         var now = _time.GetTimestamp();
         var reclaimDue = now >= Interlocked.Read(ref _nextReclaim);
@@ -235,32 +318,24 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
         }
 
         var minIdle = reclaimDue ? Math.Max(1, (long)_options.LeaseDuration.TotalMilliseconds) : 0;
-        RedisResult result;
-        try
-        {
-            result = await Database.ScriptEvaluateAsync(ReceiveScript, [_stream, _cursor], [_group, _consumer, maxCount, minIdle]).ConfigureAwait(false);
-        }
-        catch (RedisServerException ex) when (ex.Message.StartsWith("NOGROUP", StringComparison.Ordinal))
-        {
-            // The stream was lost (a Redis without persistence restarted): recreate the group and read again.
-            await CreateGroupAsync().ConfigureAwait(false);
-            result = await Database.ScriptEvaluateAsync(ReceiveScript, [_stream, _cursor], [_group, _consumer, maxCount, minIdle]).ConfigureAwait(false);
-        }
-
-        var entries = (RedisResult[]?)result ?? [];
-        var delivered = new (RedisValue Id, long PelCount, Dictionary<string, RedisValue> Fields)[entries.Length];
+        RedisValue[] args = [_base, _group, _consumer, maxCount, minIdle, _channelName, JobLease.LeaseExpiredError, .. rule];
+        var reply = (RedisResult[])(await Database.ScriptEvaluateAsync(ReceiveScript, [_parts, _waiting, _reclaims], args).ConfigureAwait(false))!;
+        var due = (long)reply[0];
+        TimeSpan? untilOverdue = due >= 0 ? TimeSpan.FromMilliseconds(due) : null;
+        var entries = (RedisResult[]?)reply[1] ?? [];
+        var delivered = new (string Key, RedisValue Id, long PelCount, Dictionary<string, RedisValue> Fields)[entries.Length];
         List<RedisKey>? bodyKeys = null;
         for (var e = 0; e < entries.Length; e++)
         {
             var parts = (RedisResult[])entries[e]!;
-            var raw = (RedisResult[])parts[2]!;
+            var raw = (RedisResult[])parts[3]!;
             var fields = new Dictionary<string, RedisValue>(raw.Length / 2, StringComparer.Ordinal);
             for (var i = 0; i + 1 < raw.Length; i += 2)
             {
                 fields[(string)raw[i]!] = (RedisValue)raw[i + 1];
             }
 
-            delivered[e] = ((RedisValue)parts[0], (long)parts[1], fields);
+            delivered[e] = ((string)parts[0]!, (RedisValue)parts[1], (long)parts[2], fields);
             if (fields.TryGetValue("body", out var body))
             {
                 (bodyKeys ??= []).Add((string)body!);
@@ -271,8 +346,9 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
         var bodies = bodyKeys is null ? null : await Database.StringGetAsync([.. bodyKeys]).ConfigureAwait(false);
         var leases = new List<JobLease>(entries.Length);
         var b = 0;
-        foreach (var (id, pelCount, fields) in delivered)
+        foreach (var (key, id, pelCount, fields) in delivered)
         {
+            var stream = PartitionStream(key);
             RedisKey? bodyKey = null;
             var request = RedisValue.Null;
             if (fields.TryGetValue("body", out var body))
@@ -290,13 +366,15 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
             {
                 // An entry no worker can read would come back forever: set it aside at once.
                 Log.UnreadableEntry(_logger, ex, id.ToString());
-                await SettleLeavingAsync(DeadLetterScript, DeadLetterKeys(bodyKey), [_group, _consumer, id, RedisValue.EmptyString, _redisOptions.DeadLetterMaxLength, $"unreadable queue entry: {ex.Message}", pelCount, _time.GetUtcNow().UtcTicks], RequestBytes(fields, request)).ConfigureAwait(false);
+                await SettleLeavingAsync(DeadLetterScript, DeadLetterKeys(stream, bodyKey),
+                    [_group, _consumer, id, RedisValue.EmptyString, _redisOptions.DeadLetterMaxLength, $"unreadable queue entry: {ex.Message}", pelCount,
+                     _time.GetUtcNow().UtcTicks, _base, key], RequestBytes(fields, request)).ConfigureAwait(false);
                 continue;
             }
 
             var prior = fields.TryGetValue("n", out var n) ? (int)n : 0;
             var error = fields.TryGetValue("err", out var err) ? (string?)err : null;
-            leases.Add(new Lease(this, id, pelCount, job, prior + (int)pelCount, error ?? (pelCount > 1 ? JobLease.LeaseExpiredError : null), bodyKey, RequestBytes(fields, request)));
+            leases.Add(new Lease(this, stream, key, id, pelCount, job, prior + (int)pelCount, error ?? (pelCount > 1 ? JobLease.LeaseExpiredError : null), bodyKey, RequestBytes(fields, request)));
         }
 
         if (reclaimDue && now >= Interlocked.Read(ref _nextPrune))
@@ -305,7 +383,7 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
             await PruneConsumersAsync().ConfigureAwait(false);
         }
 
-        return leases;
+        return (leases, untilOverdue);
     }
 
     /// <summary>The bytes an entry's request holds of the budget: its length as enqueued (inline or kept beside).</summary>
@@ -333,12 +411,16 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
             (long)fields["submitted"],
             (long)fields["deadline"],
             header.IsNullOrEmpty ? null : (int)header,
-            (byte[])body!));
+            (byte[])body!,
+            fields.TryGetValue("prefix", out var prefix) ? (string?)prefix : null));
     }
 
-    private RedisKey BodyKey(string jobId) => _stream.Append(":body:" + jobId);
+    private RedisKey BodyKey(string jobId) => (RedisKey)(_base + ":body:" + jobId);
 
-    private RedisKey[] DeadLetterKeys(RedisKey? bodyKey) => bodyKey is { } key ? [_stream, _dead, key] : [_stream, _dead];
+    /// <summary>The stream of one partition (the scripts build the same name: base, <c>:q:</c>, affinity key).</summary>
+    private RedisKey PartitionStream(string affinityKey) => (RedisKey)(_base + ":q:" + affinityKey);
+
+    private RedisKey[] DeadLetterKeys(RedisKey stream, RedisKey? bodyKey) => bodyKey is { } key ? [stream, _dead, key] : [stream, _dead];
 
     /// <summary>Deletes consumers of processes that are gone: nothing pending and silent for a long time. A live
     /// consumer polls at least every <see cref="RedisOptions.ReclaimInterval"/>, and one deleted by mistake is
@@ -348,43 +430,21 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
         try
         {
             var silentFor = Math.Max(_options.LeaseDuration.TotalMilliseconds * 10, TimeSpan.FromMinutes(30).TotalMilliseconds);
-            foreach (var consumer in await Database.StreamConsumerInfoAsync(_stream, _group).ConfigureAwait(false))
+            foreach (var key in await Database.SortedSetRangeByRankAsync(_parts).ConfigureAwait(false))
             {
-                if (consumer.PendingMessageCount == 0 && consumer.IdleTimeInMilliseconds > silentFor && consumer.Name != _consumer)
+                var stream = PartitionStream((string)key!);
+                foreach (var consumer in await Database.StreamConsumerInfoAsync(stream, _group).ConfigureAwait(false))
                 {
-                    await Database.StreamDeleteConsumerAsync(_stream, _group, consumer.Name).ConfigureAwait(false);
+                    if (consumer.PendingMessageCount == 0 && consumer.IdleTimeInMilliseconds > silentFor && consumer.Name != _consumer)
+                    {
+                        await Database.StreamDeleteConsumerAsync(stream, _group, consumer.Name).ConfigureAwait(false);
+                    }
                 }
             }
         }
         catch (Exception ex) when (ex is RedisException)
         {
             Log.PruneFailed(_logger, ex);
-        }
-    }
-
-    private Task EnsureGroupAsync()
-    {
-        lock (_readyLock)
-        {
-            if (_groupReady is null || _groupReady.IsFaulted || _groupReady.IsCanceled)
-            {
-                _groupReady = CreateGroupAsync();
-            }
-
-            return _groupReady;
-        }
-    }
-
-    /// <summary>Creates the group reading from the start of the stream, so jobs added before it are delivered.</summary>
-    private async Task CreateGroupAsync()
-    {
-        try
-        {
-            await Database.StreamCreateConsumerGroupAsync(_stream, _group, "0", createStream: true).ConfigureAwait(false);
-        }
-        catch (RedisServerException ex) when (ex.Message.StartsWith("BUSYGROUP", StringComparison.Ordinal))
-        {
-            // Another process created it first.
         }
     }
 
@@ -410,7 +470,8 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
 
     /// <summary>A delivery: the entry id and the PEL delivery count it was handed out with, which every settle
     /// checks so that a stale lease (its job reclaimed by another consumer meanwhile) does nothing.</summary>
-    private sealed class Lease(RedisJobQueue queue, RedisValue entryId, long pelCount, InferenceJob job, int deliveryCount, string? lastError, RedisKey? bodyKey, long bytes)
+    private sealed class Lease(RedisJobQueue queue, RedisKey stream, string affinityKey, RedisValue entryId, long pelCount, InferenceJob job, int deliveryCount,
+        string? lastError, RedisKey? bodyKey, long bytes)
         : JobLease
     {
         public override InferenceJob Job => job;
@@ -420,19 +481,20 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
         public override string? LastError => lastError;
 
         public override ValueTask CompleteAsync(CancellationToken cancellationToken) =>
-            queue.SettleLeavingAsync(CompleteScript, bodyKey is { } key ? [queue._stream, key] : [queue._stream], [queue._group, queue._consumer, entryId, pelCount], bytes);
+            queue.SettleLeavingAsync(CompleteScript, bodyKey is { } key ? [stream, key] : [stream],
+                [queue._group, queue._consumer, entryId, pelCount, queue._base, affinityKey], bytes);
 
         public override ValueTask AbandonAsync(string? error, CancellationToken cancellationToken) =>
-            queue.SettleAsync(AbandonScript, [queue._stream],
-                [queue._group, queue._consumer, entryId, pelCount, deliveryCount, error ?? lastError ?? "", queue._channelName]);
+            queue.SettleAsync(AbandonScript, [stream, queue._waiting],
+                [queue._group, queue._consumer, entryId, pelCount, deliveryCount, error ?? lastError ?? "", queue._channelName, affinityKey]);
 
         public override ValueTask DeadLetterAsync(string reason, CancellationToken cancellationToken) =>
-            queue.SettleLeavingAsync(DeadLetterScript, queue.DeadLetterKeys(bodyKey),
+            queue.SettleLeavingAsync(DeadLetterScript, queue.DeadLetterKeys(stream, bodyKey),
                 [queue._group, queue._consumer, entryId, pelCount, queue._redisOptions.DeadLetterMaxLength, reason, deliveryCount,
-                 queue._time.GetUtcNow().UtcTicks], bytes);
+                 queue._time.GetUtcNow().UtcTicks, queue._base, affinityKey], bytes);
 
         public override ValueTask RenewAsync(CancellationToken cancellationToken) =>
-            queue.SettleAsync(RenewScript, [queue._stream], [queue._group, queue._consumer, entryId, pelCount]);
+            queue.SettleAsync(RenewScript, [stream], [queue._group, queue._consumer, entryId, pelCount]);
 
         public override string ToString() => string.Create(CultureInfo.InvariantCulture, $"{entryId} (delivery {deliveryCount})");
     }

@@ -33,7 +33,18 @@ internal static class AppendOnlyFileTail
                 continue;
             }
 
-            var cut = i > 0 && commands[i - 1].Args[0].Equals("MULTI", StringComparison.OrdinalIgnoreCase) ? commands[i - 1].Offset : offset;
+            // The enqueue script writes other effects before its XADD (the partition's index entry, maybe its group):
+            // cut before the MULTI that opens its transaction.
+            var cut = offset;
+            for (var j = i - 1; j >= 0 && !commands[j].Args[0].Equals("EXEC", StringComparison.OrdinalIgnoreCase); j--)
+            {
+                if (commands[j].Args[0].Equals("MULTI", StringComparison.OrdinalIgnoreCase))
+                {
+                    cut = commands[j].Offset;
+                    break;
+                }
+            }
+
             using (var stream1 = new FileStream(file, FileMode.Open, FileAccess.Write))
             {
                 stream1.SetLength(cut);

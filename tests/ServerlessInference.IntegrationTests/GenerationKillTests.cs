@@ -87,7 +87,7 @@ public sealed class GenerationKillTests(PlatformFixture fixture, ITestOutputHelp
         // Its stream ends before its worker stores the result and then completes the lease: wait for both, so the next
         // job's lease is the only one in the queue.
         var referenceText = (await ResultAsync(client, referenceId)).Text;
-        await WaitUntilAsync(async () => (await redis.GetDatabase().StreamPendingAsync(host.Queue.StreamKey, "workers")).PendingMessageCount == 0,
+        await WaitUntilAsync(async () => (await host.Queue.GetDepthAsync(cancellationToken)).InFlight == 0,
             "the uninterrupted run's lease to be completed", cancellationToken);
 
         // The run to interrupt. A client follows its stream from the start; the worker holding the job's lease is
@@ -251,11 +251,24 @@ public sealed class GenerationKillTests(PlatformFixture fixture, ITestOutputHelp
     private async Task<(string Id, int ProcessId)> FindLeaseHolderAsync(IConnectionMultiplexer redis, IReadOnlyList<(string Id, int ProcessId)> workers,
         CancellationToken cancellationToken)
     {
+        // The job's partition: the model's, or model#prefix for a prompt whose prefix is keyed.
         StreamPendingInfo pending = default;
         await WaitUntilAsync(async () =>
         {
-            pending = await redis.GetDatabase().StreamPendingAsync(fixture.Host.Queue.StreamKey, "workers");
-            return pending.PendingMessageCount > 0;
+            foreach (var key in await fixture.Host.Queue.ListPartitionsAsync(cancellationToken))
+            {
+                var stream = fixture.Host.Queue.PartitionStreamKey(key);
+                if (await redis.GetDatabase().KeyExistsAsync(stream))
+                {
+                    pending = await redis.GetDatabase().StreamPendingAsync(stream, "workers");
+                    if (pending.PendingMessageCount > 0)
+                    {
+                        return true;
+                    }
+                }
+            }
+
+            return false;
         }, "a worker's lease on the job", cancellationToken);
         var holders = (pending.Consumers ?? []).Where(c => c.PendingMessageCount > 0).ToList();
         Assert.True(pending.PendingMessageCount == 1 && holders.Count == 1,

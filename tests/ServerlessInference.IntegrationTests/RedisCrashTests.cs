@@ -94,7 +94,7 @@ public sealed class RedisCrashTests(PlatformFixture fixture, ITestOutputHelper o
             killedAt = clock.Elapsed;
             if (redis.DataDirectory is { } data)
             {
-                stranded = AppendOnlyFileTail.CutBeforeLastEnqueue(data, host.Queue.StreamKey, accepted.Select(a => a.Id).ToHashSet());
+                stranded = AppendOnlyFileTail.CutBeforeLastEnqueue(data, host.Queue.PartitionStreamKey(MlpBenchModel.Name), accepted.Select(a => a.Id).ToHashSet());
                 Assert.True(stranded is not null, "no enqueue of an accepted job in the append-only file");
             }
 

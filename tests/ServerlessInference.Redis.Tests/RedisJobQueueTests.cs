@@ -55,7 +55,7 @@ public sealed class RedisJobQueueTests(RedisFixture redis, ITestOutputHelper out
 
         // The dead consumer still owns it, and it stays invisible until its idle time reaches the lease.
         Assert.Empty(await survivor.ReceiveAsync(1, TimeSpan.Zero, default));
-        var pending = Assert.Single(await redis.Database.StreamPendingMessagesAsync(survivor.StreamKey, "workers", 10, RedisValue.Null));
+        var pending = Assert.Single(await redis.Database.StreamPendingMessagesAsync(survivor.PartitionStreamKey("m"), "workers", 10, RedisValue.Null));
         Assert.Equal("worker-that-dies", pending.ConsumerName);
 
         var again = Assert.Single(await survivor.ReceiveAsync(1, TimeSpan.FromSeconds(10), default));
@@ -64,14 +64,115 @@ public sealed class RedisJobQueueTests(RedisFixture redis, ITestOutputHelper out
         Assert.Equal(job.Id, again.Job.Id);
         Assert.Equal(2, again.DeliveryCount);
         Assert.Contains("lease expired", again.LastError);
-        pending = Assert.Single(await redis.Database.StreamPendingMessagesAsync(survivor.StreamKey, "workers", 10, RedisValue.Null));
+        // Put back as a new entry carrying the earlier delivery (n), then delivered to the survivor.
+        pending = Assert.Single(await redis.Database.StreamPendingMessagesAsync(survivor.PartitionStreamKey("m"), "workers", 10, RedisValue.Null));
         Assert.Equal("worker-that-lives", pending.ConsumerName);
-        Assert.Equal(2, pending.DeliveryCount);
+        Assert.Equal(1, pending.DeliveryCount);
+        Assert.Equal(1, (int)Assert.Single(await redis.Database.StreamRangeAsync(survivor.PartitionStreamKey("m")))["n"]);
 
         await held.CompleteAsync(default);
-        Assert.Equal(1, await redis.Database.StreamLengthAsync(survivor.StreamKey));
+        Assert.Equal(1, await redis.Database.StreamLengthAsync(survivor.PartitionStreamKey("m")));
         await again.CompleteAsync(default);
-        Assert.Equal(0, await redis.Database.StreamLengthAsync(survivor.StreamKey));
+        Assert.Equal(0, await redis.Database.StreamLengthAsync(survivor.PartitionStreamKey("m")));
+    }
+
+    [Fact]
+    public async Task Partitions_OnePerAffinityKey_RemovedOnceNothingIsQueuedOrPending()
+    {
+        var options = redis.Options();
+        var queue = Queue(options);
+        InferenceJob Keyed(string model, string? prefix = null)
+        {
+            var job = ContractJobs.Job(DateTimeOffset.UtcNow, model: model);
+            return new InferenceJob { Id = job.Id, Model = model, Version = job.Version, Request = job.Request, SubmittedAt = job.SubmittedAt, Deadline = job.Deadline, PrefixKey = prefix };
+        }
+
+        await queue.EnqueueAsync(Keyed("a"), default);
+        await queue.EnqueueAsync(Keyed("a", "p"), default);
+        await queue.EnqueueAsync(Keyed("b"), default);
+
+        Assert.Equal(["a", "a#p", "b"], (await queue.ListPartitionsAsync(default)).Order(StringComparer.Ordinal));
+        var prefixed = Assert.Single(await redis.Database.StreamRangeAsync(queue.PartitionStreamKey("a#p")));
+        Assert.Equal("p", (string?)prefixed["prefix"]);
+        Assert.Equal("a", (string?)prefixed["model"]);
+
+        var leases = (await queue.ReceiveAsync(3, TimeSpan.Zero, default)).ToDictionary(l => l.Job.AffinityKey);
+        await leases["a"].AbandonAsync("again", default);
+        await leases["b"].CompleteAsync(default);
+        await leases["a#p"].DeadLetterAsync("poison", default);
+
+        // b and a#p hold nothing any more: their streams (and groups) and index entries are gone; a's job is back.
+        Assert.Equal(["a"], await queue.ListPartitionsAsync(default));
+        Assert.False(await redis.Database.KeyExistsAsync(queue.PartitionStreamKey("b")));
+        Assert.False(await redis.Database.KeyExistsAsync(queue.PartitionStreamKey("a#p")));
+        Assert.True(await redis.Database.KeyExistsAsync(queue.PartitionStreamKey("a")));
+
+        await Assert.Single(await queue.ReceiveAsync(3, TimeSpan.Zero, default)).CompleteAsync(default);
+
+        Assert.Empty(await queue.ListPartitionsAsync(default));
+        var server = redis.Redis.GetServer(redis.Redis.GetEndPoints()[0]);
+        var left = server.Keys(pattern: options.KeyPrefix + "*").Select(k => k.ToString()[options.KeyPrefix.Length..]).Order(StringComparer.Ordinal).ToList();
+        Assert.DoesNotContain(left, k => k.Contains(":q:", StringComparison.Ordinal));
+        Assert.DoesNotContain("{jobs}:parts", left);
+        Assert.DoesNotContain("{jobs}:waiting", left);
+        Assert.DoesNotContain("{jobs}:count", left);
+        Assert.DoesNotContain("{jobs}:models", left);
+        Assert.Contains("{jobs}:dead", left);
+        Assert.Equal(new QueueDepth(0, 0), await queue.GetDepthAsync(default));
+    }
+
+    [Fact]
+    public async Task GetDepthAsync_EntriesLostWithoutASettle_HealsTheCountsAndRemovesEmptyPartitions()
+    {
+        var queue = Queue(redis.Options());
+        InferenceJob Capped(string model)
+        {
+            var job = ContractJobs.Job(DateTimeOffset.UtcNow, model: model);
+            return new InferenceJob { Id = job.Id, Model = model, Version = job.Version, Request = job.Request, SubmittedAt = job.SubmittedAt, Deadline = job.Deadline, ModelQueueCapacity = 2 };
+        }
+
+        await queue.EnqueueAsync(Capped("m"), default);
+        await queue.EnqueueAsync(Capped("m"), default);
+        await queue.EnqueueAsync(Capped("lost"), default);
+
+        // As a Redis restarted from a cut append-only file can leave it: entries gone, counts not told.
+        var stream = queue.PartitionStreamKey("m");
+        await redis.Database.StreamDeleteAsync(stream, [(await redis.Database.StreamRangeAsync(stream))[0].Id]);
+        var lost = queue.PartitionStreamKey("lost");
+        await redis.Database.StreamDeleteAsync(lost, [Assert.Single(await redis.Database.StreamRangeAsync(lost)).Id]);
+        await Assert.ThrowsAsync<InferenceException>(() => queue.EnqueueAsync(Capped("m"), default).AsTask());
+
+        var depth = await queue.GetDepthAsync(default);
+
+        Assert.Equal(new QueueDepth(1, 0), depth);
+        Assert.Equal(new ModelDepth(1, 0), Assert.Single(depth.ByModel!).Value);
+        Assert.Equal(["m"], await queue.ListPartitionsAsync(default));
+        Assert.False(await redis.Database.KeyExistsAsync(lost));
+        await queue.EnqueueAsync(Capped("m"), default);
+        await Assert.ThrowsAsync<InferenceException>(() => queue.EnqueueAsync(Capped("m"), default).AsTask());
+    }
+
+    [Fact]
+    public async Task ListJobIdsAsync_JobsMovingBetweenPages_ListsEveryJobOfEveryPartition()
+    {
+        var queue = Queue(redis.Options(), QueueOptions(capacity: 2000));
+        var ids = new HashSet<string>();
+        for (var i = 0; i < 1200; i++)
+        {
+            var job = ContractJobs.Job(DateTimeOffset.UtcNow, i, model: $"m{i % 3}");
+            ids.Add(job.Id);
+            await queue.EnqueueAsync(job, default);
+        }
+
+        // Jobs at the heads of the partitions move to their tails while the listing pages through them.
+        var leases = await queue.ReceiveAsync(30, TimeSpan.Zero, default);
+        var listing = queue.ListJobIdsAsync(default).AsTask();
+        foreach (var lease in leases)
+        {
+            await lease.AbandonAsync("moved", default);
+        }
+
+        Assert.Equal(ids.Order(), (await listing).Order());
     }
 
     [Fact]
@@ -97,8 +198,8 @@ public sealed class RedisJobQueueTests(RedisFixture redis, ITestOutputHelper out
         Assert.Equal(job.Id, letter.Job.Id);
         Assert.Equal(job.Request.Inputs[0].AsSpan<float>().ToArray(), letter.Job.Request.Inputs[0].AsSpan<float>().ToArray());
         Assert.Equal(3, letter.DeliveryCount);
-        Assert.Equal(0, await redis.Database.StreamLengthAsync(queue.StreamKey));
-        Assert.Equal(0, (await redis.Database.StreamPendingAsync(queue.StreamKey, "workers")).PendingMessageCount);
+        Assert.Equal(0, await redis.Database.StreamLengthAsync(queue.PartitionStreamKey("m")));
+        Assert.False(await redis.Database.KeyExistsAsync(queue.PartitionStreamKey("m")), "the emptied partition is removed");
     }
 
     [Fact]
@@ -119,7 +220,7 @@ public sealed class RedisJobQueueTests(RedisFixture redis, ITestOutputHelper out
         }
 
         // Ten pending (delivered, unacknowledged) and ten never delivered are all still in the stream.
-        var left = await redis.Database.StreamRangeAsync(queue.StreamKey);
+        var left = await redis.Database.StreamRangeAsync(queue.PartitionStreamKey("m"));
         Assert.Equal(jobs.Skip(10).Select(j => j.Id), left.Select(e => (string?)e["id"]));
         Assert.Equal(new QueueDepth(10, 10), await queue.GetDepthAsync(default));
 
@@ -140,7 +241,7 @@ public sealed class RedisJobQueueTests(RedisFixture redis, ITestOutputHelper out
             }
         }
 
-        var stillThere = (await redis.Database.StreamRangeAsync(queue.StreamKey)).Select(e => (string?)e["id"]).ToHashSet();
+        var stillThere = (await redis.Database.StreamRangeAsync(queue.PartitionStreamKey("m"))).Select(e => (string?)e["id"]).ToHashSet();
         Assert.Subset(stillThere, jobs.Skip(10).Select(j => (string?)j.Id).ToHashSet());
         Assert.Equal(20, stillThere.Count);
     }
@@ -171,14 +272,34 @@ public sealed class RedisJobQueueTests(RedisFixture redis, ITestOutputHelper out
     }
 
     [Fact]
+    public async Task ReceiveAsync_OnlyJobsKeptForOtherWorkers_WakesWhenTheFirstBecomesOverdueNotByPolling()
+    {
+        // Polling once a minute: only the script's "overdue in N ms" can wake the receiver in time.
+        var options = redis.Options();
+        options.ReclaimInterval = TimeSpan.FromMinutes(1);
+        var queue = Queue(options);
+        Assert.Empty(await queue.ReceiveAsync(1, TimeSpan.Zero, default));
+        var job = NewJob();
+        await queue.EnqueueAsync(job, default);
+        var prefer = new JobPreference { WarmElsewhere = new HashSet<string> { job.AffinityKey }, AffinityWait = TimeSpan.FromSeconds(1) };
+
+        var started = Stopwatch.GetTimestamp();
+        var leases = await queue.ReceiveAsync(1, TimeSpan.FromSeconds(50), prefer, default).AsTask().WaitAsync(TimeSpan.FromSeconds(20));
+
+        Assert.Equal(job.Id, Assert.Single(leases).Job.Id);
+        output.WriteLine($"a job kept for another worker (affinity wait 1 s) was taken after {Stopwatch.GetElapsedTime(started).TotalMilliseconds:0} ms");
+    }
+
+    [Fact]
     public async Task ReceiveAsync_StreamLost_RecreatesTheGroupAndDelivers()
     {
         var queue = Queue(redis.Options());
         await queue.EnqueueAsync(NewJob(), default);
         await Assert.Single(await queue.ReceiveAsync(1, TimeSpan.Zero, default)).CompleteAsync(default);
 
-        // As after a restart of a Redis without persistence: the stream and its group are gone.
-        await redis.Database.KeyDeleteAsync(queue.StreamKey);
+        // As after a restart of a Redis without persistence: the stream and its group are gone (with a job).
+        await queue.EnqueueAsync(NewJob(), default);
+        await redis.Database.KeyDeleteAsync(queue.PartitionStreamKey("m"));
         var job = NewJob();
         await queue.EnqueueAsync(job, default);
 
@@ -195,7 +316,7 @@ public sealed class RedisJobQueueTests(RedisFixture redis, ITestOutputHelper out
         var job = NewJob(5);
         await queue.EnqueueAsync(job, default);
 
-        var entry = Assert.Single(await redis.Database.StreamRangeAsync(queue.StreamKey));
+        var entry = Assert.Single(await redis.Database.StreamRangeAsync(queue.PartitionStreamKey("m")));
         Assert.True(entry["request"].IsNull, "a large request must not sit inside the stream entry");
         var bodyKey = (string)entry["body"]!;
         Assert.True(await redis.Database.KeyExistsAsync(bodyKey));
@@ -205,11 +326,11 @@ public sealed class RedisJobQueueTests(RedisFixture redis, ITestOutputHelper out
         await lease.CompleteAsync(default);
 
         Assert.False(await redis.Database.KeyExistsAsync(bodyKey));
-        Assert.Equal(0, await redis.Database.StreamLengthAsync(queue.StreamKey));
+        Assert.Equal(0, await redis.Database.StreamLengthAsync(queue.PartitionStreamKey("m")));
 
         // Below the threshold the request stays inline.
         await small.EnqueueAsync(NewJob(6), default);
-        Assert.False(Assert.Single(await redis.Database.StreamRangeAsync(small.StreamKey))["request"].IsNull);
+        Assert.False(Assert.Single(await redis.Database.StreamRangeAsync(small.PartitionStreamKey("m")))["request"].IsNull);
     }
 
     [Fact]
@@ -220,7 +341,7 @@ public sealed class RedisJobQueueTests(RedisFixture redis, ITestOutputHelper out
         var queue = Queue(options);
         var job = NewJob(8);
         await queue.EnqueueAsync(job, default);
-        var bodyKey = (string)Assert.Single(await redis.Database.StreamRangeAsync(queue.StreamKey))["body"]!;
+        var bodyKey = (string)Assert.Single(await redis.Database.StreamRangeAsync(queue.PartitionStreamKey("m")))["body"]!;
         await Assert.Single(await queue.ReceiveAsync(1, TimeSpan.Zero, default)).AbandonAsync("first failure", default);
         Assert.True(await redis.Database.KeyExistsAsync(bodyKey), "an abandoned job keeps its request");
 
@@ -242,7 +363,7 @@ public sealed class RedisJobQueueTests(RedisFixture redis, ITestOutputHelper out
         var good = NewJob(2);
         await queue.EnqueueAsync(lost, default);
         await queue.EnqueueAsync(good, default);
-        var entries = await redis.Database.StreamRangeAsync(queue.StreamKey);
+        var entries = await redis.Database.StreamRangeAsync(queue.PartitionStreamKey("m"));
         await redis.Database.KeyDeleteAsync((string)entries[0]["body"]!);
 
         var leases = await queue.ReceiveAsync(5, TimeSpan.Zero, default);
@@ -259,7 +380,7 @@ public sealed class RedisJobQueueTests(RedisFixture redis, ITestOutputHelper out
         var queue = Queue(redis.Options());
         await queue.GetDepthAsync(default);
         Assert.Empty(await queue.ReceiveAsync(1, TimeSpan.Zero, default));
-        await redis.Database.StreamAddAsync(queue.StreamKey, [new NameValueEntry("id", "broken"), new NameValueEntry("request", "not oip")]);
+        await redis.Database.StreamAddAsync(queue.PartitionStreamKey("m"), [new NameValueEntry("id", "broken"), new NameValueEntry("request", "not oip")]);
         var good = NewJob();
         await queue.EnqueueAsync(good, default);
 

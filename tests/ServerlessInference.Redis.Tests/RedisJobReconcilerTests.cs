@@ -48,12 +48,12 @@ public sealed class RedisJobReconcilerTests(RedisFixture redis) : IAsyncLifetime
     /// <summary>What a Redis restart from an append-only file can leave: the record without its stream entry.</summary>
     private async Task LoseEntryAsync(string jobId)
     {
-        foreach (var entry in await redis.Database.StreamRangeAsync(_queue.StreamKey))
+        foreach (var entry in await redis.Database.StreamRangeAsync(_queue.PartitionStreamKey("m")))
         {
             if (entry["id"] == jobId)
             {
-                await redis.Database.StreamAcknowledgeAsync(_queue.StreamKey, _options.ConsumerGroup, entry.Id);
-                await redis.Database.StreamDeleteAsync(_queue.StreamKey, [entry.Id]);
+                await redis.Database.StreamAcknowledgeAsync(_queue.PartitionStreamKey("m"), _options.ConsumerGroup, entry.Id);
+                await redis.Database.StreamDeleteAsync(_queue.PartitionStreamKey("m"), [entry.Id]);
                 return;
             }
         }

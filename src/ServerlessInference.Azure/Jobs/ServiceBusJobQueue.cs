@@ -18,9 +18,13 @@ namespace ServerlessInference.Azure.Jobs;
 /// until the job's deadline plus <see cref="ServiceBusJobQueueOptions.ExpiryGrace"/> (at least 1 s), body = the request as
 /// <see cref="InferenceJobCodec"/> encodes it (OIP JSON header, then raw tensors), <c>Subject</c> = the model. The
 /// rest travels in <c>ApplicationProperties</c>: <c>si-model</c>, <c>si-version</c>, <c>si-submitted</c> and
-/// <c>si-deadline</c> (UTC ticks, long), <c>si-header-length</c> (int, absent when the body is plain JSON) and, after
-/// an abandon with an error, <c>si-last-error</c>. A message that cannot be decoded is dead-lettered when received
+/// <c>si-deadline</c> (UTC ticks, long), <c>si-header-length</c> (int, absent when the body is plain JSON),
+/// <c>si-prefix</c> (<see cref="InferenceJob.PrefixKey"/>, absent when the job has none) and, after an abandon with an
+/// error, <c>si-last-error</c>. A message that cannot be decoded is dead-lettered when received
 /// (reason <c>InvalidJob</c>, the parse error as description) and never handed to a worker.</para>
+/// <para><b>Routing.</b> One queue, delivered FIFO: a receive with a <see cref="JobPreference"/> ignores it, and
+/// <see cref="InferenceJob.ModelQueueCapacity"/> and <see cref="QueueDepth.ByModel"/> are not kept (docs/routing.md says
+/// why, and how a deployment routes with a queue per model group instead).</para>
 /// <para><b>Leases.</b> A lease is the message's peek-lock: <see cref="JobLease.RenewAsync"/> renews the lock,
 /// <see cref="JobLease.DeliveryCount"/> is the message's, and its duration is the queue's <c>LockDuration</c> (not
 /// <c>Inference:Queue:LeaseDuration</c>); keep <c>Inference:Worker:LeaseRenewInterval</c> well under it. Abandoning
@@ -65,6 +69,7 @@ public sealed partial class ServiceBusJobQueue : IJobQueue, IAsyncDisposable
     public const string SubmittedProperty = "si-submitted";
     public const string DeadlineProperty = "si-deadline";
     public const string HeaderLengthProperty = "si-header-length";
+    public const string PrefixProperty = "si-prefix";
     public const string LastErrorProperty = "si-last-error";
 
     /// <summary>Content type of a job message: an OIP request with the binary tensor extension.</summary>
@@ -205,6 +210,11 @@ public sealed partial class ServiceBusJobQueue : IJobQueue, IAsyncDisposable
         }
     }
 
+    /// <summary>FIFO whatever <paramref name="preference"/> says: one Service Bus queue cannot choose among its messages
+    /// without locking them (sessions would pin a model to one receiver at a time; see docs/routing.md).</summary>
+    public ValueTask<IReadOnlyList<JobLease>> ReceiveAsync(int maxCount, TimeSpan maxWait, JobPreference preference, CancellationToken cancellationToken) =>
+        ReceiveAsync(maxCount, maxWait, cancellationToken);
+
     public async ValueTask<IReadOnlyList<JobLease>> ReceiveAsync(int maxCount, TimeSpan maxWait, CancellationToken cancellationToken)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxCount, 1);
@@ -320,6 +330,11 @@ public sealed partial class ServiceBusJobQueue : IJobQueue, IAsyncDisposable
             message.ApplicationProperties[HeaderLengthProperty] = headerLength;
         }
 
+        if (encoded.PrefixKey is { } prefix)
+        {
+            message.ApplicationProperties[PrefixProperty] = prefix;
+        }
+
         return message;
     }
 
@@ -335,7 +350,8 @@ public sealed partial class ServiceBusJobQueue : IJobQueue, IAsyncDisposable
             LongProperty(properties, SubmittedProperty),
             LongProperty(properties, DeadlineProperty),
             HeaderLengthOf(properties),
-            message.Body.ToMemory()));
+            message.Body.ToMemory(),
+            properties.TryGetValue(PrefixProperty, out var prefix) ? prefix as string ?? throw new FormatException($"the message's '{PrefixProperty}' is not a string") : null));
     }
 
     /// <summary>The short dead-letter reason and the full description for a worker's <paramref name="reason"/>.</summary>

@@ -3,9 +3,12 @@ using ServerlessInference.Jobs;
 
 namespace ServerlessInference.Embedded;
 
-/// <summary>An in-process <see cref="IJobQueue"/>: FIFO, leases with a visibility timeout, redelivery of
-/// expired leases, a capacity bound in jobs and in bytes, and a dead-letter list.</summary>
-/// <remarks>Thread-safe. Nothing survives the process; use a Redis or Service Bus queue for that. Memory stays bounded:
+/// <summary>An in-process <see cref="IJobQueue"/>: one FIFO partition per affinity key, chosen by the receiver's
+/// <see cref="JobPreference"/>; leases with a visibility timeout, redelivery of expired leases, a capacity bound in jobs
+/// and in bytes (and per model, <see cref="InferenceJob.ModelQueueCapacity"/>), and a dead-letter list.</summary>
+/// <remarks>Thread-safe. A job put back (abandoned, or its lease expired) goes to the front of its partition and counts as
+/// waiting from then on. A receive that finds only jobs kept for other workers wakes when the first of them becomes
+/// overdue, on the injected clock. Nothing survives the process; use a Redis or Service Bus queue for that. Memory stays bounded:
 /// queued and in-flight jobs by <see cref="JobQueueOptions.Capacity"/> and <see cref="JobQueueOptions.MaxQueuedBytes"/>
 /// (<see cref="InferenceJob.ApproximateBytes"/>), dead letters by <see cref="MaxDeadLetters"/> and the same byte budget
 /// (the oldest are dropped first).</remarks>
@@ -14,13 +17,17 @@ public sealed class InMemoryJobQueue : IJobQueue
     private readonly JobQueueOptions _options;
     private readonly TimeProvider _timeProvider;
     private readonly Lock _lock = new();
-    private readonly LinkedList<Entry> _ready = new();
+    private readonly Dictionary<string, Partition> _partitions = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, ModelCount> _models = new(StringComparer.Ordinal);
     private readonly Dictionary<Entry, long> _leased = [];
     private readonly PriorityQueue<LeaseTicket, DateTimeOffset> _expiries = new();
     private readonly LinkedList<(DeadLetter Letter, long Bytes)> _deadLetters = new();
     private TaskCompletionSource _signal = NewSignal();
     private long _bytes;
     private long _deadLetterBytes;
+    private int _readyCount;
+    private long _nextOrder;
+    private long _nextReturnOrder;
 
     public InMemoryJobQueue(IOptions<JobQueueOptions> options, TimeProvider timeProvider)
     {
@@ -69,7 +76,7 @@ public sealed class InMemoryJobQueue : IJobQueue
         TaskCompletionSource signal;
         lock (_lock)
         {
-            if (_ready.Count + _leased.Count >= _options.Capacity)
+            if (_readyCount + _leased.Count >= _options.Capacity)
             {
                 throw new InferenceException(InferenceError.QueueFull, $"the job queue is full ({_options.Capacity} jobs)")
                 {
@@ -85,19 +92,22 @@ public sealed class InMemoryJobQueue : IJobQueue
                 };
             }
 
-            // A per-model bound (the manifest's max_queued): a scan only for models that set one.
-            if (job.ModelQueueCapacity is { } modelCapacity
-                && _ready.Count(e => e.Job.Model == job.Model) + _leased.Keys.Count(e => e.Job.Model == job.Model) >= modelCapacity)
+            var model = _models.GetValueOrDefault(job.Model);
+            if (job.ModelQueueCapacity is { } modelCapacity && model is not null && model.Queued + model.InFlight >= modelCapacity)
             {
-                throw new InferenceException(InferenceError.QueueFull,
-                    $"the queue of model '{job.Model}' is full (its max_queued is {modelCapacity} jobs queued or running)")
-                {
-                    RetryAfterSeconds = _options.RetryAfterSeconds,
-                };
+                throw ModelFull(job.Model, modelCapacity);
+            }
+
+            if (model is null)
+            {
+                _models[job.Model] = model = new ModelCount();
             }
 
             _bytes += bytes;
-            _ready.AddLast(new Entry(job, bytes));
+            model.Queued++;
+            var entry = new Entry(job, bytes) { Order = ++_nextOrder, WaitingSince = _timeProvider.GetUtcNow() };
+            PartitionOf(entry).Ready.AddLast(entry);
+            _readyCount++;
             signal = _signal;
             _signal = NewSignal();
         }
@@ -106,19 +116,26 @@ public sealed class InMemoryJobQueue : IJobQueue
         return ValueTask.CompletedTask;
     }
 
-    public async ValueTask<IReadOnlyList<JobLease>> ReceiveAsync(int maxCount, TimeSpan maxWait, CancellationToken cancellationToken)
+    /// <summary>The oldest jobs first, whatever their key (<see cref="JobPreference.None"/>).</summary>
+    public ValueTask<IReadOnlyList<JobLease>> ReceiveAsync(int maxCount, TimeSpan maxWait, CancellationToken cancellationToken) =>
+        ReceiveAsync(maxCount, maxWait, JobPreference.None, cancellationToken);
+
+    public async ValueTask<IReadOnlyList<JobLease>> ReceiveAsync(int maxCount, TimeSpan maxWait, JobPreference preference, CancellationToken cancellationToken)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxCount, 1);
+        ArgumentNullException.ThrowIfNull(preference);
         var started = _timeProvider.GetTimestamp();
         while (true)
         {
             Task signal;
+            TimeSpan? untilOverdue;
             lock (_lock)
             {
                 ReclaimExpiredLocked();
-                if (_ready.Count > 0)
+                var taken = TakeLocked(maxCount, preference, out untilOverdue);
+                if (taken.Count > 0)
                 {
-                    return TakeLocked(maxCount);
+                    return taken;
                 }
 
                 signal = _signal.Task;
@@ -130,8 +147,9 @@ public sealed class InMemoryJobQueue : IJobQueue
                 return [];
             }
 
-            // Wake on a new job, or when the next lease expires, or when the wait is over.
-            var wake = remaining;
+            // Wake on a new job, or when a job kept for another worker becomes overdue, or when the next lease expires,
+            // or when the wait is over.
+            var wake = untilOverdue < remaining ? untilOverdue.Value : remaining;
             lock (_lock)
             {
                 DropSettledLocked();
@@ -155,18 +173,164 @@ public sealed class InMemoryJobQueue : IJobQueue
         lock (_lock)
         {
             ReclaimExpiredLocked();
-            return ValueTask.FromResult(new QueueDepth(_ready.Count, _leased.Count));
+            var byModel = new Dictionary<string, ModelDepth>(_models.Count, StringComparer.Ordinal);
+            foreach (var (model, count) in _models)
+            {
+                byModel[model] = new ModelDepth(count.Queued, count.InFlight);
+            }
+
+            return ValueTask.FromResult(new QueueDepth(_readyCount, _leased.Count) { ByModel = byModel });
         }
     }
 
-    private List<JobLease> TakeLocked(int maxCount)
+    /// <summary>Takes up to <paramref name="maxCount"/> jobs by the rule in <see cref="JobPreference"/>. When it takes
+    /// none, <paramref name="untilOverdue"/> is how long until a waiting job kept for another worker becomes overdue.</summary>
+    private List<JobLease> TakeLocked(int maxCount, JobPreference preference, out TimeSpan? untilOverdue)
     {
-        var now = _timeProvider.GetUtcNow();
-        var leases = new List<JobLease>(Math.Min(maxCount, _ready.Count));
-        while (leases.Count < maxCount && _ready.First is { } node)
+        untilOverdue = null;
+        var leases = new List<JobLease>();
+        if (_readyCount == 0)
         {
-            _ready.RemoveFirst();
+            return leases;
+        }
+
+        var now = _timeProvider.GetUtcNow();
+        if (preference.IsNone)
+        {
+            // FIFO over every partition: the partition whose head came first (put-back jobs sort before all others).
+            while (leases.Count < maxCount && _readyCount > 0)
+            {
+                Partition? first = null;
+                foreach (var partition in _partitions.Values)
+                {
+                    if (first is null || partition.Ready.First!.Value.Order < first.Ready.First!.Value.Order)
+                    {
+                        first = partition;
+                    }
+                }
+
+                TakeFromLocked(first!, 1, now, leases);
+            }
+
+            return leases;
+        }
+
+        // 1. Overdue: kept for no worker here, and waited long enough; oldest first.
+        List<Partition>? overdue = null;
+        DateTimeOffset? nextOverdue = null;
+        foreach (var (key, partition) in _partitions)
+        {
+            if (IsWarm(preference, key) || preference.Closed.Contains(key))
+            {
+                continue;
+            }
+
+            var becomesOverdue = partition.Ready.First!.Value.WaitingSince + preference.AffinityWait;
+            if (becomesOverdue <= now)
+            {
+                (overdue ??= []).Add(partition);
+            }
+            else if (preference.WarmElsewhere.Contains(key) && (nextOverdue is null || becomesOverdue < nextOverdue))
+            {
+                nextOverdue = becomesOverdue;
+            }
+        }
+
+        if (overdue is not null)
+        {
+            overdue.Sort(static (a, b) => OldestFirst(a, b));
+            foreach (var partition in overdue)
+            {
+                TakeFromLocked(partition, maxCount - leases.Count, now, leases);
+                if (leases.Count == maxCount)
+                {
+                    return leases;
+                }
+            }
+        }
+
+        // 2. Warm here, in the worker's fair order.
+        foreach (var key in preference.Warm)
+        {
+            if (_partitions.TryGetValue(key, out var partition))
+            {
+                TakeFromLocked(partition, maxCount - leases.Count, now, leases);
+                if (leases.Count == maxCount)
+                {
+                    return leases;
+                }
+            }
+        }
+
+        // 3. Cold: warm nowhere and not closed; a prefix of a model warm here first, then oldest first.
+        List<Partition>? cold = null;
+        foreach (var (key, partition) in _partitions)
+        {
+            if (!IsWarm(preference, key) && !preference.WarmElsewhere.Contains(key) && !preference.Closed.Contains(key))
+            {
+                (cold ??= []).Add(partition);
+            }
+        }
+
+        if (cold is not null)
+        {
+            var warmModels = preference.Warm.Select(JobPreference.ModelOf).ToHashSet(StringComparer.Ordinal);
+            cold.Sort((a, b) =>
+            {
+                var byModel = warmModels.Contains(b.Model).CompareTo(warmModels.Contains(a.Model));
+                return byModel != 0 ? byModel : OldestFirst(a, b);
+            });
+            foreach (var partition in cold)
+            {
+                TakeFromLocked(partition, maxCount - leases.Count, now, leases);
+                if (leases.Count == maxCount)
+                {
+                    return leases;
+                }
+            }
+        }
+
+        if (leases.Count == 0 && nextOverdue is { } next)
+        {
+            untilOverdue = next - now;
+        }
+
+        return leases;
+    }
+
+    private static bool IsWarm(JobPreference preference, string key)
+    {
+        foreach (var warm in preference.Warm)
+        {
+            if (string.Equals(warm, key, StringComparison.Ordinal))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private static int OldestFirst(Partition a, Partition b)
+    {
+        var x = a.Ready.First!.Value;
+        var y = b.Ready.First!.Value;
+        var bySince = x.WaitingSince.CompareTo(y.WaitingSince);
+        return bySince != 0 ? bySince : x.Order.CompareTo(y.Order);
+    }
+
+    /// <summary>Leases up to <paramref name="count"/> jobs from the head of <paramref name="partition"/>; an emptied
+    /// partition is dropped (keys come and go with prompts).</summary>
+    private void TakeFromLocked(Partition partition, int count, DateTimeOffset now, List<JobLease> leases)
+    {
+        for (var i = 0; i < count && partition.Ready.First is { } node; i++)
+        {
+            partition.Ready.RemoveFirst();
+            _readyCount--;
             var entry = node.Value;
+            var model = _models[entry.Job.Model];
+            model.Queued--;
+            model.InFlight++;
             entry.DeliveryCount++;
             _leased[entry] = entry.DeliveryCount;
             entry.Ticket = new LeaseTicket(entry);
@@ -174,8 +338,39 @@ public sealed class InMemoryJobQueue : IJobQueue
             leases.Add(new Lease(this, entry, entry.DeliveryCount));
         }
 
-        return leases;
+        if (partition.Ready.Count == 0)
+        {
+            _partitions.Remove(partition.Key);
+        }
     }
+
+    /// <summary>Puts a job whose lease ended back at the front of its partition, waiting from now.</summary>
+    private void ReturnLocked(Entry entry)
+    {
+        var model = _models[entry.Job.Model];
+        model.InFlight--;
+        model.Queued++;
+        entry.Order = --_nextReturnOrder;
+        entry.WaitingSince = _timeProvider.GetUtcNow();
+        PartitionOf(entry).Ready.AddFirst(entry);
+        _readyCount++;
+    }
+
+    private Partition PartitionOf(Entry entry)
+    {
+        if (!_partitions.TryGetValue(entry.Key, out var partition))
+        {
+            _partitions[entry.Key] = partition = new Partition(entry.Key, entry.Job.Model);
+        }
+
+        return partition;
+    }
+
+    private InferenceException ModelFull(string model, int capacity) =>
+        new(InferenceError.QueueFull, $"the queue of model '{model}' is full (its max_queued is {capacity} jobs queued or running)")
+        {
+            RetryAfterSeconds = _options.RetryAfterSeconds,
+        };
 
     private void ReclaimExpiredLocked()
     {
@@ -200,7 +395,7 @@ public sealed class InMemoryJobQueue : IJobQueue
             ticket.Entry = null;
             _leased.Remove(entry);
             entry.LastError ??= JobLease.LeaseExpiredError;
-            _ready.AddFirst(entry);
+            ReturnLocked(entry);
         }
     }
 
@@ -233,7 +428,7 @@ public sealed class InMemoryJobQueue : IJobQueue
             }
 
             then?.Invoke(entry);
-            if (_ready.Count > 0)
+            if (_readyCount > 0)
             {
                 signal = _signal;
                 _signal = NewSignal();
@@ -245,7 +440,15 @@ public sealed class InMemoryJobQueue : IJobQueue
     }
 
     /// <summary>A settled job leaves the queue: its bytes no longer count.</summary>
-    private void LeaveLocked(Entry entry) => _bytes -= entry.Bytes;
+    private void LeaveLocked(Entry entry)
+    {
+        _bytes -= entry.Bytes;
+        var model = _models[entry.Job.Model];
+        if (--model.InFlight == 0 && model.Queued == 0)
+        {
+            _models.Remove(entry.Job.Model);
+        }
+    }
 
     /// <summary>Keeps a dead letter, dropping the oldest beyond <see cref="MaxDeadLetters"/> or the byte budget.</summary>
     private void AddDeadLetterLocked(Entry entry, string reason)
@@ -265,11 +468,34 @@ public sealed class InMemoryJobQueue : IJobQueue
     private sealed class Entry(InferenceJob job, long bytes)
     {
         public InferenceJob Job { get; } = job;
+        public string Key { get; } = job.AffinityKey;
         public long Bytes { get; } = bytes;
+
+        /// <summary>FIFO order across partitions: enqueues count up, put-back jobs count down (they go first).</summary>
+        public long Order { get; set; }
+
+        /// <summary>When the job was queued or last put back: what <see cref="JobPreference.AffinityWait"/> runs from.</summary>
+        public DateTimeOffset WaitingSince { get; set; }
+
         public int DeliveryCount { get; set; }
         public string? LastError { get; set; }
         public DateTimeOffset ExpiresAgain { get; set; } = DateTimeOffset.MinValue;
         public LeaseTicket? Ticket { get; set; }
+    }
+
+    /// <summary>The waiting jobs of one affinity key, oldest first.</summary>
+    private sealed class Partition(string key, string model)
+    {
+        public string Key { get; } = key;
+        public string Model { get; } = model;
+        public LinkedList<Entry> Ready { get; } = new();
+    }
+
+    /// <summary>Jobs of one model queued and in flight (for <see cref="InferenceJob.ModelQueueCapacity"/> and depth).</summary>
+    private sealed class ModelCount
+    {
+        public long Queued { get; set; }
+        public long InFlight { get; set; }
     }
 
     /// <summary>An entry of the expiry heap; emptied when its lease is settled (the heap cannot remove from the middle).</summary>
@@ -297,7 +523,7 @@ public sealed class InMemoryJobQueue : IJobQueue
             queue.Settle(entry, delivery, e =>
             {
                 e.LastError = error ?? e.LastError;
-                queue._ready.AddFirst(e);
+                queue.ReturnLocked(e);
             });
             return ValueTask.CompletedTask;
         }

@@ -14,14 +14,16 @@ public interface IJobQueue
     ValueTask EnqueueAsync(InferenceJob job, CancellationToken cancellationToken);
 
     /// <summary>Waits up to <paramref name="maxWait"/> for at least one job, then returns at once with up to
-    /// <paramref name="maxCount"/> jobs that are already queued. Returns an empty list when none arrived.</summary>
-    ValueTask<IReadOnlyList<JobLease>> ReceiveAsync(int maxCount, TimeSpan maxWait, CancellationToken cancellationToken);
+    /// <paramref name="maxCount"/> jobs that are already queued, oldest first (<see cref="JobPreference.None"/>).
+    /// Returns an empty list when none arrived.</summary>
+    ValueTask<IReadOnlyList<JobLease>> ReceiveAsync(int maxCount, TimeSpan maxWait, CancellationToken cancellationToken)
+        => ReceiveAsync(maxCount, maxWait, JobPreference.None, cancellationToken);
 
     /// <summary>As <see cref="ReceiveAsync(int, TimeSpan, CancellationToken)"/>, choosing among waiting jobs by
-    /// <paramref name="preference"/> (see <see cref="JobPreference"/> for the rule). A provider that cannot choose says
-    /// so in its docs and delivers FIFO.</summary>
-    ValueTask<IReadOnlyList<JobLease>> ReceiveAsync(int maxCount, TimeSpan maxWait, JobPreference preference, CancellationToken cancellationToken)
-        => ReceiveAsync(maxCount, maxWait, cancellationToken);
+    /// <paramref name="preference"/> (see <see cref="JobPreference"/> for the rule): a receive may wait, up to
+    /// <paramref name="maxWait"/>, while every waiting job is kept for a worker that holds its key warm. A provider
+    /// that cannot choose says so in its docs and delivers FIFO (Service Bus).</summary>
+    ValueTask<IReadOnlyList<JobLease>> ReceiveAsync(int maxCount, TimeSpan maxWait, JobPreference preference, CancellationToken cancellationToken);
 
     /// <summary>Jobs waiting and in flight; <see cref="QueueDepth.ByModel"/> when the provider can count per model.</summary>
     ValueTask<QueueDepth> GetDepthAsync(CancellationToken cancellationToken);

@@ -141,10 +141,16 @@ public sealed record JobRecord
 }
 
 /// <summary>Depth of a queue: jobs waiting for a worker and jobs a worker holds a lease on.</summary>
+/// <remarks>Equality compares <see cref="Queued"/> and <see cref="InFlight"/> only: <see cref="ByModel"/> is a breakdown
+/// of the same counts (a dictionary, compared by reference it would make every depth unequal to every other).</remarks>
 public readonly record struct QueueDepth(long Queued, long InFlight)
 {
     /// <summary>The same per model, when the provider can count it (null otherwise).</summary>
     public IReadOnlyDictionary<string, ModelDepth>? ByModel { get; init; }
 
     public long Total => Queued + InFlight;
+
+    public bool Equals(QueueDepth other) => Queued == other.Queued && InFlight == other.InFlight;
+
+    public override int GetHashCode() => HashCode.Combine(Queued, InFlight);
 }

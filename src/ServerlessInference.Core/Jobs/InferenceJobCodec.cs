@@ -4,7 +4,9 @@ namespace ServerlessInference.Jobs;
 
 /// <summary>A job as the out-of-process queues carry it: the metadata as plain values, and the request as OIP
 /// bytes with Triton's binary tensor extension (JSON header of <see cref="HeaderLength"/> bytes, then raw tensors).</summary>
-/// <remarks>Times are UTC ticks, so every queue stores them the same way and no time zone travels.</remarks>
+/// <remarks>Times are UTC ticks, so every queue stores them the same way and no time zone travels.
+/// <see cref="PrefixKey"/> is <see cref="InferenceJob.PrefixKey"/> (null when the job has none, and in entries written
+/// before it existed).</remarks>
 public readonly record struct EncodedJob(
     string Id,
     string Model,
@@ -12,7 +14,8 @@ public readonly record struct EncodedJob(
     long SubmittedUtcTicks,
     long DeadlineUtcTicks,
     int? HeaderLength,
-    ReadOnlyMemory<byte> Request);
+    ReadOnlyMemory<byte> Request,
+    string? PrefixKey = null);
 
 /// <summary>Encodes <see cref="InferenceJob"/>s for the Redis and Service Bus queues, in one place so both carry the
 /// same bytes. Thread-safe.</summary>
@@ -23,7 +26,7 @@ public static class InferenceJobCodec
     {
         var request = new ArrayBufferWriter<byte>(EncodedSizeHint(job.Request));
         var headerLength = OipCodec.WriteRequest(request, job.Request, binary: true);
-        return new EncodedJob(job.Id, job.Model, job.Version, job.SubmittedAt.UtcTicks, job.Deadline.UtcTicks, headerLength, request.WrittenMemory);
+        return new EncodedJob(job.Id, job.Model, job.Version, job.SubmittedAt.UtcTicks, job.Deadline.UtcTicks, headerLength, request.WrittenMemory, job.PrefixKey);
     }
 
     /// <summary>Encodes <paramref name="job"/> into a pooled buffer; the result's request is valid until
@@ -32,7 +35,7 @@ public static class InferenceJobCodec
     {
         buffer = new PooledBufferWriter(EncodedSizeHint(job.Request));
         var headerLength = OipCodec.WriteRequest(buffer, job.Request, binary: true);
-        return new EncodedJob(job.Id, job.Model, job.Version, job.SubmittedAt.UtcTicks, job.Deadline.UtcTicks, headerLength, buffer.WrittenMemory);
+        return new EncodedJob(job.Id, job.Model, job.Version, job.SubmittedAt.UtcTicks, job.Deadline.UtcTicks, headerLength, buffer.WrittenMemory, job.PrefixKey);
     }
 
     /// <summary>Decodes a job that <see cref="Encode"/> wrote.</summary>
@@ -63,6 +66,7 @@ public static class InferenceJobCodec
             SubmittedAt = submitted,
             Deadline = deadline,
             Request = request,
+            PrefixKey = string.IsNullOrEmpty(encoded.PrefixKey) ? null : encoded.PrefixKey,
         };
     }
 

@@ -72,6 +72,14 @@ public sealed class ServiceBusJobQueueContractTests : JobQueueContract
     protected override string? QueuedBytesNotEnforced =>
         "Service Bus does not enforce Inference:Queue:MaxQueuedBytes; the queue's size quota (MaxSizeInMegabytes) bounds it";
 
+    /// <summary>One Service Bus queue delivers FIFO (docs/routing.md says why and what a deployment can do instead).</summary>
+    protected override string? PreferenceNotHonoured =>
+        "Service Bus is one FIFO queue: the job preference is not applied there (docs/routing.md)";
+
+    /// <summary>Counting a model's jobs would mean peeking the whole queue on every enqueue.</summary>
+    protected override string? ModelCountsNotKept =>
+        "Service Bus does not count jobs per model: max_queued and the per-model depth need the embedded or Redis queue (docs/routing.md)";
+
     protected override async ValueTask<IJobQueue> CreateQueueAsync(JobQueueOptions options)
     {
         Skip.If(ServiceBusBroker.Connection is null, ServiceBusBroker.NotSet);

@@ -101,6 +101,36 @@ public sealed class ServiceBusJobQueueTests : IAsyncLifetime
         Assert.Equal(job.SubmittedAt.UtcTicks, sent.ApplicationProperties[ServiceBusJobQueue.SubmittedProperty]);
         Assert.Equal(job.Deadline.UtcTicks, sent.ApplicationProperties[ServiceBusJobQueue.DeadlineProperty]);
         Assert.IsType<int>(sent.ApplicationProperties[ServiceBusJobQueue.HeaderLengthProperty]);
+        Assert.False(sent.ApplicationProperties.ContainsKey(ServiceBusJobQueue.PrefixProperty));
+    }
+
+    [Fact]
+    public async Task ReceiveAsync_JobWithPrefixKey_CarriesItAndDeliversFifoWhateverThePreference()
+    {
+        var queue = Queue();
+        var plain = NewJob();
+        var job = ContractJobs.Job(Start, model: "lm");
+        var prefixed = new InferenceJob
+        {
+            Id = job.Id,
+            Model = job.Model,
+            Version = job.Version,
+            Request = job.Request,
+            SubmittedAt = job.SubmittedAt,
+            Deadline = job.Deadline,
+            PrefixKey = "3fa9",
+        };
+        var sentPlain = await SendAsync(queue, plain);
+        var sentPrefixed = await SendAsync(queue, prefixed);
+        Assert.Equal("3fa9", sentPrefixed.ApplicationProperties[ServiceBusJobQueue.PrefixProperty]);
+
+        Receiver.Deliveries.Enqueue([Delivered(sentPlain), Delivered(sentPrefixed)]);
+        var leases = await queue.ReceiveAsync(2, TimeSpan.FromSeconds(1), new JobPreference { Warm = ["lm#3fa9"], WarmElsewhere = new HashSet<string> { plain.AffinityKey } }, default);
+
+        Assert.Equal([plain.Id, prefixed.Id], leases.Select(l => l.Job.Id));
+        Assert.Null(leases[0].Job.PrefixKey);
+        Assert.Equal("3fa9", leases[1].Job.PrefixKey);
+        Assert.Equal("lm#3fa9", leases[1].Job.AffinityKey);
     }
 
     [Fact]

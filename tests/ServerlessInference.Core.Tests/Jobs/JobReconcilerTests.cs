@@ -126,8 +126,8 @@ public sealed class JobReconcilerTests
             _ids.Add(job.Id);
         }
 
-        public ValueTask<IReadOnlyList<JobLease>> ReceiveAsync(int maxCount, TimeSpan maxWait, CancellationToken cancellationToken) =>
-            inner.ReceiveAsync(maxCount, maxWait, cancellationToken);
+        public ValueTask<IReadOnlyList<JobLease>> ReceiveAsync(int maxCount, TimeSpan maxWait, JobPreference preference, CancellationToken cancellationToken) =>
+            inner.ReceiveAsync(maxCount, maxWait, preference, cancellationToken);
 
         public ValueTask<QueueDepth> GetDepthAsync(CancellationToken cancellationToken) => inner.GetDepthAsync(cancellationToken);
 

@@ -57,12 +57,12 @@ public sealed class BatchWindowTests : IDisposable
 
         public ValueTask EnqueueAsync(InferenceJob job, CancellationToken cancellationToken) => inner.EnqueueAsync(job, cancellationToken);
 
-        public ValueTask<IReadOnlyList<JobLease>> ReceiveAsync(int maxCount, TimeSpan maxWait, CancellationToken cancellationToken)
+        public ValueTask<IReadOnlyList<JobLease>> ReceiveAsync(int maxCount, TimeSpan maxWait, JobPreference preference, CancellationToken cancellationToken)
         {
             // Call first, then tell: the in-memory queue starts its timer before its first await, so the test's next
             // Advance cannot come before the timer exists (telling first let the Advance win the race and the wait
             // never end).
-            var receive = inner.ReceiveAsync(maxCount, maxWait, cancellationToken);
+            var receive = inner.ReceiveAsync(maxCount, maxWait, preference, cancellationToken);
             _receives.Writer.TryWrite((maxCount, maxWait));
             return receive;
         }

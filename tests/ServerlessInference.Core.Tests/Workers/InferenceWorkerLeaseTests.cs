@@ -170,8 +170,8 @@ public sealed class InferenceWorkerLeaseTests : IDisposable
 
         public ValueTask EnqueueAsync(InferenceJob job, CancellationToken cancellationToken) => inner.EnqueueAsync(job, cancellationToken);
 
-        public async ValueTask<IReadOnlyList<JobLease>> ReceiveAsync(int maxCount, TimeSpan maxWait, CancellationToken cancellationToken) =>
-            (await inner.ReceiveAsync(maxCount, maxWait, cancellationToken)).Select(l => (JobLease)new Lease(this, l)).ToList();
+        public async ValueTask<IReadOnlyList<JobLease>> ReceiveAsync(int maxCount, TimeSpan maxWait, JobPreference preference, CancellationToken cancellationToken) =>
+            (await inner.ReceiveAsync(maxCount, maxWait, preference, cancellationToken)).Select(l => (JobLease)new Lease(this, l)).ToList();
 
         public ValueTask<QueueDepth> GetDepthAsync(CancellationToken cancellationToken) => inner.GetDepthAsync(cancellationToken);
 

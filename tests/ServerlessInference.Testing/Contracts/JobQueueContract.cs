@@ -16,6 +16,18 @@ public abstract class JobQueueContract : ContractClock
     /// byte-budget case is then reported as skipped with this reason).</summary>
     protected virtual string? QueuedBytesNotEnforced => null;
 
+    /// <summary>Null when the provider chooses by <see cref="JobPreference"/>; otherwise why not (the preference cases
+    /// are then reported as skipped with this reason).</summary>
+    protected virtual string? PreferenceNotHonoured => null;
+
+    /// <summary>Null when the provider counts jobs per model (<see cref="InferenceJob.ModelQueueCapacity"/>,
+    /// <see cref="QueueDepth.ByModel"/>); otherwise why not.</summary>
+    protected virtual string? ModelCountsNotKept => null;
+
+    /// <summary>A short <see cref="JobPreference.AffinityWait"/>: a fake clock jumps it, a server's clock really waits it,
+    /// so it is long enough that a receive right after an enqueue comes well before it.</summary>
+    protected virtual TimeSpan ShortAffinityWait => TimeSpan.FromSeconds(2);
+
     /// <summary>A fresh queue no other test sees.</summary>
     protected abstract ValueTask<IJobQueue> CreateQueueAsync(JobQueueOptions options);
 
@@ -31,6 +43,47 @@ public abstract class JobQueueContract : ContractClock
     });
 
     private InferenceJob NewJob(float seed = 1) => ContractJobs.Job(Time.GetUtcNow(), seed);
+
+    /// <summary>A job of <paramref name="model"/>, with a prompt prefix when <paramref name="prefix"/> is set.</summary>
+    private InferenceJob KeyedJob(string model, string? prefix = null, int? modelCapacity = null)
+    {
+        var job = ContractJobs.Job(Time.GetUtcNow(), model: model);
+        return new InferenceJob
+        {
+            Id = job.Id,
+            Model = job.Model,
+            Version = job.Version,
+            Request = job.Request,
+            SubmittedAt = job.SubmittedAt,
+            Deadline = job.Deadline,
+            PrefixKey = prefix,
+            ModelQueueCapacity = modelCapacity,
+        };
+    }
+
+    private static JobPreference Prefer(string[]? warm = null, string[]? elsewhere = null, string[]? closed = null, TimeSpan? wait = null) => new()
+    {
+        Warm = warm ?? [],
+        WarmElsewhere = (elsewhere ?? []).ToHashSet(StringComparer.Ordinal),
+        Closed = (closed ?? []).ToHashSet(StringComparer.Ordinal),
+        AffinityWait = wait ?? TimeSpan.FromMinutes(10),
+    };
+
+    private async Task<IReadOnlyList<InferenceJob>> EnqueueAllAsync(IJobQueue queue, params InferenceJob[] jobs)
+    {
+        foreach (var job in jobs)
+        {
+            await queue.EnqueueAsync(job, default);
+
+            // Distinct enqueue instants, so "oldest" is never a tie on a millisecond clock.
+            await AdvanceAsync(TimeSpan.FromMilliseconds(5));
+        }
+
+        return jobs;
+    }
+
+    private static async Task<List<string>> IdsAsync(ValueTask<IReadOnlyList<JobLease>> receive) =>
+        [.. (await receive).Select(l => l.Job.Id)];
 
     private Task<IReadOnlyList<JobLease>> ReceiveEventuallyAsync(IJobQueue queue, int maxCount, string what) =>
         EventuallyAsync(() => queue.ReceiveAsync(maxCount, TimeSpan.Zero, default).AsTask(), l => l.Count > 0, what);
@@ -421,6 +474,203 @@ public abstract class JobQueueContract : ContractClock
 
         await lease.CompleteAsync(default);
         Assert.Equal(new QueueDepth(2, 0), await queue.GetDepthAsync(default));
+    }
+
+    [SkippableFact]
+    public async Task ReceiveAsync_PreferenceNone_IsFifoAcrossKeys()
+    {
+        Skip.If(PreferenceNotHonoured is not null, PreferenceNotHonoured);
+        var queue = await QueueAsync();
+        var jobs = await EnqueueAllAsync(queue, KeyedJob("a"), KeyedJob("b"), KeyedJob("a"), KeyedJob("c", "p"), KeyedJob("b"));
+
+        var first = await IdsAsync(queue.ReceiveAsync(3, TimeSpan.Zero, JobPreference.None, default));
+        var second = await IdsAsync(queue.ReceiveAsync(3, TimeSpan.Zero, JobPreference.None, default));
+
+        Assert.Equal(jobs.Take(3).Select(j => j.Id), first);
+        Assert.Equal(jobs.Skip(3).Select(j => j.Id), second);
+    }
+
+    [SkippableFact]
+    public async Task ReceiveAsync_WarmKeyWaiting_TakesItBeforeOlderJobs()
+    {
+        Skip.If(PreferenceNotHonoured is not null, PreferenceNotHonoured);
+        var queue = await QueueAsync();
+        var jobs = await EnqueueAllAsync(queue, KeyedJob("cold"), KeyedJob("warm"), KeyedJob("warm"));
+        var prefer = Prefer(warm: ["warm"]);
+
+        var first = await IdsAsync(queue.ReceiveAsync(2, TimeSpan.Zero, prefer, default));
+        var then = await IdsAsync(queue.ReceiveAsync(2, TimeSpan.Zero, prefer, default));
+
+        Assert.Equal([jobs[1].Id, jobs[2].Id], first);
+
+        // A cold key (warm nowhere) is taken at once, with no affinity wait.
+        Assert.Equal([jobs[0].Id], then);
+    }
+
+    [SkippableFact]
+    public async Task ReceiveAsync_SeveralWarmKeys_FillsTheBatchInTheFairOrder()
+    {
+        Skip.If(PreferenceNotHonoured is not null, PreferenceNotHonoured);
+        var queue = await QueueAsync();
+        var a1 = KeyedJob("a");
+        var b1 = KeyedJob("b");
+        var a2 = KeyedJob("a");
+        var b2 = KeyedJob("b");
+        await EnqueueAllAsync(queue, a1, b1, a2, b2);
+
+        // The worker's fair rule owes b most: b's jobs fill the batch first, oldest first, then a's.
+        var got = await IdsAsync(queue.ReceiveAsync(3, TimeSpan.Zero, Prefer(warm: ["b", "a"]), default));
+
+        Assert.Equal([b1.Id, b2.Id, a1.Id], got);
+    }
+
+    [SkippableFact]
+    public async Task ReceiveAsync_KeyWarmElsewhere_NotTakenWhileFreshTakenOnceOverdue()
+    {
+        Skip.If(PreferenceNotHonoured is not null, PreferenceNotHonoured);
+        var queue = await QueueAsync();
+        var job = KeyedJob("elsewhere");
+        await queue.EnqueueAsync(job, default);
+        var prefer = Prefer(warm: ["mine"], elsewhere: ["elsewhere"], wait: ShortAffinityWait);
+
+        Assert.Empty(await queue.ReceiveAsync(1, TimeSpan.Zero, prefer, default));
+
+        // A receive waiting meanwhile wakes when the job becomes overdue, not at the end of its own wait.
+        var receive = queue.ReceiveAsync(1, TimeSpan.FromMinutes(5), prefer, default).AsTask();
+        await AdvanceAsync(ShortAffinityWait + TimeSpan.FromMilliseconds(100));
+
+        Assert.Equal(job.Id, Assert.Single(await Within(receive, "the overdue job to be taken")).Job.Id);
+    }
+
+    [SkippableFact]
+    public async Task ReceiveAsync_OverdueKey_ComesBeforeWarmKeys()
+    {
+        Skip.If(PreferenceNotHonoured is not null, PreferenceNotHonoured);
+        var queue = await QueueAsync();
+        var waiting = KeyedJob("elsewhere");
+        await queue.EnqueueAsync(waiting, default);
+        await AdvanceAsync(ShortAffinityWait + TimeSpan.FromMilliseconds(100));
+        var warm = KeyedJob("mine");
+        await queue.EnqueueAsync(warm, default);
+
+        var got = await IdsAsync(queue.ReceiveAsync(2, TimeSpan.Zero, Prefer(warm: ["mine"], elsewhere: ["elsewhere"], wait: ShortAffinityWait), default));
+
+        Assert.Equal([waiting.Id, warm.Id], got);
+    }
+
+    [SkippableFact]
+    public async Task ReceiveAsync_ColdKeys_ThoseOfAModelWarmHereFirst()
+    {
+        Skip.If(PreferenceNotHonoured is not null, PreferenceNotHonoured);
+        var queue = await QueueAsync();
+        var jobs = await EnqueueAllAsync(queue, KeyedJob("other"), KeyedJob("m", "p1"), KeyedJob("other"));
+
+        var got = await IdsAsync(queue.ReceiveAsync(3, TimeSpan.Zero, Prefer(warm: ["m"]), default));
+
+        // m#p1 is cold (no worker holds that prefix) but its model is warm here; then the other cold key, oldest first.
+        Assert.Equal([jobs[1].Id, jobs[0].Id, jobs[2].Id], got);
+    }
+
+    [SkippableFact]
+    public async Task ReceiveAsync_ClosedKey_NeverTakenUnlessWarmHere()
+    {
+        Skip.If(PreferenceNotHonoured is not null, PreferenceNotHonoured);
+        var queue = await QueueAsync();
+        var job = KeyedJob("full");
+        await queue.EnqueueAsync(job, default);
+        await AdvanceAsync(ShortAffinityWait + TimeSpan.FromMilliseconds(100));
+
+        // Overdue and warm nowhere, yet closed to this worker.
+        Assert.Empty(await queue.ReceiveAsync(1, TimeSpan.Zero, Prefer(closed: ["full"], wait: ShortAffinityWait), default));
+        Assert.Empty(await queue.ReceiveAsync(1, TimeSpan.Zero, Prefer(elsewhere: ["full"], closed: ["full"], wait: ShortAffinityWait), default));
+
+        var got = await queue.ReceiveAsync(1, TimeSpan.Zero, Prefer(warm: ["full"], closed: ["full"]), default);
+        Assert.Equal(job.Id, Assert.Single(got).Job.Id);
+    }
+
+    [SkippableFact]
+    public async Task ReceiveAsync_WithPreference_ExpiredAndAbandonedLeasesComeBackToTheirKey()
+    {
+        Skip.If(PreferenceNotHonoured is not null, PreferenceNotHonoured);
+        var queue = await QueueAsync(maxDeliveries: 5);
+        var jobs = await EnqueueAllAsync(queue, KeyedJob("b"), KeyedJob("a", "p"));
+        var prefer = Prefer(warm: ["a#p"], elsewhere: ["b"]);
+        var lease = Assert.Single(await queue.ReceiveAsync(1, TimeSpan.Zero, prefer, default));
+        Assert.Equal(jobs[1].Id, lease.Job.Id);
+        Assert.Equal("p", lease.Job.PrefixKey);
+
+        await AdvanceAsync(LeaseDuration + TimeSpan.FromMilliseconds(100));
+        var again = Assert.Single(await EventuallyAsync(() => queue.ReceiveAsync(1, TimeSpan.Zero, prefer, default).AsTask(), l => l.Count > 0, "the expired job to come back"));
+        Assert.Equal(jobs[1].Id, again.Job.Id);
+        Assert.Equal(2, again.DeliveryCount);
+        Assert.Equal(JobLease.LeaseExpiredError, again.LastError);
+
+        await again.AbandonAsync("try again", default);
+        var third = Assert.Single(await queue.ReceiveAsync(1, TimeSpan.Zero, prefer, default));
+        Assert.Equal(jobs[1].Id, third.Job.Id);
+        Assert.Equal(3, third.DeliveryCount);
+        Assert.Equal("try again", third.LastError);
+        await third.CompleteAsync(default);
+
+        // Only b's job is left, kept for the worker that holds b.
+        Assert.Empty(await queue.ReceiveAsync(1, TimeSpan.Zero, prefer, default));
+        Assert.Equal(jobs[0].Id, Assert.Single(await queue.ReceiveAsync(1, TimeSpan.Zero, Prefer(warm: ["b"]), default)).Job.Id);
+    }
+
+    [SkippableFact]
+    public async Task EnqueueAsync_ModelAtItsMaxQueued_ThrowsQueueFullForThatModelAlone()
+    {
+        Skip.If(ModelCountsNotKept is not null, ModelCountsNotKept);
+        var queue = await QueueAsync();
+        await queue.EnqueueAsync(KeyedJob("small", modelCapacity: 2), default);
+        await queue.EnqueueAsync(KeyedJob("small", "p", modelCapacity: 2), default);
+
+        var full = await Assert.ThrowsAsync<InferenceException>(() => queue.EnqueueAsync(KeyedJob("small", modelCapacity: 2), default).AsTask());
+        Assert.Equal(InferenceError.QueueFull, full.Error);
+        Assert.Equal(2, full.RetryAfterSeconds);
+        Assert.Contains("'small'", full.Message);
+        Assert.Contains("max_queued", full.Message);
+        Assert.Contains("2", full.Message);
+
+        // Other models still enqueue.
+        await queue.EnqueueAsync(KeyedJob("other", modelCapacity: 2), default);
+        await queue.EnqueueAsync(KeyedJob("other"), default);
+
+        // In flight still counts; a job that leaves makes room.
+        var lease = Assert.Single(await queue.ReceiveAsync(1, TimeSpan.Zero, Prefer(warm: ["small"]), default));
+        await Assert.ThrowsAsync<InferenceException>(() => queue.EnqueueAsync(KeyedJob("small", modelCapacity: 2), default).AsTask());
+        await lease.CompleteAsync(default);
+        await queue.EnqueueAsync(KeyedJob("small", modelCapacity: 2), default);
+        Assert.Equal(new QueueDepth(4, 0), await queue.GetDepthAsync(default));
+    }
+
+    [SkippableFact]
+    public async Task GetDepthAsync_ByModel_CountsQueuedAndInFlightPerModel()
+    {
+        Skip.If(ModelCountsNotKept is not null, ModelCountsNotKept);
+        var queue = await QueueAsync();
+        await EnqueueAllAsync(queue, KeyedJob("a"), KeyedJob("a", "p"), KeyedJob("a"), KeyedJob("b"));
+        var leases = await queue.ReceiveAsync(2, TimeSpan.Zero, Prefer(warm: ["a"]), default);
+
+        var depth = await queue.GetDepthAsync(default);
+        Assert.Equal(new QueueDepth(2, 2), depth);
+        Assert.NotNull(depth.ByModel);
+        Assert.Equal(new ModelDepth(1, 2), depth.ByModel["a"]);
+        Assert.Equal(new ModelDepth(1, 0), depth.ByModel["b"]);
+
+        foreach (var lease in leases)
+        {
+            await lease.CompleteAsync(default);
+        }
+
+        foreach (var lease in await queue.ReceiveAsync(2, TimeSpan.Zero, default))
+        {
+            await lease.CompleteAsync(default);
+        }
+
+        depth = await queue.GetDepthAsync(default);
+        Assert.Equal(new QueueDepth(0, 0), depth);
+        Assert.Empty(depth.ByModel ?? new Dictionary<string, ModelDepth>());
     }
 
     [SkippableFact]

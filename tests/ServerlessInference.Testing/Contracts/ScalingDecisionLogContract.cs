@@ -140,7 +140,7 @@ public abstract class ScalingDecisionLogContract : ContractClock
 
         public ValueTask EnqueueAsync(InferenceJob job, CancellationToken cancellationToken) => throw new NotSupportedException();
 
-        public ValueTask<IReadOnlyList<JobLease>> ReceiveAsync(int maxCount, TimeSpan maxWait, CancellationToken cancellationToken) =>
+        public ValueTask<IReadOnlyList<JobLease>> ReceiveAsync(int maxCount, TimeSpan maxWait, JobPreference preference, CancellationToken cancellationToken) =>
             throw new NotSupportedException();
 
         public ValueTask<QueueDepth> GetDepthAsync(CancellationToken cancellationToken) => ValueTask.FromResult(new QueueDepth(Queued, 0));
