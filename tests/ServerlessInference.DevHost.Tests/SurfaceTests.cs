@@ -23,7 +23,7 @@ public sealed class SurfaceTests(DevHostFixture fixture)
     }
 
     [Fact]
-    public async Task Metrics_ModelLoadsCountedByModelUnderTheirPrometheusName()
+    public async Task Metrics_ModelLoadsAndQueueTimeByModelUnderTheirPrometheusNames()
     {
         // Whichever test ran first, a served request means the worker's pool has loaded the model.
         var infer = await fixture.ServingGateway.SendAsync(GatewayRequest.Post("/v2/models/mlp-bench/infer", Oip.Json(Oip.Request("input", [1, 512], Oip.Deterministic(512, 3)))));
@@ -32,5 +32,7 @@ public sealed class SurfaceTests(DevHostFixture fixture)
         var text = (await fixture.ServingGateway.SendAsync(GatewayRequest.Get("/metrics"))).Text;
 
         Assert.Contains(text.Split('\n'), line => line.StartsWith("inference_model_loads_total{", StringComparison.Ordinal) && line.Contains("model=\"mlp-bench\"", StringComparison.Ordinal));
+        // Queue time per model: the histogram carries the model label.
+        Assert.Contains(text.Split('\n'), line => line.StartsWith("inference_queue_time_seconds_bucket{", StringComparison.Ordinal) && line.Contains("model=\"mlp-bench\"", StringComparison.Ordinal));
     }
 }
