@@ -17,36 +17,47 @@ public sealed partial class RedisJobQueue
         end
         """;
 
-    /// <summary>Bookkeeping when a job leaves the queue (completed or dead-lettered): its model's count and the total
-    /// go down, and a partition with nothing queued or pending is removed with its index entries. Atomic with the
-    /// settle, so an enqueue never adds to a partition that is being removed (it finds it gone and creates it).</summary>
+    /// <summary>Bookkeeping when a job leaves the queue (completed or dead-lettered): its model's count, the total and
+    /// the byte budget go down (a counter at zero is deleted), and a partition with nothing queued or pending is removed
+    /// with its index entries; when it was the last, every counter goes, so an empty queue keeps no key but its dead
+    /// letters. Atomic with the settle, so an enqueue never adds to a partition that is being removed (it finds it gone
+    /// and creates it).</summary>
     private const string LeaveFunction = """
-        local function leave(base, key, stream)
+        local function leave(base, key, stream, bytes)
           local model = string.match(key, '^[^#]*')
           if redis.call('HINCRBY', base .. ':models', model, -1) <= 0 then redis.call('HDEL', base .. ':models', model) end
-          if redis.call('DECR', base .. ':count') < 0 then redis.call('SET', base .. ':count', 0) end
+          if redis.call('DECR', base .. ':count') <= 0 then redis.call('DEL', base .. ':count') end
+          if tonumber(bytes) > 0 and redis.call('DECRBY', base .. ':bytes', bytes) <= 0 then redis.call('DEL', base .. ':bytes') end
           if redis.call('XLEN', stream) == 0 then
             redis.call('DEL', stream)
             redis.call('ZREM', base .. ':parts', key)
             redis.call('ZREM', base .. ':waiting', key)
             redis.call('HDEL', base .. ':reclaims', key)
-            if redis.call('ZCARD', base .. ':parts') == 0 then redis.call('DEL', base .. ':models', base .. ':count') end
+            if redis.call('ZCARD', base .. ':parts') == 0 then
+              redis.call('DEL', base .. ':models', base .. ':count', base .. ':bytes', base .. ':reclaims', base .. ':waiting')
+            end
           end
         end
         """;
 
-    /// <summary>KEYS: partition stream, index, waiting, per-model counts, total count. ARGV: capacity, the model's
-    /// capacity (empty: none), affinity key, model, group, channel, fields... Creates the partition (stream, group,
-    /// index entry) when it does not exist. Returns 1, 0 when the queue is full, -1 when the model is.</summary>
+    /// <summary>KEYS: partition stream, index, waiting, per-model counts, total count, byte counter. ARGV: capacity,
+    /// the model's capacity (empty: none), affinity key, model, group, channel, the request's bytes, the byte budget,
+    /// fields... Creates the partition (stream, group, index entry) when it does not exist. Returns 1, 0 when the queue
+    /// is full, -1 when the model is, -2 when the bytes do not fit. The byte counter of a queue with no partition is
+    /// reset first (it can only be off after an outside hand deleted entries).</summary>
     private const string EnqueueScript = """
         if tonumber(redis.call('GET', KEYS[5]) or '0') >= tonumber(ARGV[1]) then return 0 end
         if ARGV[2] ~= '' and tonumber(redis.call('HGET', KEYS[4], ARGV[4]) or '0') >= tonumber(ARGV[2]) then return -1 end
+        local bytes = tonumber(ARGV[7])
+        if redis.call('ZCARD', KEYS[2]) == 0 then redis.call('DEL', KEYS[6]) end
+        if tonumber(redis.call('GET', KEYS[6]) or '0') + bytes > tonumber(ARGV[8]) then return -2 end
         if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('XGROUP', 'CREATE', KEYS[1], ARGV[5], '0', 'MKSTREAM') end
         redis.call('ZADD', KEYS[2], 0, ARGV[3])
-        local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 7))
+        local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 9))
         redis.call('ZADD', KEYS[3], 'NX', tonumber(string.match(id, '^(%d+)')), ARGV[3])
         redis.call('HINCRBY', KEYS[4], ARGV[4], 1)
         redis.call('INCR', KEYS[5])
+        if bytes > 0 then redis.call('INCRBY', KEYS[6], bytes) end
         redis.call('PUBLISH', ARGV[6], '')
         return 1
         """;
@@ -81,7 +92,7 @@ public sealed partial class RedisJobQueue
             local s = stream(k)
             local ok, r = pcall(redis.call, 'XAUTOCLAIM', s, group, consumer, minIdle, redis.call('HGET', KEYS[3], k) or '0-0', 'COUNT', 32)
             if ok then
-              redis.call('HSET', KEYS[3], k, r[1])
+              if r[1] == '0-0' then redis.call('HDEL', KEYS[3], k) else redis.call('HSET', KEYS[3], k, r[1]) end
               for _, e in ipairs(r[2]) do
                 if e[2] then
                   local p = redis.call('XPENDING', s, group, e[1], e[1], 1)
@@ -107,7 +118,7 @@ public sealed partial class RedisJobQueue
               end
             end
           end
-          redis.call('HSET', KEYS[3], '', #parts < 16 and '' or parts[#parts])
+          if #parts < 16 then redis.call('HDEL', KEYS[3], '') else redis.call('HSET', KEYS[3], '', parts[#parts]) end
           if moved then redis.call('PUBLISH', ARGV[6], '') end
         end
 
@@ -223,7 +234,8 @@ public sealed partial class RedisJobQueue
         return {math.floor(due), out}
         """;
 
-    /// <summary>KEYS: partition stream, [request body]. ARGV: group, consumer, id, count, base, affinity key.
+    /// <summary>KEYS: partition stream, [request body]. ARGV: group, consumer, id, count, base, affinity key, the
+    /// request's bytes.
     /// Acknowledges and deletes the entry (and the request body kept beside it), so a stream only ever holds jobs not
     /// yet acknowledged (no trimming needed, and XLEN counts them).</summary>
     private const string CompleteScript = HeldFunction + "\n" + LeaveFunction + """
@@ -232,7 +244,7 @@ public sealed partial class RedisJobQueue
         redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
         redis.call('XDEL', KEYS[1], ARGV[3])
         if KEYS[2] then redis.call('DEL', KEYS[2]) end
-        leave(ARGV[5], ARGV[6], KEYS[1])
+        leave(ARGV[5], ARGV[6], KEYS[1], ARGV[7])
         return 1
         """;
 
@@ -278,7 +290,7 @@ public sealed partial class RedisJobQueue
 
     /// <summary>KEYS: partition stream, dead-letter stream, [request body]. ARGV: group, consumer, id, count (empty:
     /// skip the lease check, for unreadable entries), max length, reason, deliveries, at (UTC ticks), base, affinity
-    /// key. A request kept beside the entry moves into the dead letter, so it can be inspected and replayed.</summary>
+    /// key, the request's bytes. A request kept beside the entry moves into the dead letter, so it can be inspected and replayed.</summary>
     private const string DeadLetterScript = HeldFunction + "\n" + LeaveFunction + """
 
         if ARGV[4] ~= '' and not held(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4]) then return 0 end
@@ -304,7 +316,7 @@ public sealed partial class RedisJobQueue
         out[#out + 1] = 'source'
         out[#out + 1] = ARGV[3]
         redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', unpack(out))
-        leave(ARGV[9], ARGV[10], KEYS[1])
+        leave(ARGV[9], ARGV[10], KEYS[1], ARGV[11])
         return 1
         """;
 

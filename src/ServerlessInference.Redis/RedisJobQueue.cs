@@ -107,7 +107,7 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
         RedisValue[] args =
         [
             _options.Capacity, job.ModelQueueCapacity is { } modelCapacity ? modelCapacity : RedisValue.EmptyString,
-            affinityKey, job.Model, _group, _channelName,
+            affinityKey, job.Model, _group, _channelName, bytes, _options.MaxQueuedBytes,
             "id", encoded.Id,
             "model", encoded.Model,
             "version", encoded.Version,
@@ -119,12 +119,9 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
         ];
 
         RedisResult result;
-        var reserved = false;
         try
         {
             cancellationToken.ThrowIfCancellationRequested();
-            await ReserveBytesAsync(bytes).ConfigureAwait(false);
-            reserved = true;
             if (!inline)
             {
                 // Stored first, so a worker that sees the entry finds its body. It outlives every delivery the job may
@@ -135,34 +132,32 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
                 await Database.StringSetAsync(bodyKey, encoded.Request, keep).ConfigureAwait(false);
             }
 
-            result = await Database.ScriptEvaluateAsync(EnqueueScript, [stream, _parts, _waiting, _models, _count], args).ConfigureAwait(false);
+            result = await Database.ScriptEvaluateAsync(EnqueueScript, [stream, _parts, _waiting, _models, _count, BytesCounterKey], args).ConfigureAwait(false);
 
-            // Both replies are in, so the request bytes have been written: the buffer may be reused. After a failure
-            // it is left to the collector, as the client may still hold the bytes for a retry.
+            // The replies are in, so the request bytes have been written: the buffer may be reused. After a failure it
+            // is left to the collector, as the client may still hold the bytes for a retry.
             buffer.Release();
-            if ((long)result != 1)
+            if ((long)result != 1 && !inline)
             {
-                reserved = false;
-                await ReleaseBytesAsync(bytes).ConfigureAwait(false);
-                if (!inline)
-                {
-                    await Database.KeyDeleteAsync(bodyKey).ConfigureAwait(false);
-                }
+                await Database.KeyDeleteAsync(bodyKey).ConfigureAwait(false);
             }
         }
         catch (Exception ex) when (RedisUnavailable.IsOutage(ex))
         {
-            if (reserved)
-            {
-                await TryReleaseBytesAsync(bytes).ConfigureAwait(false);
-            }
-
             throw _unavailable.Wrap(ex);
         }
 
         if ((long)result == 0)
         {
             throw new InferenceException(InferenceError.QueueFull, $"the job queue is full ({_options.Capacity} jobs)")
+            {
+                RetryAfterSeconds = _options.RetryAfterSeconds,
+            };
+        }
+
+        if ((long)result == -2)
+        {
+            throw new InferenceException(InferenceError.QueueFull, $"the job queue is full ({_options.MaxQueuedBytes} bytes of requests)")
             {
                 RetryAfterSeconds = _options.RetryAfterSeconds,
             };
@@ -368,7 +363,7 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
                 Log.UnreadableEntry(_logger, ex, id.ToString());
                 await SettleLeavingAsync(DeadLetterScript, DeadLetterKeys(stream, bodyKey),
                     [_group, _consumer, id, RedisValue.EmptyString, _redisOptions.DeadLetterMaxLength, $"unreadable queue entry: {ex.Message}", pelCount,
-                     _time.GetUtcNow().UtcTicks, _base, key], RequestBytes(fields, request)).ConfigureAwait(false);
+                     _time.GetUtcNow().UtcTicks, _base, key, RequestBytes(fields, request)]).ConfigureAwait(false);
                 continue;
             }
 
@@ -482,7 +477,7 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
 
         public override ValueTask CompleteAsync(CancellationToken cancellationToken) =>
             queue.SettleLeavingAsync(CompleteScript, bodyKey is { } key ? [stream, key] : [stream],
-                [queue._group, queue._consumer, entryId, pelCount, queue._base, affinityKey], bytes);
+                [queue._group, queue._consumer, entryId, pelCount, queue._base, affinityKey, bytes]);
 
         public override ValueTask AbandonAsync(string? error, CancellationToken cancellationToken) =>
             queue.SettleAsync(AbandonScript, [stream, queue._waiting],
@@ -491,7 +486,7 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
         public override ValueTask DeadLetterAsync(string reason, CancellationToken cancellationToken) =>
             queue.SettleLeavingAsync(DeadLetterScript, queue.DeadLetterKeys(stream, bodyKey),
                 [queue._group, queue._consumer, entryId, pelCount, queue._redisOptions.DeadLetterMaxLength, reason, deliveryCount,
-                 queue._time.GetUtcNow().UtcTicks, queue._base, affinityKey], bytes);
+                 queue._time.GetUtcNow().UtcTicks, queue._base, affinityKey, bytes]);
 
         public override ValueTask RenewAsync(CancellationToken cancellationToken) =>
             queue.SettleAsync(RenewScript, [stream], [queue._group, queue._consumer, entryId, pelCount]);
@@ -507,7 +502,5 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
         [LoggerMessage(2, LogLevel.Warning, "Pruning the job stream's departed consumers failed")]
         public static partial void PruneFailed(ILogger logger, Exception exception);
 
-        [LoggerMessage(3, LogLevel.Warning, "Giving back a failed enqueue's bytes failed; the queue's byte count is high until the stream next empties")]
-        public static partial void ReleaseFailed(ILogger logger, Exception exception);
     }
 }

@@ -197,19 +197,38 @@ public sealed class InMemoryJobQueue : IJobQueue
         var now = _timeProvider.GetUtcNow();
         if (preference.IsNone)
         {
-            // FIFO over every partition: the partition whose head came first (put-back jobs sort before all others).
+            // FIFO over every partition: the partition whose head came first (put-back jobs sort before all others), as
+            // long as its head comes before the next partition's.
             while (leases.Count < maxCount && _readyCount > 0)
             {
                 Partition? first = null;
+                var nextHead = long.MaxValue;
                 foreach (var partition in _partitions.Values)
                 {
-                    if (first is null || partition.Ready.First!.Value.Order < first.Ready.First!.Value.Order)
+                    var order = partition.Ready.First!.Value.Order;
+                    if (first is null || order < first.Ready.First!.Value.Order)
                     {
+                        nextHead = first?.Ready.First!.Value.Order ?? long.MaxValue;
                         first = partition;
+                    }
+                    else if (order < nextHead)
+                    {
+                        nextHead = order;
                     }
                 }
 
-                TakeFromLocked(first!, 1, now, leases);
+                var run = 0;
+                foreach (var entry in first!.Ready)
+                {
+                    if (entry.Order > nextHead || run == maxCount - leases.Count)
+                    {
+                        break;
+                    }
+
+                    run++;
+                }
+
+                TakeFromLocked(first, run, now, leases);
             }
 
             return leases;

@@ -618,6 +618,81 @@ public abstract class JobQueueContract : ContractClock
     }
 
     [SkippableFact]
+    public async Task ReceiveAsync_ConcurrentReceiversWithPreferences_LeaseEachDeliveryOnce()
+    {
+        Skip.If(PreferenceNotHonoured is not null, PreferenceNotHonoured);
+        var queue = await QueueAsync(maxDeliveries: 5);
+        string[] models = ["a", "b", "c"];
+        var jobs = Enumerable.Range(0, 36).Select(i => KeyedJob(models[i % 3], i % 4 == 0 ? "p" : null)).ToList();
+        foreach (var job in jobs)
+        {
+            await queue.EnqueueAsync(job, default);
+        }
+
+        // Three workers each hold one model warm (the others' jobs are kept for them), a fourth takes anything. Every
+        // job is put back once by whoever first gets it, so put-back jobs race with fresh ones.
+        JobPreference[] preferences =
+        [
+            .. models.Select(m => Prefer(warm: [m], elsewhere: [.. models.Where(o => o != m)])),
+            JobPreference.None,
+        ];
+        var held = new HashSet<(string Id, int Delivery)>();
+        var completed = new List<string>();
+        var doubleLeases = new List<string>();
+        var workers = preferences.Select(async preference =>
+        {
+            while (true)
+            {
+                lock (completed)
+                {
+                    if (completed.Count == jobs.Count)
+                    {
+                        return true;
+                    }
+                }
+
+                var leases = await queue.ReceiveAsync(3, TimeSpan.Zero, preference, default);
+                foreach (var lease in leases)
+                {
+                    lock (completed)
+                    {
+                        if (!held.Add((lease.Job.Id, lease.DeliveryCount)))
+                        {
+                            doubleLeases.Add($"{lease.Job.Id} delivery {lease.DeliveryCount}");
+                        }
+                    }
+                }
+
+                foreach (var lease in leases)
+                {
+                    if (lease.DeliveryCount == 1)
+                    {
+                        await lease.AbandonAsync("once more", default);
+                        continue;
+                    }
+
+                    await lease.CompleteAsync(default);
+                    lock (completed)
+                    {
+                        completed.Add(lease.Job.Id);
+                    }
+                }
+
+                await Task.Yield();
+            }
+        });
+
+        await Within(Task.WhenAll(workers), "every job to be completed");
+
+        Assert.Empty(doubleLeases);
+        Assert.Equal(jobs.Select(j => j.Id).Order(), completed.Order());
+        Assert.Equal(2 * jobs.Count, held.Count);
+        var depth = await queue.GetDepthAsync(default);
+        Assert.Equal(new QueueDepth(0, 0), depth);
+        Assert.Empty(depth.ByModel ?? new Dictionary<string, ModelDepth>());
+    }
+
+    [SkippableFact]
     public async Task EnqueueAsync_ModelAtItsMaxQueued_ThrowsQueueFullForThatModelAlone()
     {
         Skip.If(ModelCountsNotKept is not null, ModelCountsNotKept);
