@@ -21,4 +21,18 @@ public sealed class SurfaceTests(DevHostFixture fixture)
         Assert.Contains("inference_compute_time_seconds_bucket{", text);
         Assert.Contains("inference_queue_depth", text);
     }
+
+    [Fact]
+    public async Task Metrics_ModelLoadsAndQueueTimeByModelUnderTheirPrometheusNames()
+    {
+        // Whichever test ran first, a served request means the worker's pool has loaded the model.
+        var infer = await fixture.ServingGateway.SendAsync(GatewayRequest.Post("/v2/models/mlp-bench/infer", Oip.Json(Oip.Request("input", [1, 512], Oip.Deterministic(512, 3)))));
+        Assert.Equal(200, infer.Status);
+
+        var text = (await fixture.ServingGateway.SendAsync(GatewayRequest.Get("/metrics"))).Text;
+
+        Assert.Contains(text.Split('\n'), line => line.StartsWith("inference_model_loads_total{", StringComparison.Ordinal) && line.Contains("model=\"mlp-bench\"", StringComparison.Ordinal));
+        // Queue time per model: the histogram carries the model label.
+        Assert.Contains(text.Split('\n'), line => line.StartsWith("inference_queue_time_seconds_bucket{", StringComparison.Ordinal) && line.Contains("model=\"mlp-bench\"", StringComparison.Ordinal));
+    }
 }

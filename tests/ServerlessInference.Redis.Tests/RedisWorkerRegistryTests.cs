@@ -93,4 +93,27 @@ public sealed class RedisWorkerRegistryTests(RedisFixture redis)
         Assert.InRange(await redis.Database.StreamLengthAsync(log.StreamKey), 20, 150);
         Assert.Equal(["decision 599", "decision 598"], (await log.ReadRecentAsync(2, default)).Select(d => d.Reason));
     }
+
+    [Fact]
+    public async Task ListAsync_StatusFromAWorkerWithoutRecentModelActivity_ReadsAsNone()
+    {
+        var options = redis.Options();
+        var registry = new RedisWorkerRegistry(redis.Redis, RedisFixture.Wrap(options));
+        await registry.HeartbeatAsync(Status("old", 0, new WarmModelStatus("mlp", "1", 100)) with
+        {
+            RecentModelActivity = [new ModelActivity("mlp", 1, 0)],
+        }, default);
+        // What a worker built before the field existed wrote: the same JSON without it.
+        var key = options.KeyPrefix + "{workers}:w:old";
+        var json = System.Text.Json.Nodes.JsonNode.Parse((string)(await redis.Database.StringGetAsync(key))!)!.AsObject();
+        Assert.True(json.Remove(nameof(WorkerStatus.RecentModelActivity)));
+        await redis.Database.StringSetAsync(key, json.ToJsonString(), TimeSpan.FromMinutes(1));
+
+        var listed = Assert.Single(await registry.ListAsync(default));
+
+        Assert.Equal("old", listed.Id);
+        Assert.Equal([new WarmModelStatus("mlp", "1", 100)], listed.WarmModels);
+        Assert.Empty(listed.RecentModelActivity);
+    }
 }
+

@@ -144,6 +144,9 @@ public sealed partial class InferenceGateway(
             TraceParent = traceParent,
             TraceState = traceState,
             Webhook = webhook,
+            // Every route enqueues here (OIP infer, generate, the OpenAI routes, the Functions app's): the queue refuses
+            // this model's jobs beyond its manifest's max_queued with QueueFull (429), other models unaffected.
+            ModelQueueCapacity = manifest.MaxQueued,
         };
         span?.SetTag("inference.job_id", job.Id);
 

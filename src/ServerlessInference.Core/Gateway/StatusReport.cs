@@ -46,9 +46,10 @@ internal static class StatusReport
         var decisions = services.GetService<IScalingDecisionLog>() is { } log
             ? await log.ReadRecentAsync(50, cancellationToken).ConfigureAwait(false)
             : null;
-        var invalidModels = services.GetService<ModelCatalog>() is { } catalog
-            ? await InvalidModelsAsync(catalog, cancellationToken).ConfigureAwait(false)
-            : [];
+        var listing = services.GetService<ModelCatalog>() is { } catalog
+            ? await ListingAsync(catalog, cancellationToken).ConfigureAwait(false)
+            : ModelListing.Empty;
+        var invalidModels = listing.Invalid;
 
         var webhooks = services.GetService<Microsoft.Extensions.Options.IOptions<WebhookOptions>>()?.Value is { Enabled: true }
             && services.GetService<IWebhookOutbox>() is { } outbox
@@ -108,6 +109,8 @@ internal static class StatusReport
             }
 
             w.WriteEndArray();
+
+            WriteModels(w, depth, workers, listing);
 
             if (pool is not null)
             {
@@ -232,16 +235,94 @@ internal static class StatusReport
         return buffer.WrittenMemory;
     }
 
-    private static async ValueTask<IReadOnlyList<InvalidManifest>> InvalidModelsAsync(ModelCatalog catalog, CancellationToken cancellationToken)
+    /// <summary>Per model (every model the store lists, and any other the queue or a worker names): jobs queued and in
+    /// flight when the queue counts per model (null otherwise), the workers holding it warm, the loads and evictions the
+    /// workers reported for the last <see cref="ModelActivity.Window"/>, and its manifest's sharing settings (null for a
+    /// model the store no longer lists).</summary>
+    private static void WriteModels(Utf8JsonWriter w, QueueDepth depth, IReadOnlyList<WorkerStatus> workers, ModelListing listing)
+    {
+        var manifests = AffinityRule.LatestByName(listing);
+        var names = new SortedSet<string>(manifests.Keys, StringComparer.Ordinal);
+        names.UnionWith(depth.ByModel?.Keys ?? []);
+        foreach (var worker in workers)
+        {
+            names.UnionWith(worker.WarmModels.Select(m => m.Model));
+            names.UnionWith(worker.RecentModelActivity.Select(a => a.Model));
+        }
+
+        w.WriteNumber("model_activity_window_seconds", ModelActivity.Window.TotalSeconds);
+        w.WriteStartArray("models");
+        foreach (var name in names)
+        {
+            w.WriteStartObject();
+            w.WriteString("model", name);
+            if (depth.ByModel is { } byModel)
+            {
+                var counts = byModel.GetValueOrDefault(name);
+                w.WriteNumber("queued", counts.Queued);
+                w.WriteNumber("in_flight", counts.InFlight);
+            }
+            else
+            {
+                w.WriteNull("queued");
+                w.WriteNull("in_flight");
+            }
+
+            w.WriteStartArray("warm_workers");
+            foreach (var worker in workers)
+            {
+                if (worker.WarmModels.Any(m => m.Model == name))
+                {
+                    w.WriteStringValue(worker.Id);
+                }
+            }
+
+            w.WriteEndArray();
+            w.WriteNumber("recent_loads", workers.Sum(x => x.RecentModelActivity.Where(a => a.Model == name).Sum(a => a.Loads)));
+            w.WriteNumber("recent_evictions", workers.Sum(x => x.RecentModelActivity.Where(a => a.Model == name).Sum(a => a.Evictions)));
+            if (manifests.TryGetValue(name, out var manifest))
+            {
+                w.WriteNumber("weight", manifest.Weight);
+                w.WriteNumber("min_warm", manifest.MinWarm);
+                WriteNumberOrNull(w, "max_workers", manifest.MaxWorkers);
+                WriteNumberOrNull(w, "max_queued", manifest.MaxQueued);
+            }
+            else
+            {
+                w.WriteNull("weight");
+                w.WriteNull("min_warm");
+                w.WriteNull("max_workers");
+                w.WriteNull("max_queued");
+            }
+
+            w.WriteEndObject();
+        }
+
+        w.WriteEndArray();
+    }
+
+    private static void WriteNumberOrNull(Utf8JsonWriter w, string name, int? value)
+    {
+        if (value is { } number)
+        {
+            w.WriteNumber(name, number);
+        }
+        else
+        {
+            w.WriteNull(name);
+        }
+    }
+
+    private static async ValueTask<ModelListing> ListingAsync(ModelCatalog catalog, CancellationToken cancellationToken)
     {
         try
         {
-            return (await catalog.ListAsync(cancellationToken).ConfigureAwait(false)).Invalid;
+            return await catalog.ListAsync(cancellationToken).ConfigureAwait(false);
         }
         catch (InferenceException ex) when (ex.Error == InferenceError.Unavailable)
         {
             // The model store is down: /status still reports the queue and the workers.
-            return [];
+            return ModelListing.Empty;
         }
     }
 }

@@ -18,6 +18,8 @@ public sealed partial class WarmPool : IDisposable
     private readonly TimeProvider _timeProvider;
     private readonly ILogger<WarmPool> _logger;
     private readonly long _budget;
+    private readonly Telemetry.InferenceMetrics? _metrics;
+    private readonly ModelChurn _churn;
     private readonly Dictionary<string, Entry> _entries = new(StringComparer.Ordinal);
     private readonly Lock _lock = new();
     private long _usedBytes;
@@ -29,11 +31,14 @@ public sealed partial class WarmPool : IDisposable
     private long _loadTicks;
     private bool _disposed;
 
-    /// <param name="metrics">When given, its generation gauges (running sequences, KV bytes) read this pool's models.</param>
+    /// <param name="metrics">When given, its generation gauges (running sequences, KV bytes) read this pool's models, and
+    /// each load and eviction counts in <c>inference_model_loads</c> / <c>inference_model_evictions</c>.</param>
     public WarmPool(IInferenceEngine engine, WeightsCache weights, IOptions<WarmPoolOptions> options, TimeProvider timeProvider, ILogger<WarmPool> logger,
         Telemetry.InferenceMetrics? metrics = null)
     {
         metrics?.ObserveGeneration(GenerationModels);
+        _metrics = metrics;
+        _churn = new ModelChurn(timeProvider);
         _engine = engine;
         _weights = weights;
         _timeProvider = timeProvider;
@@ -85,6 +90,8 @@ public sealed partial class WarmPool : IDisposable
                 _usedBytes += manifest.SizeBytes;
                 _misses++;
                 _loads++;
+                _churn.Loaded(manifest.Name);
+                _metrics?.ModelLoaded(manifest.Name);
                 owner = true;
                 EvictIdleLocked(except: entry);
             }
@@ -213,6 +220,8 @@ public sealed partial class WarmPool : IDisposable
 
             _entries.Remove(victim.Manifest.Key);
             _evictions++;
+            _churn.Evicted(victim.Manifest.Name);
+            _metrics?.ModelEvicted(victim.Manifest.Name);
             Log.Evicted(_logger, victim.Manifest.Key, victim.Bytes);
             DropLocked(victim);
         }
@@ -251,6 +260,16 @@ public sealed partial class WarmPool : IDisposable
                     e.Leases,
                     e.Load is { IsCompletedSuccessfully: true } ? "ready" : "loading"))
                 .ToList();
+        }
+    }
+
+    /// <summary>Models this pool loaded or evicted in the last <see cref="Workers.ModelActivity.Window"/>, by name (a load
+    /// counts when it starts, like <see cref="WarmPoolCounters.Loads"/>; a failed load counts too).</summary>
+    public IReadOnlyList<Workers.ModelActivity> RecentActivity()
+    {
+        lock (_lock)
+        {
+            return _churn.Snapshot();
         }
     }
 

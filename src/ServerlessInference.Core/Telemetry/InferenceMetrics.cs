@@ -23,6 +23,8 @@ public sealed class InferenceMetrics : IDisposable
     private readonly Histogram<double> _coldStartStage;
     private readonly Counter<long> _variantRequests;
     private readonly Counter<long> _variantSwitches;
+    private readonly Counter<long> _modelLoads;
+    private readonly Counter<long> _modelEvictions;
     private volatile Func<IReadOnlyList<(string Model, Generation.GenerationCounters Counters)>>? _generation;
     private long _queued;
     private long _inFlight;
@@ -57,6 +59,8 @@ public sealed class InferenceMetrics : IDisposable
         _variantSwitches = _meter.CreateCounter<long>("inference_variant_switches", "{switch}",
             "Times a model's queue-depth rule switched its requests to a variant (to=variant) or back (to=original)");
         _generatedTokens = _meter.CreateCounter<long>("inference_generated_tokens", "{token}", "Tokens generated (tokens/s is its rate)");
+        _modelLoads = _meter.CreateCounter<long>("inference_model_loads", "{load}", "Model loads a worker's warm pool started (a failed load counts too)");
+        _modelEvictions = _meter.CreateCounter<long>("inference_model_evictions", "{eviction}", "Models a worker's warm pool evicted to make room");
         _meter.CreateObservableGauge("inference_running_sequences", () => Generation(c => c.RunningSequences), "{sequence}",
             "Sequences in a text-generation model's running batch");
         _meter.CreateObservableGauge("inference_waiting_sequences", () => Generation(c => c.WaitingSequences), "{sequence}",
@@ -109,6 +113,12 @@ public sealed class InferenceMetrics : IDisposable
     public void VariantSwitch(string model, string variant, bool toVariant) =>
         _variantSwitches.Add(1, new KeyValuePair<string, object?>("model", model), new KeyValuePair<string, object?>("variant", variant),
             new KeyValuePair<string, object?>("to", toVariant ? "variant" : "original"));
+
+    /// <summary>A warm pool started loading <paramref name="model"/> (a name from a manifest, never from a URL).</summary>
+    public void ModelLoaded(string model) => _modelLoads.Add(1, new KeyValuePair<string, object?>("model", model));
+
+    /// <summary>A warm pool evicted <paramref name="model"/> to make room.</summary>
+    public void ModelEvicted(string model) => _modelEvictions.Add(1, new KeyValuePair<string, object?>("model", model));
 
     public void QueueTime(string model, TimeSpan waited) =>
         _queueTime.Record(waited.TotalSeconds, new KeyValuePair<string, object?>("model", model));

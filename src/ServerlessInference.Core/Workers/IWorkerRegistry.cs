@@ -42,6 +42,17 @@ public sealed record WorkerStatus
 
     public required IReadOnlyList<WarmModelStatus> WarmModels { get; init; }
 
+    /// <summary>Models this worker loaded or evicted in the last <see cref="ModelActivity.Window"/> (only those with a
+    /// count). Optional: a status from a worker that predates it reads as none (source-generated JSON sets an absent
+    /// init-only property to null, hence the coalescing).</summary>
+    public IReadOnlyList<ModelActivity> RecentModelActivity
+    {
+        get => _recentModelActivity;
+        init => _recentModelActivity = value ?? [];
+    }
+
+    private readonly IReadOnlyList<ModelActivity> _recentModelActivity = [];
+
     public required long MemoryUsedBytes { get; init; }
 
     public required long MemoryBudgetBytes { get; init; }
@@ -54,6 +65,13 @@ public sealed record WorkerStatus
 }
 
 public sealed record WarmModelStatus(string Model, string Version, long Bytes);
+
+/// <summary>How many times a worker loaded and evicted one model in the last <see cref="Window"/>.</summary>
+public sealed record ModelActivity(string Model, int Loads, int Evictions)
+{
+    /// <summary>The window the counts cover: the last 5 minutes, in one-minute steps (so between 4 and 5 minutes).</summary>
+    public static readonly TimeSpan Window = TimeSpan.FromMinutes(5);
+}
 
 public enum WorkerState
 {

@@ -28,6 +28,7 @@ public sealed partial class InferenceWorker
     private readonly ILogger _logger;
     private readonly IJobStreams? _streams;
     private readonly WorkerStartup? _startup;
+    private readonly WorkerAffinity _affinity;
     private DateTimeOffset? _registeredAt;
     private readonly CancellationTokenSource _stop = new();
     private readonly DateTimeOffset _startedAt;
@@ -64,6 +65,7 @@ public sealed partial class InferenceWorker
         _metrics = metrics;
         _logger = logger;
         _startedAt = timeProvider.GetUtcNow();
+        _affinity = new WorkerAffinity(id, pool, catalog, registry, options, timeProvider, logger);
     }
 
     public string Id { get; }
@@ -76,6 +78,9 @@ public sealed partial class InferenceWorker
     public WorkerState State => _state;
 
     public long JobsCompleted => Interlocked.Read(ref _completed);
+
+    /// <summary>What this worker prefers on each receive, and its fair state across its warm models.</summary>
+    public WorkerAffinity Affinity => _affinity;
 
     /// <summary>Stop receiving; the loop finishes what it started and returns.</summary>
     public void RequestStop()
@@ -230,7 +235,7 @@ public sealed partial class InferenceWorker
                 break;
             }
 
-            var more = await _queue.ReceiveAsync(max - batch.Count, remaining, CancellationToken.None).ConfigureAwait(false);
+            var more = await ReceiveAsync(max - batch.Count, remaining, CancellationToken.None).ConfigureAwait(false);
             batch.AddRange(more);
         }
 
@@ -243,7 +248,7 @@ public sealed partial class InferenceWorker
         {
             // A batch just ended. Under load the next one is already queued and the worker never was idle: reporting
             // busy → idle → busy on every batch cost two registry writes per batch. Report idle only when nothing waits.
-            var ready = await _queue.ReceiveAsync(max, TimeSpan.Zero, cancellationToken).ConfigureAwait(false);
+            var ready = await ReceiveAsync(max, TimeSpan.Zero, cancellationToken).ConfigureAwait(false);
             if (ready.Count > 0)
             {
                 return ready;
@@ -252,7 +257,21 @@ public sealed partial class InferenceWorker
             await HeartbeatAsync(cancellationToken).ConfigureAwait(false);
         }
 
-        return await _queue.ReceiveAsync(max, _options.PollInterval, cancellationToken).ConfigureAwait(false);
+        return await ReceiveAsync(max, _options.PollInterval, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>One receive with this worker's preference (FIFO when affinity is off), accounted in its fair state.</summary>
+    private async ValueTask<IReadOnlyList<JobLease>> ReceiveAsync(int maxCount, TimeSpan maxWait, CancellationToken cancellationToken)
+    {
+        var preference = await _affinity.PreferenceAsync(cancellationToken).ConfigureAwait(false);
+        if (preference.IsNone)
+        {
+            return await _queue.ReceiveAsync(maxCount, maxWait, cancellationToken).ConfigureAwait(false);
+        }
+
+        var leases = await _queue.ReceiveAsync(maxCount, maxWait, preference, cancellationToken).ConfigureAwait(false);
+        _affinity.Received(preference, leases);
+        return leases;
     }
 
     private async Task ProcessAsync(IReadOnlyList<JobLease> leases, CancellationToken crash)
@@ -682,6 +701,7 @@ public sealed partial class InferenceWorker
             InFlight = inFlight,
             RunningSequences = Generating,
             WarmModels = _pool.Snapshot().Select(m => new WarmModelStatus(m.Name, m.Version, m.Bytes)).ToList(),
+            RecentModelActivity = _pool.RecentActivity(),
             MemoryUsedBytes = counters.UsedBytes,
             MemoryBudgetBytes = counters.BudgetBytes,
             JobsCompleted = JobsCompleted,

@@ -31,6 +31,15 @@ public sealed class WorkerOptions : IValidatableObject
     /// <summary>Back-off after the queue could not be reached.</summary>
     public TimeSpan RetryDelay { get; set; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>Model affinity: every receive passes a <see cref="Jobs.JobPreference"/> (the models warm here in the fair
+    /// order, what other workers hold warm), so a warm worker takes its models' jobs and a cold one leaves them to it for
+    /// <see cref="AffinityWait"/>. False: plain FIFO, as before affinity.</summary>
+    public bool Affinity { get; set; } = true;
+
+    /// <summary>How long a job whose model is warm on another worker waits for that worker before any worker may take it
+    /// (and load the model).</summary>
+    public TimeSpan AffinityWait { get; set; } = TimeSpan.FromMilliseconds(250);
+
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
         if (MaxBatchSize is < 1 or > 4096)
@@ -56,6 +65,11 @@ public sealed class WorkerOptions : IValidatableObject
         if (LeaseRenewInterval <= TimeSpan.Zero)
         {
             yield return new ValidationResult($"{Section}:LeaseRenewInterval must be positive", [nameof(LeaseRenewInterval)]);
+        }
+
+        if (AffinityWait < TimeSpan.Zero)
+        {
+            yield return new ValidationResult($"{Section}:AffinityWait must not be negative", [nameof(AffinityWait)]);
         }
 
         // Half of it is the period of the timer that heartbeats while a batch or a model load blocks the loop.

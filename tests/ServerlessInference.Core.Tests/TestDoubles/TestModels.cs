@@ -20,8 +20,9 @@ internal sealed class TempModelStore : IDisposable
 
     public string CacheDirectory { get; }
 
-    /// <summary>Uploads a model whose weights are <paramref name="size"/> bytes, input <c>x</c> FP32 [-1,4] (dynamic batch).</summary>
-    public ModelManifest Add(string name, int size = 100, string version = "1")
+    /// <summary>Uploads a model whose weights are <paramref name="size"/> bytes, input <c>x</c> FP32 [-1,4] (dynamic batch);
+    /// <paramref name="weight"/> is the manifest's fair-share weight.</summary>
+    public ModelManifest Add(string name, int size = 100, string version = "1", double weight = 1)
     {
         var weights = new byte[size];
         new Random(name.GetHashCode(StringComparison.Ordinal)).NextBytes(weights);
@@ -35,6 +36,7 @@ internal sealed class TempModelStore : IDisposable
             Outputs = [new TensorSpec("y", TensorDatatype.Fp32, [-1, 4])],
             MaxBatchSize = 64,
             DynamicBatch = true,
+            Weight = weight,
         };
         return Store.UploadAsync(manifest, new MemoryStream(weights), CancellationToken.None).AsTask().GetAwaiter().GetResult();
     }

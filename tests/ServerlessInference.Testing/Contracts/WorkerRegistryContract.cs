@@ -113,4 +113,18 @@ public abstract class WorkerRegistryContract : ContractClock
 
         Assert.Equal(["w2"], (await registry.ListAsync(default)).Select(w => w.Id));
     }
+
+    [Fact]
+    public async Task HeartbeatAsync_WithRecentModelActivity_ListsItBack()
+    {
+        var registry = await RegistryAsync();
+        var activity = new[] { new ModelActivity("mlp", 3, 1), new ModelActivity("resnet", 0, 2) };
+
+        await registry.HeartbeatAsync(Status("w1") with { RecentModelActivity = activity }, default);
+        await registry.HeartbeatAsync(Status("w2"), default);
+
+        var listed = (await registry.ListAsync(default)).ToDictionary(w => w.Id);
+        Assert.Equal(activity, listed["w1"].RecentModelActivity);
+        Assert.Empty(listed["w2"].RecentModelActivity);
+    }
 }
