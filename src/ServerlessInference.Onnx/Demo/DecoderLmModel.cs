@@ -58,7 +58,8 @@ public sealed record DecoderLmConfig(string Name, int VocabularySize, int Hidden
 /// <c>x += Wo·attn(LN1(x))</c> and <c>x += W2·relu(W1·LN2(x) + b1) + b2</c>; then <c>logits = LN_f(x)·lm_head</c>.
 /// Attention is causal and masked by <c>attention_mask</c> with a finite bias (-1e9): the past length is taken from
 /// the shapes (mask length minus input length), a query at absolute column <c>P+s</c> sees keys
-/// <c>t ≤ P+s</c> whose mask is 1. LayerNormalization has epsilon 1e-5.</para>
+/// <c>t ≤ P+s</c> whose mask is 1; with <see cref="DecoderLmConfig.RecencySlope"/> each open score also gets
+/// <c>-slope × (P+s − t)</c>. LayerNormalization has epsilon 1e-5.</para>
 /// <para>Initializer names (the tests' reference forward pass reads them): <c>wte</c> [V,D], <c>wpe</c> [C,D],
 /// <c>l{i}.ln1.g|b</c>, <c>l{i}.wq|wk|wv|wo</c> [D,D], <c>l{i}.ln2.g|b</c>, <c>l{i}.w1</c> [D,F], <c>l{i}.b1</c>,
 /// <c>l{i}.w2</c> [F,D], <c>l{i}.b2</c>, <c>lnf.g|b</c>, <c>lm_head</c> [D,V]. Weights are uniform from SplitMix64
