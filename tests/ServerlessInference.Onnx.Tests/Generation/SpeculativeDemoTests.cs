@@ -12,12 +12,9 @@ namespace ServerlessInference.Onnx.Tests.Generation;
 /// <summary>The speculative-decoding demo (lm-spec and its first-block draft lm-spec-draft) does what the bench and the
 /// README claim of it: the draft agrees often but not always, and the model copies a span it has seen. Greedy with fixed
 /// weights, so the counts are deterministic.</summary>
-public sealed class SpeculativeDemoTests(ITestOutputHelper output)
+public sealed class SpeculativeDemoTests(SpeculativeDemoTests.Files files, ITestOutputHelper output) : IClassFixture<SpeculativeDemoTests.Files>
 {
     private const string Question = "user: thou shai bazou tichou stai chou, tha wou ke?\nassistant:";
-
-    private static readonly Lazy<string> s_targetPath = new(() => Write(DecoderLmModel.LmSpec));
-    private static readonly Lazy<string> s_draftPath = new(() => Write(DecoderLmModel.LmSpecDraft));
 
     [Fact]
     public async Task GenerateAsync_LmSpecWithItsDraft_AcceptsMostProposalsNotAll()
@@ -64,31 +61,42 @@ public sealed class SpeculativeDemoTests(ITestOutputHelper output)
         Assert.True(acceptance >= 0.9, $"prompt lookup proposes the copy: {acceptance:0.00}");
     }
 
-    private static string Write(DecoderLmConfig config)
-    {
-        var path = Path.Combine(Path.GetTempPath(), $"si-{config.Name}-{Environment.ProcessId}.onnx");
-        File.WriteAllBytes(path, DecoderLmModel.Build(config));
-        return path;
-    }
-
-    private static async Task<OnnxTextGenerationModel> LoadAsync(SpeculativeSpec? speculative)
+    private async Task<OnnxTextGenerationModel> LoadAsync(SpeculativeSpec? speculative)
     {
         _ = TestModels.Engine;
         var engine = new OnnxInferenceEngine(
             Options.Create(new OnnxEngineOptions { ExecutionProvider = OnnxExecutionProvider.Cpu }),
             NullLogger<OnnxInferenceEngine>.Instance,
             Options.Create(new TextGenerationOptions { MaxConcurrentSequences = 1 }),
-            draftModels: new DraftFile());
+            draftModels: files);
         var manifest = DecoderLmModel.Manifest(DecoderLmModel.LmSpec);
         manifest = manifest with { Generation = manifest.Generation! with { Speculative = speculative } };
-        return Assert.IsType<OnnxTextGenerationModel>(await engine.LoadAsync(manifest, s_targetPath.Value, CancellationToken.None));
+        return Assert.IsType<OnnxTextGenerationModel>(await engine.LoadAsync(manifest, files.TargetPath, CancellationToken.None));
     }
 
-    private sealed class DraftFile : IDraftModelSource
+    /// <summary>lm-spec (111 MB) and its draft, written once for the class and deleted after it.</summary>
+    public sealed class Files : IDraftModelSource, IDisposable
     {
+        public string TargetPath { get; } = Write(DecoderLmModel.LmSpec);
+
+        public string DraftPath { get; } = Write(DecoderLmModel.LmSpecDraft);
+
         public ValueTask<(ModelManifest Manifest, string WeightsPath)?> FindAsync(string name, CancellationToken cancellationToken) =>
             ValueTask.FromResult<(ModelManifest, string)?>(name == DecoderLmModel.LmSpecDraft.Name
-                ? (DecoderLmModel.Manifest(DecoderLmModel.LmSpecDraft), s_draftPath.Value)
+                ? (DecoderLmModel.Manifest(DecoderLmModel.LmSpecDraft), DraftPath)
                 : null);
+
+        public void Dispose()
+        {
+            File.Delete(TargetPath);
+            File.Delete(DraftPath);
+        }
+
+        private static string Write(DecoderLmConfig config)
+        {
+            var path = Path.Combine(Path.GetTempPath(), $"si-{config.Name}-{Environment.ProcessId}.onnx");
+            File.WriteAllBytes(path, DecoderLmModel.Build(config));
+            return path;
+        }
     }
 }
