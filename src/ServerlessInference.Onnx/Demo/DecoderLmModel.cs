@@ -28,6 +28,22 @@ public sealed record DecoderLmConfig(string Name, int VocabularySize, int Hidden
 
     public int GraphLayers => KeptLayers ?? Layers;
 
+    /// <summary>Factor on the output projections (<c>wo</c>, <c>w2</c>, <c>b2</c>) of every block after the first. Below
+    /// 1 the later blocks refine the residual stream rather than overturn it, as in trained LLMs, so the first block
+    /// alone (a draft) picks the same next token often. The draws are unchanged; 1 (the default) leaves the bytes as
+    /// they were.</summary>
+    public double LaterBlockScale { get; init; } = 1.0;
+
+    /// <summary>ALiBi-style recency bias: each attention score gets <c>-RecencySlope × (query column − key column)</c>.
+    /// Large enough, attention is local, so the next token depends on the last few tokens only and a span that recurs
+    /// is continued as it was the first time (a copying tendency). 0 (the default) adds no bias.</summary>
+    public double RecencySlope { get; init; }
+
+    /// <summary>Scale of the learned position embedding <c>wpe</c>; 0 makes the model position-free (with
+    /// <see cref="RecencySlope"/> it still knows order), so a recurring span is continued the same wherever it
+    /// stands.</summary>
+    public double PositionEmbeddingScale { get; init; } = 0.3;
+
     /// <summary>Bytes of KV cache one token holds: key and value, every layer, FP32.</summary>
     public long KvBytesPerToken => 2L * GraphLayers * Hidden * sizeof(float);
 }
@@ -42,7 +58,8 @@ public sealed record DecoderLmConfig(string Name, int VocabularySize, int Hidden
 /// <c>x += Wo·attn(LN1(x))</c> and <c>x += W2·relu(W1·LN2(x) + b1) + b2</c>; then <c>logits = LN_f(x)·lm_head</c>.
 /// Attention is causal and masked by <c>attention_mask</c> with a finite bias (-1e9): the past length is taken from
 /// the shapes (mask length minus input length), a query at absolute column <c>P+s</c> sees keys
-/// <c>t ≤ P+s</c> whose mask is 1. LayerNormalization has epsilon 1e-5.</para>
+/// <c>t ≤ P+s</c> whose mask is 1; with <see cref="DecoderLmConfig.RecencySlope"/> each open score also gets
+/// <c>-slope × (P+s − t)</c>. LayerNormalization has epsilon 1e-5.</para>
 /// <para>Initializer names (the tests' reference forward pass reads them): <c>wte</c> [V,D], <c>wpe</c> [C,D],
 /// <c>l{i}.ln1.g|b</c>, <c>l{i}.wq|wk|wv|wo</c> [D,D], <c>l{i}.ln2.g|b</c>, <c>l{i}.w1</c> [D,F], <c>l{i}.b1</c>,
 /// <c>l{i}.w2</c> [F,D], <c>l{i}.b2</c>, <c>lnf.g|b</c>, <c>lm_head</c> [D,V]. Weights are uniform from SplitMix64
@@ -61,6 +78,22 @@ public static class DecoderLmModel
 
     /// <summary>lm-bench's draft for speculative decoding: its first block with its embeddings, final norm and head.</summary>
     public static DecoderLmConfig LmBenchDraft { get; } = LmBench with { Name = "lm-bench-draft", KeptLayers = 1 };
+
+    /// <summary>The speculative-decoding demo target: lm-bench's shape with 8 blocks whose later seven are scaled down
+    /// to refinements (<see cref="DecoderLmConfig.LaterBlockScale"/>), local attention
+    /// (<see cref="DecoderLmConfig.RecencySlope"/>) and no absolute positions, so its first-block draft agrees with it
+    /// often and it continues a span it has seen before. About 110 MB.</summary>
+    public static DecoderLmConfig LmSpec { get; } = LmBench with
+    {
+        Name = "lm-spec",
+        Layers = 8,
+        LaterBlockScale = 0.02,
+        RecencySlope = 2,
+        PositionEmbeddingScale = 0,
+    };
+
+    /// <summary>lm-spec's draft: its first block of eight with its embeddings, final norm and head.</summary>
+    public static DecoderLmConfig LmSpecDraft { get; } = LmSpec with { Name = "lm-spec-draft", KeptLayers = 1 };
 
     /// <summary>tiny-lm's first block alone, as a draft in tests.</summary>
     public static DecoderLmConfig TinyLmDraft { get; } = TinyLm with { Name = "tiny-lm-draft", KeptLayers = 1 };
@@ -164,7 +197,6 @@ public static class DecoderLmModel
             Int64("c_heads_shape", [4], 0, 0, h, dh);
             Int64("c_hidden_shape", [3], 0, 0, d);
             Float("c_bias_masked", [], -1e9f);
-            Float("c_bias_open", [], 0f);
             Float("c_scale", [], (float)(1.0 / Math.Sqrt(dh)));
 
             // Mask bias [B,1,S,T]: causal over absolute columns, and the attention mask.
@@ -181,11 +213,23 @@ public static class DecoderLmModel
             Node("Cast", ["attention_mask"], ["mask_bool"], ("to", (long)DataType.Bool));
             Node("Unsqueeze", ["mask_bool", "c_axes12"], ["mask4"]);
             Node("And", ["causal", "mask4"], ["allowed"]);
-            Node("Where", ["allowed", "c_bias_open", "c_bias_masked"], ["bias"]);
+            if (config.RecencySlope > 0)
+            {
+                Float("c_recency", [], (float)-config.RecencySlope);
+                Node("Sub", ["rows2", "cols2"], ["distance"]);
+                Node("Cast", ["distance"], ["distance_f"], ("to", (long)DataType.Float));
+                Node("Mul", ["distance_f", "c_recency"], ["recency"]);
+                Node("Where", ["allowed", "recency", "c_bias_masked"], ["bias"]);
+            }
+            else
+            {
+                Float("c_bias_open", [], 0f);
+                Node("Where", ["allowed", "c_bias_open", "c_bias_masked"], ["bias"]);
+            }
 
             // Embeddings.
             Weights("wte", 1.0, v, d);
-            Weights("wpe", 0.3, config.ContextLength, d);
+            Weights("wpe", config.PositionEmbeddingScale, config.ContextLength, d);
             Node("Gather", ["wte", "input_ids"], ["tok_emb"]);
             Node("Gather", ["wpe", "position_ids"], ["pos_emb"]);
             Node("Add", ["tok_emb", "pos_emb"], ["x0"]);
@@ -197,11 +241,12 @@ public static class DecoderLmModel
                 // Blocks past the kept ones still draw their weights, so the final norm and head match the full model's.
                 _emit = i < config.GraphLayers;
                 var p = $"l{i}.";
+                var output = i == 0 ? 1.0 : config.LaterBlockScale;
                 LayerNorm(p + "ln1", x, p + "h");
                 Weights(p + "wq", 2 * unit, d, d);
                 Weights(p + "wk", 2 * unit, d, d);
                 Weights(p + "wv", unit, d, d);
-                Weights(p + "wo", unit, d, d);
+                Weights(p + "wo", output * unit, d, d);
                 foreach (var (w, name) in new[] { ("wq", "q"), ("wk", "k"), ("wv", "v") })
                 {
                     Node("MatMul", [p + "h", p + w], [p + name + "_flat"]);
@@ -225,8 +270,8 @@ public static class DecoderLmModel
                 LayerNorm(p + "ln2", p + "x1", p + "h2");
                 Weights(p + "w1", Math.Sqrt(6.0 / d), d, config.FeedForward);
                 Weights(p + "b1", 0.05, config.FeedForward);
-                Weights(p + "w2", 0.5 * Math.Sqrt(3.0 / config.FeedForward), config.FeedForward, d);
-                Weights(p + "b2", 0.05, d);
+                Weights(p + "w2", output * 0.5 * Math.Sqrt(3.0 / config.FeedForward), config.FeedForward, d);
+                Weights(p + "b2", output * 0.05, d);
                 Node("MatMul", [p + "h2", p + "w1"], [p + "f_mm"]);
                 Node("Add", [p + "f_mm", p + "b1"], [p + "f_pre"]);
                 Node("Relu", [p + "f_pre"], [p + "f"]);
