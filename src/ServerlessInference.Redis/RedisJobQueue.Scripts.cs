@@ -199,11 +199,13 @@ public sealed partial class RedisJobQueue
         local closed = {}
         c = tonumber(ARGV[i])
         for j = 1, c do closed[ARGV[i + j]] = true end
+        -- A model named closed closes its model#prefix keys too.
+        local function isClosed(k) return closed[k] or closed[modelOf(k)] end
 
         -- 1. Overdue: kept for no worker here and waited long enough, oldest first.
         for _, k in ipairs(order) do
           if #out >= n then break end
-          if since[k] and not warmSet[k] and not closed[k] and now - since[k] >= wait then take(k, n - #out) end
+          if since[k] and not warmSet[k] and not isClosed(k) and now - since[k] >= wait then take(k, n - #out) end
         end
         -- 2. Warm here, in the worker's fair order.
         for _, k in ipairs(warm) do
@@ -214,7 +216,7 @@ public sealed partial class RedisJobQueue
         for pass = 1, 2 do
           for _, k in ipairs(order) do
             if #out >= n then break end
-            if since[k] and not warmSet[k] and not elsewhere[k] and not closed[k]
+            if since[k] and not warmSet[k] and not elsewhere[k] and not isClosed(k)
                 and (warmModel[modelOf(k)] == true) == (pass == 1) then
               take(k, n - #out)
             end
@@ -224,7 +226,7 @@ public sealed partial class RedisJobQueue
         local due = -1
         if #out == 0 then
           for k, s in pairs(since) do
-            if elsewhere[k] and not warmSet[k] and not closed[k] then
+            if elsewhere[k] and not warmSet[k] and not isClosed(k) then
               local d = s + wait - now
               if d < 0 then d = 0 end
               if due < 0 or d < due then due = d end

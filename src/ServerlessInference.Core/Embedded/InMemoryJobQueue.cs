@@ -239,7 +239,7 @@ public sealed class InMemoryJobQueue : IJobQueue
         DateTimeOffset? nextOverdue = null;
         foreach (var (key, partition) in _partitions)
         {
-            if (IsWarm(preference, key) || preference.Closed.Contains(key))
+            if (IsWarm(preference, key) || preference.IsClosed(key))
             {
                 continue;
             }
@@ -285,7 +285,7 @@ public sealed class InMemoryJobQueue : IJobQueue
         List<Partition>? cold = null;
         foreach (var (key, partition) in _partitions)
         {
-            if (!IsWarm(preference, key) && !preference.WarmElsewhere.Contains(key) && !preference.Closed.Contains(key))
+            if (!IsWarm(preference, key) && !preference.WarmElsewhere.Contains(key) && !preference.IsClosed(key))
             {
                 (cold ??= []).Add(partition);
             }

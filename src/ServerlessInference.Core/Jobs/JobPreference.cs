@@ -29,7 +29,8 @@ public sealed record JobPreference
     /// <summary>Affinity keys some other live worker holds warm: their jobs wait <see cref="AffinityWait"/> for it.</summary>
     public IReadOnlySet<string> WarmElsewhere { get; init; } = EmptySet;
 
-    /// <summary>Keys this worker takes only when warm here (for example, a model already on its <c>max_workers</c>).</summary>
+    /// <summary>Keys this worker takes only when warm here (for example, a model already on its <c>max_workers</c>). A
+    /// model named here closes its <c>model#prefix</c> keys too (<see cref="IsClosed"/>).</summary>
     public IReadOnlySet<string> Closed { get; init; } = EmptySet;
 
     /// <summary>How long a job whose key is warm elsewhere waits for that worker before any worker may take it.</summary>
@@ -37,6 +38,10 @@ public sealed record JobPreference
 
     /// <summary>True for <see cref="None"/> (FIFO).</summary>
     public bool IsNone => ReferenceEquals(this, None);
+
+    /// <summary>Whether <paramref name="affinityKey"/> is closed: it, or its model, is in <see cref="Closed"/>.</summary>
+    public bool IsClosed(string affinityKey) =>
+        Closed.Count > 0 && (Closed.Contains(affinityKey) || Closed.Contains(ModelOf(affinityKey)));
 
     /// <summary>The model part of an affinity key (<c>model#prefix</c> → <c>model</c>).</summary>
     public static string ModelOf(string affinityKey)

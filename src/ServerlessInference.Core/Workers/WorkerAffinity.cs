@@ -89,6 +89,8 @@ public sealed partial class WorkerAffinity
             keys.Add(model.Name);
         }
 
+        // A generation model's cached prompt prefixes: jobs keyed model#prefix come here first.
+        keys.UnionWith(_pool.HeldPrefixAffinityKeys());
         return keys;
     }
 

@@ -1,9 +1,11 @@
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Time.Testing;
+using ServerlessInference.Embedded;
 using ServerlessInference.Generation;
 using ServerlessInference.Models;
 using ServerlessInference.Tests.TestDoubles;
+using ServerlessInference.Workers;
 
 namespace ServerlessInference.Tests.Models;
 
@@ -30,6 +32,30 @@ public sealed class WarmPoolPrefixKeysTests : IDisposable
         (await pool.AcquireAsync(tensors, default)).Dispose();
 
         Assert.Equal(["lm#0123456789abcdef", "lm#fedcba9876543210"], pool.HeldPrefixAffinityKeys().Order());
+    }
+
+    [Fact]
+    public async Task WorkerPreference_ListsTheHeldPrefixesBesideTheModels()
+    {
+        // A worker's preference names the model#prefix keys its prefix cache holds, so jobs sharing that prompt prefix
+        // come to it first (prefix routing).
+        var lm = _models.Add("lm");
+        var time = new FakeTimeProvider();
+        var engine = new PrefixEngine { Keys = { ["lm"] = ["0123456789abcdef"] } };
+        using var pool = new WarmPool(
+            engine,
+            new WeightsCache(_models.Store, _models.CacheDirectory, NullLogger<WeightsCache>.Instance),
+            Options.Create(new WarmPoolOptions { BudgetBytes = 1 << 20, CacheDirectory = _models.CacheDirectory }),
+            time,
+            NullLogger<WarmPool>.Instance);
+        (await pool.AcquireAsync(lm, default)).Dispose();
+        var affinity = new WorkerAffinity(
+            "me", pool, new ModelCatalog(_models.Store, time), new InMemoryWorkerRegistry(time, TimeSpan.FromDays(1)),
+            new WorkerOptions(), time, NullLogger.Instance);
+
+        var preference = await affinity.PreferenceAsync(default);
+
+        Assert.Equal(["lm", "lm#0123456789abcdef"], preference.Warm.Order());
     }
 
     public void Dispose() => _models.Dispose();

@@ -624,6 +624,22 @@ public abstract class JobQueueContract : ContractClock
     }
 
     [SkippableFact]
+    public async Task ReceiveAsync_ClosedModel_ClosesItsPrefixKeysToo()
+    {
+        Skip.If(PreferenceNotHonoured is not null, PreferenceNotHonoured);
+        var queue = await QueueAsync();
+        var job = KeyedJob("full", "p");
+        await queue.EnqueueAsync(job, default);
+        await AdvanceAsync(ShortAffinityWait + TimeSpan.FromMilliseconds(100));
+
+        // A model on its max_workers is closed under every prompt prefix: its key full#p is overdue, cold and its model is
+        // closed, so this worker leaves it; a worker holding the prefix warm takes it.
+        Assert.Empty(await queue.ReceiveAsync(1, TimeSpan.Zero, Prefer(closed: ["full"], wait: ShortAffinityWait), default));
+        var got = await queue.ReceiveAsync(1, TimeSpan.Zero, Prefer(warm: ["full#p"], closed: ["full"]), default);
+        Assert.Equal(job.Id, Assert.Single(got).Job.Id);
+    }
+
+    [SkippableFact]
     public async Task ReceiveAsync_WithPreference_ExpiredAndAbandonedLeasesComeBackToTheirKey()
     {
         Skip.If(PreferenceNotHonoured is not null, PreferenceNotHonoured);
