@@ -166,12 +166,7 @@ public static class KeysCommand
                     }
                     else
                     {
-                        // A setting: --key=value, or --key value.
-                        parsed.Settings.Add(arg);
-                        if (arg.StartsWith("--", StringComparison.Ordinal) && !arg.Contains('=', StringComparison.Ordinal) && i + 1 < args.Length && !args[i + 1].StartsWith('-'))
-                        {
-                            parsed.Settings.Add(args[++i]);
-                        }
+                        i = KeysCommand.TakeSetting(args, i, parsed.Settings);
                     }
 
                     break;
@@ -179,6 +174,21 @@ public static class KeysCommand
         }
 
         return parsed;
+    }
+
+    /// <summary>Adds the host setting at <paramref name="i"/> (<c>--key=value</c>, or <c>--key value</c>) to
+    /// <paramref name="settings"/>, as the host's command-line configuration reads it; returns the index of its last
+    /// argument. The <c>keys</c> and <c>models</c> commands pass these on to the host they build.</summary>
+    internal static int TakeSetting(string[] args, int i, List<string> settings)
+    {
+        var arg = args[i];
+        settings.Add(arg);
+        if (arg.StartsWith("--", StringComparison.Ordinal) && !arg.Contains('=', StringComparison.Ordinal) && i + 1 < args.Length && !args[i + 1].StartsWith('-'))
+        {
+            settings.Add(args[++i]);
+        }
+
+        return i;
     }
 
     private static int? Count(string? text, int min, string name, Parsed parsed)

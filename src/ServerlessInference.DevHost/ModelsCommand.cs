@@ -183,12 +183,7 @@ public static class ModelsCommand
                     }
                     else
                     {
-                        // A setting: --key=value, or --key value.
-                        parsed.Settings.Add(arg);
-                        if (arg.StartsWith("--", StringComparison.Ordinal) && !arg.Contains('=', StringComparison.Ordinal) && i + 1 < args.Length && !args[i + 1].StartsWith('-'))
-                        {
-                            parsed.Settings.Add(args[++i]);
-                        }
+                        i = KeysCommand.TakeSetting(args, i, parsed.Settings);
                     }
 
                     break;
