@@ -202,17 +202,12 @@ public sealed partial class RedisJobQueue
         -- A model named closed closes its model#prefix keys too.
         local function isClosed(k) return closed[k] or closed[modelOf(k)] end
 
-        -- 1. Overdue: kept for no worker here and waited long enough, oldest first.
-        for _, k in ipairs(order) do
-          if #out >= n then break end
-          if since[k] and not warmSet[k] and not isClosed(k) and now - since[k] >= wait then take(k, n - #out) end
-        end
-        -- 2. Warm here, in the worker's fair order.
+        -- 1. Warm here, in the worker's fair order.
         for _, k in ipairs(warm) do
           if #out >= n then break end
           if since[k] then take(k, n - #out) end
         end
-        -- 3. Cold: a key of a model warm here first, then the others; oldest first.
+        -- 2. Cold: a key of a model warm here first, then the others; oldest first.
         for pass = 1, 2 do
           for _, k in ipairs(order) do
             if #out >= n then break end
@@ -221,6 +216,13 @@ public sealed partial class RedisJobQueue
               take(k, n - #out)
             end
           end
+        end
+
+        -- 3. Overdue, once nothing warm or cold is left: kept for no worker here and waited long enough, oldest first.
+        -- A worker busy with its own models leaves a job to the worker holding it warm; an idle one helps.
+        for _, k in ipairs(order) do
+          if #out >= n then break end
+          if since[k] and not warmSet[k] and not isClosed(k) and now - since[k] >= wait then take(k, n - #out) end
         end
 
         local due = -1

@@ -234,7 +234,7 @@ public sealed class InMemoryJobQueue : IJobQueue
             return leases;
         }
 
-        // 1. Overdue: kept for no worker here, and waited long enough; oldest first.
+        // Overdue keys: kept for no worker here, and waited long enough (taken last, below); oldest first.
         List<Partition>? overdue = null;
         DateTimeOffset? nextOverdue = null;
         foreach (var (key, partition) in _partitions)
@@ -255,20 +255,7 @@ public sealed class InMemoryJobQueue : IJobQueue
             }
         }
 
-        if (overdue is not null)
-        {
-            overdue.Sort(static (a, b) => OldestFirst(a, b));
-            foreach (var partition in overdue)
-            {
-                TakeFromLocked(partition, maxCount - leases.Count, now, leases);
-                if (leases.Count == maxCount)
-                {
-                    return leases;
-                }
-            }
-        }
-
-        // 2. Warm here, in the worker's fair order.
+        // 1. Warm here, in the worker's fair order.
         foreach (var key in preference.Warm)
         {
             if (_partitions.TryGetValue(key, out var partition))
@@ -281,7 +268,7 @@ public sealed class InMemoryJobQueue : IJobQueue
             }
         }
 
-        // 3. Cold: warm nowhere and not closed; a prefix of a model warm here first, then oldest first.
+        // 2. Cold: warm nowhere and not closed; a prefix of a model warm here first, then oldest first.
         List<Partition>? cold = null;
         foreach (var (key, partition) in _partitions)
         {
@@ -300,6 +287,22 @@ public sealed class InMemoryJobQueue : IJobQueue
                 return byModel != 0 ? byModel : OldestFirst(a, b);
             });
             foreach (var partition in cold)
+            {
+                TakeFromLocked(partition, maxCount - leases.Count, now, leases);
+                if (leases.Count == maxCount)
+                {
+                    return leases;
+                }
+            }
+        }
+
+        // 3. Overdue, once nothing warm or cold is left: a worker busy with its own models leaves a job to the worker
+        // that holds it warm (whose fair order serves it), and an idle one helps with whatever has waited too long.
+        if (overdue is not null)
+        {
+            overdue.RemoveAll(static partition => partition.Ready.Count == 0); // emptied by the steps above
+            overdue.Sort(static (a, b) => OldestFirst(a, b));
+            foreach (var partition in overdue)
             {
                 TakeFromLocked(partition, maxCount - leases.Count, now, leases);
                 if (leases.Count == maxCount)

@@ -7,12 +7,16 @@ namespace ServerlessInference.Jobs;
 /// generation job whose prompt prefix a worker may hold cached. The queue keeps one partition per key.</para>
 /// <para>Selection, in this order (each step fills the batch from one key, oldest job first, before the next step):</para>
 /// <list type="number">
-/// <item>Overdue: a key not in <see cref="Warm"/> and not in <see cref="Closed"/> whose oldest waiting job has waited at
-/// least <see cref="AffinityWait"/> (oldest first). No job waits for one particular worker longer than that.</item>
 /// <item>Warm: the keys in <see cref="Warm"/>, in the order given (the worker puts the key its fair rule owes most
 /// first).</item>
 /// <item>Cold: keys with waiting jobs that are in neither <see cref="WarmElsewhere"/> nor <see cref="Closed"/>; those whose
 /// model (the part before <c>#</c>) is in <see cref="Warm"/> first, then oldest first.</item>
+/// <item>Overdue: a key not in <see cref="Warm"/> and not closed whose oldest waiting job has waited at least
+/// <see cref="AffinityWait"/> (oldest first). Last, so that a worker busy with its own models leaves such a job to the
+/// worker holding it warm, whose fair order serves it; a worker with nothing warm or cold to do takes it (and loads
+/// its model). A holder that stops heartbeating drops out of <see cref="WarmElsewhere"/>, so its keys turn cold.
+/// (Overdue first made every worker take any job once queue time passed the wait, as it does under saturation: the
+/// multi-model bench then loaded nearly as often as with affinity off.)</item>
 /// <item>Otherwise nothing yet: the receive waits (up to its maxWait) for a new job or for a waiting one to become
 /// overdue.</item>
 /// </list>
