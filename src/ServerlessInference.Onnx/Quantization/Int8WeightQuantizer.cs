@@ -114,9 +114,9 @@ public static class Int8WeightQuantizer
     }
 
     /// <summary>The weights' zero point in <see cref="Int8Form.Dynamic"/>: the symmetric INT8 codes are stored as UINT8
-    /// plus 128. ONNX Runtime's UINT8 × INT8 kernel on x86 CPUs without VNNI (AVX2, this machine) adds pairs of products
-    /// in saturating 16-bit lanes (255 · 127 · 2 > 32767), which cost a logit error 30 times that of the weights alone
-    /// here; UINT8 × UINT8 takes another path without that saturation, and the values are the same symmetric ones.</summary>
+    /// plus 128. ONNX Runtime's UINT8 × INT8 kernel in its AVX2 form adds pairs of products in saturating 16-bit lanes
+    /// (255 · 127 · 2 > 32767), which cost a logit error 30 times that of the weights alone here (measured with ONNX
+    /// Runtime 1.31 on this VM, although its CPU also reports AVX-512 VNNI); UINT8 × UINT8 takes another path without that saturation, and the values are the same symmetric ones.</summary>
     private const string WeightZeroPoint = "int8/weight_zero_point";
 
     private sealed class GraphRewrite(GraphProto graph, Int8Form form)
