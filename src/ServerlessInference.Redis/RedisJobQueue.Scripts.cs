@@ -207,6 +207,8 @@ public sealed partial class RedisJobQueue
           if #out >= n then break end
           if since[k] then take(k, n - #out) end
         end
+        -- With warm work, the batch is not filled with other models' jobs (each a load evicting a model in demand).
+        if #out > 0 then return {-1, out} end
         -- 2. Cold: a key of a model warm here first, then the others; oldest first.
         for pass = 1, 2 do
           for _, k in ipairs(order) do

@@ -268,6 +268,13 @@ public sealed class InMemoryJobQueue : IJobQueue
             }
         }
 
+        // A worker with warm work does not fill its batch with other models' jobs: each would cost a load and evict a
+        // model with demand of its own. It comes back for them when its warm keys are empty.
+        if (leases.Count > 0)
+        {
+            return leases;
+        }
+
         // 2. Cold: warm nowhere and not closed; a prefix of a model warm here first, then oldest first.
         List<Partition>? cold = null;
         foreach (var (key, partition) in _partitions)

@@ -8,7 +8,8 @@ namespace ServerlessInference.Jobs;
 /// <para>Selection, in this order (each step fills the batch from one key, oldest job first, before the next step):</para>
 /// <list type="number">
 /// <item>Warm: the keys in <see cref="Warm"/>, in the order given (the worker puts the key its fair rule owes most
-/// first).</item>
+/// first). A receive that takes warm jobs stops there: a batch is not filled up with other models' jobs, each of
+/// which would cost a load evicting a model in demand (bench: loads 0.56 → 0.48 of affinity off).</item>
 /// <item>Cold: keys with waiting jobs that are in neither <see cref="WarmElsewhere"/> nor <see cref="Closed"/>; those whose
 /// model (the part before <c>#</c>) is in <see cref="Warm"/> first, then oldest first.</item>
 /// <item>Overdue: a key not in <see cref="Warm"/> and not closed whose oldest waiting job has waited at least
@@ -16,7 +17,7 @@ namespace ServerlessInference.Jobs;
 /// worker holding it warm, whose fair order serves it; a worker with nothing warm or cold to do takes it (and loads
 /// its model). A holder that stops heartbeating drops out of <see cref="WarmElsewhere"/>, so its keys turn cold.
 /// (Overdue first made every worker take any job once queue time passed the wait, as it does under saturation: the
-/// multi-model bench then loaded nearly as often as with affinity off.)</item>
+/// multi-model bench then loaded 0.73 as often as with affinity off.)</item>
 /// <item>Otherwise nothing yet: the receive waits (up to its maxWait) for a new job or for a waiting one to become
 /// overdue.</item>
 /// </list>
