@@ -63,8 +63,8 @@ public sealed partial class RedisJobQueue
         """;
 
     /// <summary>KEYS: index, waiting, reclaim cursors. ARGV: base, group, consumer, count, min idle ms (0: skip
-    /// reclaiming), channel, the lease-expired error, affinity wait ms (-1: FIFO), then the warm keys, the keys warm
-    /// elsewhere and the closed keys, each list preceded by its length.
+    /// reclaiming), channel, the lease-expired error, affinity wait ms (-1: FIFO), load wait ms, then the warm keys, the
+    /// keys warm elsewhere and the closed keys, each list preceded by its length.
     /// <para>Reclaim first: <c>XAUTOCLAIM</c> finds leases idle for the lease time in up to 16
     /// partitions (a rotating cursor over the index, and a cursor per partition
     /// across calls so long-renewed leases at the head of a PEL never hide expired ones) and puts each job back as a new
@@ -72,7 +72,7 @@ public sealed partial class RedisJobQueue
     /// rule then applies to it as to any waiting job.</para>
     /// <para>Then the rule of <c>JobPreference</c>, over the waiting ZSET (affinity key → the enqueue time in ms of its
     /// oldest undelivered entry, the stream id's time part, against the server's <c>TIME</c>). Returns
-    /// <c>{ms until a job kept for another worker becomes overdue (-1: none, or jobs were taken), {{key, id, delivery
+    /// <c>{ms until a waiting job becomes due (-1: none, or jobs were taken), {{key, id, delivery
     /// count, fields}...}}</c>.</para></summary>
     private const string ReceiveScript = """
         local base, group, consumer = ARGV[1], ARGV[2], ARGV[3]
@@ -182,7 +182,8 @@ public sealed partial class RedisJobQueue
           return {-1, out}
         end
 
-        local i = 9
+        local loadWait = tonumber(ARGV[9])
+        local i = 10
         local warm, warmSet, warmModel = {}, {}, {}
         local c = tonumber(ARGV[i])
         for j = 1, c do
@@ -199,43 +200,50 @@ public sealed partial class RedisJobQueue
         local closed = {}
         c = tonumber(ARGV[i])
         for j = 1, c do closed[ARGV[i + j]] = true end
-        -- A model named closed closes its model#prefix keys too.
+        -- A model named closed closes its model#prefix keys too; one warm elsewhere makes its keys warm elsewhere.
         local function isClosed(k) return closed[k] or closed[modelOf(k)] end
+        local function isElsewhere(k) return elsewhere[k] or elsewhere[modelOf(k)] end
 
         -- 1. Warm here, in the worker's fair order.
         for _, k in ipairs(warm) do
           if #out >= n then break end
           if since[k] then take(k, n - #out) end
         end
-        -- With warm work, the batch is not filled with other models' jobs (each a load evicting a model in demand).
-        if #out > 0 then return {-1, out} end
-        -- 2. Cold: a key of a model warm here first, then the others; oldest first.
-        for pass = 1, 2 do
-          for _, k in ipairs(order) do
-            if #out >= n then break end
-            if since[k] and not warmSet[k] and not elsewhere[k] and not isClosed(k)
-                and (warmModel[modelOf(k)] == true) == (pass == 1) then
-              take(k, n - #out)
-            end
-          end
-        end
 
-        -- 3. Overdue, once nothing warm or cold is left: kept for no worker here and waited long enough, oldest first.
-        -- A worker busy with its own models leaves a job to the worker holding it warm; an idle one helps.
+        -- Every other key not closed, once it waited JobPreference.WaitFor: free (its model warm here), cold (warm
+        -- nowhere) or overdue (warm elsewhere). `order` is oldest first.
+        local free, cold, overdue, due = {}, {}, {}, -1
         for _, k in ipairs(order) do
-          if #out >= n then break end
-          if since[k] and not warmSet[k] and not isClosed(k) and now - since[k] >= wait then take(k, n - #out) end
-        end
-
-        local due = -1
-        if #out == 0 then
-          for k, s in pairs(since) do
-            if elsewhere[k] and not warmSet[k] and not isClosed(k) then
-              local d = s + wait - now
-              if d < 0 then d = 0 end
-              if due < 0 or d < due then due = d end
+          if since[k] and not warmSet[k] and not isClosed(k) then
+            local mw, ew = warmModel[modelOf(k)] == true, isElsewhere(k)
+            local w = ew and wait or 0
+            if not mw and loadWait > w then w = loadWait end
+            local d = since[k] + w - now
+            if d <= 0 then
+              if mw then free[#free + 1] = k elseif ew then overdue[#overdue + 1] = k else cold[#cold + 1] = k end
+            elseif due < 0 or d < due then
+              due = d
             end
           end
+        end
+        -- 2. Free keys: no load either.
+        for _, k in ipairs(free) do
+          if #out >= n then break end
+          take(k, n - #out)
+        end
+        -- With warm or free work, the batch is not filled with other models' jobs (each a load evicting a model in demand).
+        if #out > 0 then return {-1, out} end
+        -- 3. One model to load: the oldest due cold key, else the oldest overdue one, with that model's other due keys.
+        local load = {}
+        for _, k in ipairs(cold) do load[#load + 1] = k end
+        for _, k in ipairs(overdue) do load[#load + 1] = k end
+        if #load > 0 then
+          local model = modelOf(load[1])
+          for _, k in ipairs(load) do
+            if #out >= n then break end
+            if modelOf(k) == model then take(k, n - #out) end
+          end
+          return {-1, out}
         end
         return {math.floor(due), out}
         """;

@@ -211,7 +211,7 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
                     return [];
                 }
 
-                // Wake on a notification, or when a job kept for another worker becomes overdue, or when it is time to
+                // Wake on a notification, or when a waiting job becomes due (JobPreference.WaitFor), or when it is time to
                 // look for expired leases, or when the wait is over.
                 var untilReclaim = TimeSpan.FromSeconds((double)(Interlocked.Read(ref _nextReclaim) - _time.GetTimestamp()) / _time.TimestampFrequency);
                 if (untilOverdue is { } overdue && overdue < untilReclaim)
@@ -273,8 +273,8 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
 
     private void Wake() => Interlocked.Exchange(ref _signal, NewSignal()).TrySetResult();
 
-    /// <summary>The selection rule's arguments for the receive script: the affinity wait in ms (-1: FIFO), then the warm
-    /// keys, the keys warm elsewhere and the closed keys, each list preceded by its length.</summary>
+    /// <summary>The selection rule's arguments for the receive script: the affinity wait in ms (-1: FIFO), the load wait
+    /// in ms, then the warm keys, the keys warm elsewhere and the closed keys, each list preceded by its length.</summary>
     private static RedisValue[] RuleArguments(JobPreference preference)
     {
         if (preference.IsNone)
@@ -282,9 +282,10 @@ public sealed partial class RedisJobQueue : IJobQueue, IAsyncDisposable
             return [-1];
         }
 
-        var args = new List<RedisValue>(4 + preference.Warm.Count + preference.WarmElsewhere.Count + preference.Closed.Count)
+        var args = new List<RedisValue>(5 + preference.Warm.Count + preference.WarmElsewhere.Count + preference.Closed.Count)
         {
             Math.Max(0L, (long)Math.Ceiling(preference.AffinityWait.TotalMilliseconds)),
+            Math.Max(0L, (long)Math.Ceiling(preference.LoadWait.TotalMilliseconds)),
             preference.Warm.Count,
         };
         foreach (var key in preference.Warm)

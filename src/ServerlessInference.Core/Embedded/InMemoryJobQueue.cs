@@ -184,7 +184,7 @@ public sealed class InMemoryJobQueue : IJobQueue
     }
 
     /// <summary>Takes up to <paramref name="maxCount"/> jobs by the rule in <see cref="JobPreference"/>. When it takes
-    /// none, <paramref name="untilOverdue"/> is how long until a waiting job kept for another worker becomes overdue.</summary>
+    /// none, <paramref name="untilOverdue"/> is how long until a waiting job becomes due (<see cref="JobPreference.WaitFor"/>).</summary>
     private List<JobLease> TakeLocked(int maxCount, JobPreference preference, out TimeSpan? untilOverdue)
     {
         untilOverdue = null;
@@ -234,27 +234,6 @@ public sealed class InMemoryJobQueue : IJobQueue
             return leases;
         }
 
-        // Overdue keys: kept for no worker here, and waited long enough (taken last, below); oldest first.
-        List<Partition>? overdue = null;
-        DateTimeOffset? nextOverdue = null;
-        foreach (var (key, partition) in _partitions)
-        {
-            if (IsWarm(preference, key) || preference.IsClosed(key))
-            {
-                continue;
-            }
-
-            var becomesOverdue = partition.Ready.First!.Value.WaitingSince + preference.AffinityWait;
-            if (becomesOverdue <= now)
-            {
-                (overdue ??= []).Add(partition);
-            }
-            else if (preference.WarmElsewhere.Contains(key) && (nextOverdue is null || becomesOverdue < nextOverdue))
-            {
-                nextOverdue = becomesOverdue;
-            }
-        }
-
         // 1. Warm here, in the worker's fair order.
         foreach (var key in preference.Warm)
         {
@@ -268,58 +247,76 @@ public sealed class InMemoryJobQueue : IJobQueue
             }
         }
 
-        // A worker with warm work does not fill its batch with other models' jobs: each would cost a load and evict a
-        // model with demand of its own. It comes back for them when its warm keys are empty.
+        // Every other key not closed, once it has waited what JobPreference.WaitFor says: free (its model is warm here: a
+        // prompt prefix this worker does not hold), cold (warm nowhere) or overdue (kept for the worker holding it warm).
+        var warmModels = preference.Warm.Select(JobPreference.ModelOf).ToHashSet(StringComparer.Ordinal);
+        List<Partition>? free = null, cold = null, overdue = null;
+        DateTimeOffset? nextDue = null;
+        foreach (var (key, partition) in _partitions)
+        {
+            if (partition.Ready.Count == 0 || IsWarm(preference, key) || preference.IsClosed(key))
+            {
+                continue;
+            }
+
+            var modelWarm = warmModels.Contains(partition.Model);
+            var elsewhere = preference.IsWarmElsewhere(key);
+            var due = partition.Ready.First!.Value.WaitingSince + preference.WaitFor(elsewhere, modelWarm);
+            if (due <= now)
+            {
+                (modelWarm ? free ??= [] : elsewhere ? overdue ??= [] : cold ??= []).Add(partition);
+            }
+            else if (nextDue is null || due < nextDue)
+            {
+                nextDue = due;
+            }
+        }
+
+        // 2. Free keys, oldest first: no load either.
+        if (free is not null)
+        {
+            free.Sort(static (a, b) => OldestFirst(a, b));
+            foreach (var partition in free)
+            {
+                TakeFromLocked(partition, maxCount - leases.Count, now, leases);
+                if (leases.Count == maxCount)
+                {
+                    return leases;
+                }
+            }
+        }
+
+        // A worker with work it holds warm does not fill its batch with other models' jobs: each would cost a load and
+        // evict a model with demand of its own. It comes back for them when its warm keys are empty.
         if (leases.Count > 0)
         {
             return leases;
         }
 
-        // 2. Cold: warm nowhere and not closed; a prefix of a model warm here first, then oldest first.
-        List<Partition>? cold = null;
-        foreach (var (key, partition) in _partitions)
+        // 3. One model to load: the oldest cold key that has waited its load wait, else the oldest overdue one (kept for
+        // another worker, waited past the affinity wait); with it, that model's other due keys. One load per receive.
+        cold?.Sort(static (a, b) => OldestFirst(a, b));
+        overdue?.Sort(static (a, b) => OldestFirst(a, b));
+        List<Partition> load = [.. cold ?? [], .. overdue ?? []];
+        if (load.Count > 0)
         {
-            if (!IsWarm(preference, key) && !preference.WarmElsewhere.Contains(key) && !preference.IsClosed(key))
+            var model = load[0].Model;
+            foreach (var partition in load)
             {
-                (cold ??= []).Add(partition);
-            }
-        }
-
-        if (cold is not null)
-        {
-            var warmModels = preference.Warm.Select(JobPreference.ModelOf).ToHashSet(StringComparer.Ordinal);
-            cold.Sort((a, b) =>
-            {
-                var byModel = warmModels.Contains(b.Model).CompareTo(warmModels.Contains(a.Model));
-                return byModel != 0 ? byModel : OldestFirst(a, b);
-            });
-            foreach (var partition in cold)
-            {
-                TakeFromLocked(partition, maxCount - leases.Count, now, leases);
-                if (leases.Count == maxCount)
+                if (partition.Model == model)
                 {
-                    return leases;
+                    TakeFromLocked(partition, maxCount - leases.Count, now, leases);
+                    if (leases.Count == maxCount)
+                    {
+                        break;
+                    }
                 }
             }
+
+            return leases;
         }
 
-        // 3. Overdue, once nothing warm or cold is left: a worker busy with its own models leaves a job to the worker
-        // that holds it warm (whose fair order serves it), and an idle one helps with whatever has waited too long.
-        if (overdue is not null)
-        {
-            overdue.RemoveAll(static partition => partition.Ready.Count == 0); // emptied by the steps above
-            overdue.Sort(static (a, b) => OldestFirst(a, b));
-            foreach (var partition in overdue)
-            {
-                TakeFromLocked(partition, maxCount - leases.Count, now, leases);
-                if (leases.Count == maxCount)
-                {
-                    return leases;
-                }
-            }
-        }
-
-        if (leases.Count == 0 && nextOverdue is { } next)
+        if (nextDue is { } next)
         {
             untilOverdue = next - now;
         }

@@ -5,22 +5,29 @@ namespace ServerlessInference.Jobs;
 /// <remarks>
 /// <para>An affinity key is <see cref="InferenceJob.AffinityKey"/>: the model's name, or <c>model#prefix</c> for a
 /// generation job whose prompt prefix a worker may hold cached. The queue keeps one partition per key.</para>
-/// <para>Selection, in this order (each step fills the batch from one key, oldest job first, before the next step):</para>
+/// <para>Selection, in this order (each step fills the batch from one key, oldest job first, before the next step). Keys
+/// in <see cref="Closed"/> are never taken unless warm here. A key not warm here is due once its oldest job has waited
+/// <see cref="WaitFor"/>:</para>
 /// <list type="number">
 /// <item>Warm: the keys in <see cref="Warm"/>, in the order given (the worker puts the key its fair rule owes most
-/// first). A receive that takes warm jobs stops there: a batch is not filled up with other models' jobs, each of
+/// first).</item>
+/// <item>Free: due keys whose model (the part before <c>#</c>) is warm here, oldest first (a prompt prefix this worker
+/// does not hold: no model load). A key counts as warm elsewhere when it or its model is in <see cref="WarmElsewhere"/>
+/// (<see cref="IsWarmElsewhere"/>).</item>
+/// <item>A receive that took warm or free jobs stops there: a batch is not filled up with other models' jobs, each of
 /// which would cost a load evicting a model in demand (bench: loads 0.56 → 0.48 of affinity off).</item>
-/// <item>Cold: keys with waiting jobs that are in neither <see cref="WarmElsewhere"/> nor <see cref="Closed"/>; those whose
-/// model (the part before <c>#</c>) is in <see cref="Warm"/> first, then oldest first.</item>
-/// <item>Overdue: a key not in <see cref="Warm"/> and not closed whose oldest waiting job has waited at least
-/// <see cref="AffinityWait"/> (oldest first). Last, so that a worker busy with its own models leaves such a job to the
-/// worker holding it warm, whose fair order serves it; a worker with nothing warm or cold to do takes it (and loads
-/// its model). A holder that stops heartbeating drops out of <see cref="WarmElsewhere"/>, so its keys turn cold.
-/// (Overdue first made every worker take any job once queue time passed the wait, as it does under saturation: the
-/// multi-model bench then loaded 0.73 as often as with affinity off.)</item>
+/// <item>One model to load: the oldest due cold key (in neither <see cref="Warm"/> nor <see cref="WarmElsewhere"/>), else
+/// the oldest due overdue key (warm elsewhere), with that model's other due keys; never two models in one receive, so a
+/// receive costs at most one load (one eviction from a full pool).</item>
 /// <item>Otherwise nothing yet: the receive waits (up to its maxWait) for a new job or for a waiting one to become
-/// overdue.</item>
+/// due. A holder that stops heartbeating drops out of <see cref="WarmElsewhere"/>, so its keys turn cold.</item>
 /// </list>
+/// <para>Why waits: a worker busy with its own models leaves a job warm elsewhere to the worker holding it (whose fair
+/// order serves it) for <see cref="AffinityWait"/>. A worker whose warm pool is full (a load evicts a model) takes a job
+/// of a model not warm here only after <see cref="LoadWait"/>: a cold model's jobs gather into one load, and a worker
+/// that is between two batches of its own models waits for them instead of evicting one of them for a single job. (With
+/// cold keys taken at once and several models per receive, the multi-model bench loaded about two models per cold
+/// visit, each evicting a model with demand of its own.)</para>
 /// <para><see cref="None"/> is plain FIFO over every key, as before affinity existed.</para>
 /// </remarks>
 public sealed record JobPreference
@@ -41,12 +48,32 @@ public sealed record JobPreference
     /// <summary>How long a job whose key is warm elsewhere waits for that worker before any worker may take it.</summary>
     public TimeSpan AffinityWait { get; init; }
 
+    /// <summary>How long a job of a model not warm here waits before this worker takes it when its warm pool is full, so
+    /// that the load evicts a model (zero when the pool has room for any model: cold jobs are taken at once).</summary>
+    public TimeSpan LoadWait { get; init; }
+
+    /// <summary>How long the oldest job of a key not warm here must have waited before this worker takes it:
+    /// nothing for a key of a model warm here that no other worker holds, <see cref="AffinityWait"/> for one warm
+    /// elsewhere, plus <see cref="LoadWait"/> at least when its model is not warm here (taking it loads the model).</summary>
+    /// <param name="warmElsewhere">The key is in <see cref="WarmElsewhere"/>.</param>
+    /// <param name="modelWarmHere">The key's model is warm here (a prompt prefix this worker does not hold).</param>
+    public TimeSpan WaitFor(bool warmElsewhere, bool modelWarmHere)
+    {
+        var affinity = warmElsewhere ? AffinityWait : TimeSpan.Zero;
+        return modelWarmHere || affinity >= LoadWait ? affinity : LoadWait;
+    }
+
     /// <summary>True for <see cref="None"/> (FIFO).</summary>
     public bool IsNone => ReferenceEquals(this, None);
 
     /// <summary>Whether <paramref name="affinityKey"/> is closed: it, or its model, is in <see cref="Closed"/>.</summary>
     public bool IsClosed(string affinityKey) =>
         Closed.Count > 0 && (Closed.Contains(affinityKey) || Closed.Contains(ModelOf(affinityKey)));
+
+    /// <summary>Whether <paramref name="affinityKey"/>, or its model, is in <see cref="WarmElsewhere"/> (another worker
+    /// holds the model warm, if not that prompt prefix).</summary>
+    public bool IsWarmElsewhere(string affinityKey) =>
+        WarmElsewhere.Count > 0 && (WarmElsewhere.Contains(affinityKey) || WarmElsewhere.Contains(ModelOf(affinityKey)));
 
     /// <summary>The model part of an affinity key (<c>model#prefix</c> → <c>model</c>).</summary>
     public static string ModelOf(string affinityKey)

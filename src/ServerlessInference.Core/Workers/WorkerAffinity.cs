@@ -58,7 +58,23 @@ public sealed partial class WorkerAffinity
             _manifests,
             _timeProvider.GetUtcNow(),
             _options.HeartbeatInterval * 2,
-            _options.AffinityWait);
+            _options.AffinityWait) with
+        {
+            LoadWait = HasRoomForAnyModel() ? TimeSpan.Zero : _options.LoadWait,
+        };
+    }
+
+    /// <summary>Whether the warm pool's free bytes hold the largest model's latest version, so that no load evicts.</summary>
+    private bool HasRoomForAnyModel()
+    {
+        var counters = _pool.Counters;
+        var largest = 0L;
+        foreach (var manifest in _manifests.Values)
+        {
+            largest = Math.Max(largest, manifest.SizeBytes);
+        }
+
+        return counters.BudgetBytes - counters.UsedBytes >= largest;
     }
 
     /// <summary>Accounts what a receive made with <paramref name="preference"/> returned.</summary>

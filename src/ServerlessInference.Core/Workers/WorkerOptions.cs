@@ -40,6 +40,12 @@ public sealed class WorkerOptions : IValidatableObject
     /// (and load the model).</summary>
     public TimeSpan AffinityWait { get; set; } = TimeSpan.FromMilliseconds(250);
 
+    /// <summary>How long a job of a model not warm here must have waited before this worker, its warm pool full, takes it
+    /// (the load evicts a model): a cold model's jobs gather into one load, and a worker between two batches of its own
+    /// models waits for them instead of evicting one for a single job. A worker with room for any model in its warm
+    /// pool does not wait (see <see cref="Jobs.JobPreference.LoadWait"/>).</summary>
+    public TimeSpan LoadWait { get; set; } = TimeSpan.FromMilliseconds(500);
+
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
         if (MaxBatchSize is < 1 or > 4096)
@@ -70,6 +76,11 @@ public sealed class WorkerOptions : IValidatableObject
         if (AffinityWait < TimeSpan.Zero)
         {
             yield return new ValidationResult($"{Section}:AffinityWait must not be negative", [nameof(AffinityWait)]);
+        }
+
+        if (LoadWait < TimeSpan.Zero)
+        {
+            yield return new ValidationResult($"{Section}:LoadWait must not be negative", [nameof(LoadWait)]);
         }
 
         // Half of it is the period of the timer that heartbeats while a batch or a model load blocks the loop.

@@ -260,8 +260,14 @@ public sealed class InferenceWorkerTests : IDisposable
     [Fact]
     public async Task RequestStop_MidBatch_FinishesTheRunningGroupAndReleasesTheRest()
     {
-        _rig.Models.Add("a");
-        _rig.Models.Add("b");
+        // Both models warm, so one receive takes both jobs (a receive loads at most one model that is not warm).
+        foreach (var model in new[] { _rig.Models.Add("a"), _rig.Models.Add("b") })
+        {
+            using (await _rig.Pool.AcquireAsync(model, default))
+            {
+            }
+        }
+
         var a = await _rig.SubmitAsync("a");
         var b = await _rig.SubmitAsync("b");
         var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);

@@ -71,6 +71,56 @@ public sealed class WorkerAffinityTests : IDisposable
     }
 
     [Fact]
+    public async Task RunAsync_PoolFull_LeavesAColdModelsJobForTheLoadWaitThenLoadsIt()
+    {
+        // Two models of 600 kB in a 1 MiB pool: loading y evicts x.
+        var x = _rig.Models.Add("x", size: 600_000);
+        _rig.Models.Add("y", size: 600_000);
+        using (await _rig.Pool.AcquireAsync(x, default))
+        {
+            // x is warm in this worker's pool from now on, and the pool has no room for y.
+        }
+
+        var cold = await _rig.SubmitAsync("y");
+        _rig.Time.Advance(TimeSpan.FromMilliseconds(10));
+        var warm = await _rig.SubmitAsync("x");
+        var worker = _rig.Worker("me");
+        var run = worker.RunAsync(default);
+
+        Assert.Equal(JobStatus.Succeeded, Assert.Single(await _rig.AwaitAllAsync([warm])).Status);
+        // y is warm nowhere, but taking its job would evict x: it waits for the load wait, which the clock has not reached.
+        Assert.Equal(JobStatus.Queued, (await _rig.Results.GetAsync(cold.Id, default))!.Status);
+        Assert.Equal(["x"], _rig.Pool.Snapshot().Select(m => m.Name));
+
+        _rig.Time.Advance(_rig.WorkerOptions.LoadWait);
+        Assert.Equal(JobStatus.Succeeded, Assert.Single(await _rig.AwaitAllAsync([cold])).Status);
+        Assert.Equal(["y"], _rig.Pool.Snapshot().Select(m => m.Name));
+        worker.RequestStop();
+        await run.WaitAsync(TimeSpan.FromSeconds(30));
+    }
+
+    [Fact]
+    public async Task RunAsync_PoolWithRoom_TakesAColdModelsJobAtOnce()
+    {
+        var x = _rig.Models.Add("x", size: 100_000);
+        _rig.Models.Add("y", size: 100_000);
+        using (await _rig.Pool.AcquireAsync(x, default))
+        {
+            // x is warm; y fits beside it.
+        }
+
+        var cold = await _rig.SubmitAsync("y");
+        var worker = _rig.Worker("me");
+        var run = worker.RunAsync(default);
+
+        // No time passes: with room in the pool the load evicts nothing, so the job is not held back.
+        Assert.Equal(JobStatus.Succeeded, Assert.Single(await _rig.AwaitAllAsync([cold])).Status);
+        Assert.Equal(["x", "y"], _rig.Pool.Snapshot().Select(m => m.Name).Order());
+        worker.RequestStop();
+        await run.WaitAsync(TimeSpan.FromSeconds(30));
+    }
+
+    [Fact]
     public async Task RunAsync_AffinityOff_TakesAJobWarmOnAnotherWorkerWithoutWaiting()
     {
         _rig.WorkerOptions.Affinity = false;

@@ -61,12 +61,14 @@ public abstract class JobQueueContract : ContractClock
         };
     }
 
-    private static JobPreference Prefer(string[]? warm = null, string[]? elsewhere = null, string[]? closed = null, TimeSpan? wait = null) => new()
+    private static JobPreference Prefer(string[]? warm = null, string[]? elsewhere = null, string[]? closed = null, TimeSpan? wait = null,
+        TimeSpan? loadWait = null) => new()
     {
         Warm = warm ?? [],
         WarmElsewhere = (elsewhere ?? []).ToHashSet(StringComparer.Ordinal),
         Closed = (closed ?? []).ToHashSet(StringComparer.Ordinal),
         AffinityWait = wait ?? TimeSpan.FromMinutes(10),
+        LoadWait = loadWait ?? TimeSpan.Zero,
     };
 
     private async Task<IReadOnlyList<InferenceJob>> EnqueueAllAsync(IJobQueue queue, params InferenceJob[] jobs)
@@ -606,9 +608,81 @@ public abstract class JobQueueContract : ContractClock
         var jobs = await EnqueueAllAsync(queue, KeyedJob("other"), KeyedJob("m", "p1"), KeyedJob("other"));
 
         var got = await IdsAsync(queue.ReceiveAsync(3, TimeSpan.Zero, Prefer(warm: ["m"]), default));
+        var then = await IdsAsync(queue.ReceiveAsync(3, TimeSpan.Zero, Prefer(warm: ["m"]), default));
 
-        // m#p1 is cold (no worker holds that prefix) but its model is warm here; then the other cold key, oldest first.
-        Assert.Equal([jobs[1].Id, jobs[0].Id, jobs[2].Id], got);
+        // m#p1 is cold (no worker holds that prefix) but its model is warm here: no load, so it comes first and alone;
+        // then the other cold key, whose model this worker would load.
+        Assert.Equal([jobs[1].Id], got);
+        Assert.Equal([jobs[0].Id, jobs[2].Id], then);
+    }
+
+    [SkippableFact]
+    public async Task ReceiveAsync_ColdKeysOfTwoModels_OneModelPerReceive()
+    {
+        // A receive loads at most one model: a batch of two cold models would evict two of this worker's models.
+        Skip.If(PreferenceNotHonoured is not null, PreferenceNotHonoured);
+        var queue = await QueueAsync();
+        var jobs = await EnqueueAllAsync(queue, KeyedJob("a"), KeyedJob("b"), KeyedJob("a", "p"), KeyedJob("a"));
+        var prefer = Prefer(warm: ["mine"]);
+
+        var first = await IdsAsync(queue.ReceiveAsync(4, TimeSpan.Zero, prefer, default));
+        var second = await IdsAsync(queue.ReceiveAsync(4, TimeSpan.Zero, prefer, default));
+
+        // The oldest cold key's model (a), with all of its keys (a and a#p); b in the next receive.
+        Assert.Equal([jobs[0].Id, jobs[3].Id, jobs[2].Id], first);
+        Assert.Equal([jobs[1].Id], second);
+    }
+
+    [SkippableFact]
+    public async Task ReceiveAsync_LoadWait_ColdJobsGatherBeforeAFullWorkerLoadsTheirModel()
+    {
+        Skip.If(PreferenceNotHonoured is not null, PreferenceNotHonoured);
+        var queue = await QueueAsync();
+        var first = KeyedJob("cold");
+        await queue.EnqueueAsync(first, default);
+        var full = Prefer(warm: ["mine"], loadWait: ShortAffinityWait);
+
+        // A worker whose pool is full leaves the cold job for its load wait; one with room (no load wait) would take it.
+        Assert.Empty(await queue.ReceiveAsync(2, TimeSpan.Zero, full, default));
+
+        // Waiting meanwhile, it wakes when the job is due and takes the jobs of that model that gathered.
+        var receive = queue.ReceiveAsync(4, TimeSpan.FromMinutes(5), full, default).AsTask();
+        var second = KeyedJob("cold");
+        await queue.EnqueueAsync(second, default);
+        await AdvanceAsync(ShortAffinityWait + TimeSpan.FromMilliseconds(100));
+
+        var got = await Within(receive, "the cold jobs to be taken once due");
+        Assert.Equal([first.Id, second.Id], got.Select(l => l.Job.Id));
+    }
+
+    [SkippableFact]
+    public async Task ReceiveAsync_LoadWait_DoesNotDelayAPromptPrefixOfAModelWarmHere()
+    {
+        Skip.If(PreferenceNotHonoured is not null, PreferenceNotHonoured);
+        var queue = await QueueAsync();
+        var job = KeyedJob("m", "p");
+        await queue.EnqueueAsync(job, default);
+
+        // m is warm here, only the prefix is not: taking it loads nothing, so the load wait does not apply.
+        var got = await queue.ReceiveAsync(1, TimeSpan.Zero, Prefer(warm: ["m"], loadWait: TimeSpan.FromMinutes(10)), default);
+
+        Assert.Equal(job.Id, Assert.Single(got).Job.Id);
+    }
+
+    [SkippableFact]
+    public async Task ReceiveAsync_PrefixKeyOfAModelWarmElsewhere_WaitsForThatWorker()
+    {
+        Skip.If(PreferenceNotHonoured is not null, PreferenceNotHonoured);
+        var queue = await QueueAsync();
+        var job = KeyedJob("m", "p");
+        await queue.EnqueueAsync(job, default);
+        var prefer = Prefer(warm: ["mine"], elsewhere: ["m"], wait: ShortAffinityWait);
+
+        // Another worker holds m (not this prefix): taking the job here would load m, so it is kept for that worker.
+        Assert.Empty(await queue.ReceiveAsync(1, TimeSpan.Zero, prefer, default));
+        await AdvanceAsync(ShortAffinityWait + TimeSpan.FromMilliseconds(100));
+
+        Assert.Equal(job.Id, Assert.Single(await queue.ReceiveAsync(1, TimeSpan.Zero, prefer, default)).Job.Id);
     }
 
     [SkippableFact]
