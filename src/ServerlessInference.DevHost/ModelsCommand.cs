@@ -4,6 +4,7 @@ using Microsoft.Extensions.Configuration.Memory;
 using ServerlessInference.Hosting;
 using ServerlessInference.Hosting.Providers;
 using ServerlessInference.Models;
+using ServerlessInference.Onnx.Demo;
 using ServerlessInference.Onnx.Quantization;
 using ServerlessInference.Protocol;
 
@@ -14,8 +15,8 @@ namespace ServerlessInference.DevHost;
 /// (<see cref="Int8WeightQuantizer"/>, MatMul/Gemm weights per output channel, symmetric, ONNX Runtime's dynamic form) and
 /// stores it beside the original as version <c>{V}-int8</c> through the store's upload, which computes its sha256. With
 /// <c>--when-queue-depth-at-least N</c> the source manifest gets the rule that switches requests to the variant while N or
-/// more of the model's jobs are queued (see <see cref="ModelVariants"/>). Other arguments are configuration, as for the
-/// host.</summary>
+/// more of the model's jobs are queued (see <see cref="ModelVariants"/>). <c>models demo lm-spec</c> builds and stores the
+/// speculative-decoding demo, which start-up does not seed. Other arguments are configuration, as for the host.</summary>
 public static class ModelsCommand
 {
     public const string Name = "models";
@@ -24,8 +25,16 @@ public static class ModelsCommand
         usage: models quantize NAME [--version V] [--when-queue-depth-at-least N] [settings...]
           writes NAME's INT8 variant as version V-int8 (V: the latest version when not given)
           --when-queue-depth-at-least N   also let the gateway switch to it while N or more of NAME's jobs are queued
+        usage: models demo lm-spec [settings...]
+          builds the speculative-decoding demo (lm-spec, 111 MB, with its draft lm-spec-draft, 23 MB) and stores both
         settings: as for the host, e.g. --profile services or --Inference:ModelStore:Root=PATH
         """;
+
+    /// <summary>Demo models the start-up does not seed (too big to build on every fresh start), by name.</summary>
+    private static readonly Dictionary<string, (DecoderLmConfig Target, DecoderLmConfig Draft)> OnDemandDemos = new(StringComparer.Ordinal)
+    {
+        [DecoderLmModel.LmSpec.Name] = (DecoderLmModel.LmSpec, DecoderLmModel.LmSpecDraft),
+    };
 
     public static bool IsCommand(string[] args) => args.Length > 0 && args[0] == Name;
 
@@ -36,16 +45,23 @@ public static class ModelsCommand
         ArgumentNullException.ThrowIfNull(args);
         ArgumentNullException.ThrowIfNull(output);
         ArgumentNullException.ThrowIfNull(error);
-        if (args.Length < 2 || args[1] != "quantize")
+        var command = args.Length < 2 ? null : args[1];
+        if (command is not ("quantize" or "demo"))
         {
             await error.WriteLineAsync(Usage).ConfigureAwait(false);
             return 2;
         }
 
         var parsed = Parse(args[2..]);
-        if ((parsed.Problem ?? (parsed.Model is null ? "models quantize needs the model's name" : null)) is { } problem)
+        if ((parsed.Problem ?? (parsed.Model is null ? $"models {command} needs the model's name" : null)) is { } problem)
         {
             await error.WriteLineAsync(problem + Environment.NewLine + Usage).ConfigureAwait(false);
+            return 2;
+        }
+
+        if (command == "demo" && (parsed.Version is not null || parsed.SwitchAt is not null || !OnDemandDemos.ContainsKey(parsed.Model!)))
+        {
+            await error.WriteLineAsync($"models demo builds {string.Join(", ", OnDemandDemos.Keys)} and takes no options but settings" + Environment.NewLine + Usage).ConfigureAwait(false);
             return 2;
         }
 
@@ -59,6 +75,48 @@ public static class ModelsCommand
         var where = choice.ModelStore == ProviderSettings.Blob
             ? "the Blob model store"
             : $"the model folder {host.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<ModelStoreOptions>>().Value.Root}";
+        return command == "demo"
+            ? await StoreDemoAsync(store, OnDemandDemos[parsed.Model!], where, output, error, cancellationToken).ConfigureAwait(false)
+            : await QuantizeAsync(store, parsed, where, output, error, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Builds a demo target and its draft (the same bytes every time) and stores both, the draft first, so the
+    /// target's manifest never names a draft the store lacks.</summary>
+    private static async Task<int> StoreDemoAsync(IModelStore store, (DecoderLmConfig Target, DecoderLmConfig Draft) demo, string where, TextWriter output,
+        TextWriter error, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await StoreDemoModelsAsync(store, demo, where, output, cancellationToken).ConfigureAwait(false);
+            return 0;
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            await error.WriteLineAsync($"cannot store {demo.Target.Name} in {where}: {ex.Message}").ConfigureAwait(false);
+            return 1;
+        }
+    }
+
+    private static async Task StoreDemoModelsAsync(IModelStore store, (DecoderLmConfig Target, DecoderLmConfig Draft) demo, string where, TextWriter output,
+        CancellationToken cancellationToken)
+    {
+        foreach (var (config, manifest) in new[]
+        {
+            (demo.Draft, DecoderLmModel.Manifest(demo.Draft)),
+            (demo.Target, DecoderLmModel.SpeculativeManifest(demo.Target, demo.Draft)),
+        })
+        {
+            using var weights = new MemoryStream(DecoderLmModel.Build(config), writable: false);
+            var stored = await store.UploadAsync(manifest, weights, cancellationToken).ConfigureAwait(false);
+            await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
+                $"Stored {stored.Name} version {stored.Version} in {where}: {stored.SizeBytes / 1e6:0.0} MB, sha256 {stored.Sha256}.")).ConfigureAwait(false);
+        }
+
+        await output.WriteLineAsync($"{demo.Target.Name} speculates with {demo.Draft.Name} (generation.speculative.draft); try POST /v1/completions with \"model\": \"{demo.Target.Name}\".").ConfigureAwait(false);
+    }
+
+    private static async Task<int> QuantizeAsync(IModelStore store, Parsed parsed, string where, TextWriter output, TextWriter error, CancellationToken cancellationToken)
+    {
         try
         {
             var source = await store.GetManifestAsync(parsed.Model!, parsed.Version, cancellationToken).ConfigureAwait(false);
