@@ -210,13 +210,15 @@ public sealed class OnnxInferenceEngine : IInferenceEngine
             }
 
             long draftBytes = 0;
+            var options = _generationOptions;
             if (draft is { } found)
             {
                 draftProposer = LoadDraft(manifest, decoder, found.Manifest, found.WeightsPath);
                 draftBytes = new FileInfo(found.WeightsPath).Length;
+                options = ReserveDraftKv(manifest, found.Manifest, draftProposer.Draft, options);
             }
 
-            var scheduler = new GenerationScheduler(decoder, tokenizer, spec, _generationOptions, _timeProvider, _generationObserver, manifest.Key, _logger);
+            var scheduler = new GenerationScheduler(decoder, tokenizer, spec, options, _timeProvider, _generationObserver, manifest.Key, _logger);
             SpeculativeDecoding.Configure(scheduler, spec, draftProposer);
             Log.GenerationModelLoaded(_logger, manifest.Key, decoder.Layers, decoder.Heads, decoder.HeadDim, decoder.VocabularySize, decoder.KvBytesPerToken);
             Log.ModelLoaded(_logger, manifest.Key, ExecutionProvider, stopwatch.ElapsedMilliseconds, file.Length);
@@ -236,6 +238,22 @@ public sealed class OnnxInferenceEngine : IInferenceEngine
             draftProposer?.Dispose();
             throw;
         }
+    }
+
+    /// <summary>The options of a target whose draft keeps one sequence's KV cache (up to the target's context): that much
+    /// comes off the KV budget its sequences and prefix cache share, so the draft's cache is inside the budget too.</summary>
+    private static TextGenerationOptions ReserveDraftKv(ModelManifest target, ModelManifest draft, DecoderSession draftDecoder, TextGenerationOptions options)
+    {
+        var context = target.Generation!.ContextLength;
+        var draftKv = draftDecoder.KvBytesPerToken * context;
+        if (draftKv >= options.KvCacheBudgetBytes)
+        {
+            throw new InferenceException(InferenceError.ModelFailure,
+                $"model '{target.Key}': generation.speculative.draft '{draft.Name}' needs {draftKv} bytes of KV cache for one sequence of {context} tokens, " +
+                $"which leaves nothing of {TextGenerationOptions.Section}:KvCacheBudgetBytes ({options.KvCacheBudgetBytes}) for the target's sequences");
+        }
+
+        return options.WithKvCacheBudget(options.KvCacheBudgetBytes - draftKv);
     }
 
     /// <summary>The draft's session, checked against its target: a text-generation model with the same vocabulary and at

@@ -24,6 +24,14 @@ public sealed class TextGenerationOptions : IValidatableObject
     /// <summary>Tokens per prefix-cache block: the unit of reuse (a prompt reuses whole cached blocks) and of eviction.</summary>
     public int PrefixCacheBlockTokens { get; set; } = 16;
 
+    /// <summary>A copy with another <see cref="KvCacheBudgetBytes"/> (what is left after a draft's reservation).</summary>
+    internal TextGenerationOptions WithKvCacheBudget(long bytes)
+    {
+        var copy = (TextGenerationOptions)MemberwiseClone();
+        copy.KvCacheBudgetBytes = bytes;
+        return copy;
+    }
+
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
         if (MaxConcurrentSequences is < 1 or > 4096)

@@ -277,6 +277,33 @@ public sealed class SpeculativeDecodingTests
     }
 
     [Fact]
+    public async Task LoadAsync_WithADraft_ReservesOneSequenceOfDraftKvFromTheBudget()
+    {
+        const long budget = 1L << 20;
+        var engine = Engine(new DraftFiles(DecoderLmModel.TinyLmDraft), new TextGenerationOptions { KvCacheBudgetBytes = budget });
+        var manifest = DecoderLmModel.SpeculativeManifest(Tiny, DecoderLmModel.TinyLmDraft);
+
+        using var model = Assert.IsType<OnnxTextGenerationModel>(await engine.LoadAsync(manifest, TinyPath, CancellationToken.None));
+
+        // tiny-lm-draft: 1 block of 2 heads × 16, key and value in FP32 = 256 bytes a token, for the target's 256 tokens.
+        var draftKv = 2L * 1 * 32 * sizeof(float) * Tiny.ContextLength;
+        Assert.Equal(budget - draftKv, model.Counters.KvBytesBudget);
+    }
+
+    [Fact]
+    public async Task LoadAsync_DraftKvAboveTheBudget_FailsNamingTheSetting()
+    {
+        var engine = Engine(new DraftFiles(DecoderLmModel.TinyLmDraft), new TextGenerationOptions { KvCacheBudgetBytes = 64 * 1024 });
+        var manifest = DecoderLmModel.SpeculativeManifest(Tiny, DecoderLmModel.TinyLmDraft);
+
+        var e = await Assert.ThrowsAsync<InferenceException>(async () => await engine.LoadAsync(manifest, TinyPath, CancellationToken.None));
+
+        Assert.Equal(InferenceError.ModelFailure, e.Error);
+        Assert.Contains("needs 65536 bytes of KV cache for one sequence of 256 tokens", e.Message);
+        Assert.Contains("Inference:Generation:KvCacheBudgetBytes (65536)", e.Message);
+    }
+
+    [Fact]
     public void Build_Draft_KeepsTheTargetsFirstBlocksEmbeddingsAndHead()
     {
         var target = global::Onnx.ModelProto.Parser.ParseFrom(TinyBytes).Graph.Initializer.ToDictionary(t => t.Name);
@@ -321,13 +348,13 @@ public sealed class SpeculativeDecodingTests
         }
     }
 
-    private static OnnxInferenceEngine Engine(IDraftModelSource? drafts = null)
+    private static OnnxInferenceEngine Engine(IDraftModelSource? drafts = null, TextGenerationOptions? options = null)
     {
         _ = TestModels.Engine;
         return new OnnxInferenceEngine(
             Options.Create(new OnnxEngineOptions { ExecutionProvider = OnnxExecutionProvider.Cpu }),
             NullLogger<OnnxInferenceEngine>.Instance,
-            Options.Create(new TextGenerationOptions()),
+            Options.Create(options ?? new TextGenerationOptions()),
             draftModels: drafts);
     }
 

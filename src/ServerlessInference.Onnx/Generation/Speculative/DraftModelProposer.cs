@@ -10,8 +10,8 @@ namespace ServerlessInference.Onnx.Generation.Speculative;
 /// <para>Speculation runs for one sequence at a time (the scheduler's lone sequence), so the draft keeps one
 /// sequence's cache: a different sequence starts it over. Each call cuts the cache back to the longest prefix it shares
 /// with the sequence's tokens (dropping the proposals the target rejected), feeds the rest in one pass, then takes k - 1
-/// single-token steps. The draft's cache is outside the worker's KV budget (one sequence of a small model). Owns the
-/// draft's session.</para>
+/// single-token steps. One sequence of the target's context is reserved for this cache from the target's KV budget when
+/// the model loads. Owns the draft's session.</para>
 /// </remarks>
 internal sealed class DraftModelProposer(DecoderSession draft) : ITokenProposer
 {
