@@ -403,6 +403,7 @@ internal sealed partial class GenerationScheduler : IDisposable
             if (joiners.Count > 0)
             {
                 var longest = joiners.Max(j => j.Sequence.KvLength);
+                _kv.Reserve(_kv.Rows + joiners.Count, Math.Max(_kv.Length, longest) + 1); // grow once, for the next step too
                 if (longest > _kv.Length)
                 {
                     _kv.Resize(longest);

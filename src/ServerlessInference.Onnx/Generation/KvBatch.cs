@@ -12,7 +12,8 @@ namespace ServerlessInference.Onnx.Generation;
 /// B (<see cref="Append"/>), a leaver's hole takes the last row (<see cref="Remove"/>). Only a joiner longer than P, and
 /// trimming padding columns (<see cref="Resize"/>), copy every row.</para>
 /// <para>Layout: dense [B,H,P,Dh] at the current B and P, so the first B·H·P·Dh floats of an array are the tensor and a
-/// view of fewer rows is a prefix. Arrays hold a row capacity × column capacity and grow with headroom.</para>
+/// view of fewer rows is a prefix. So the arrays' capacity is a number of floats, B·H·P·Dh of them in use; they grow
+/// with headroom (and the pool rounds them up to a power of two), so a growing batch reallocates rarely.</para>
 /// <para>Not thread-safe: the scheduler thread owns it. The views it hands out are valid until the next call that
 /// changes the batch; <see cref="Dispose"/> returns the arrays to the pool.</para>
 /// </remarks>
@@ -25,8 +26,7 @@ internal sealed class KvBatch : IDisposable
     private readonly float[][]?[] _sets = new float[][]?[2];
     private readonly List<OrtValue> _views = [];
     private int _current;
-    private int _rowCapacity;
-    private int _columnCapacity;
+    private int _capacity;
 
     public KvBatch(int layers, int heads, int headDim)
     {
@@ -47,11 +47,8 @@ internal sealed class KvBatch : IDisposable
     /// <summary>P: columns (tokens) per row, live ones right-aligned.</summary>
     public int Length { get; private set; }
 
-    /// <summary>Rows the arrays hold without growing.</summary>
-    public int RowCapacity => _rowCapacity;
-
-    /// <summary>Columns the arrays hold without growing.</summary>
-    public int ColumnCapacity => _columnCapacity;
+    /// <summary>Floats per array: B·H·P·Dh may grow to this without reallocating.</summary>
+    public int Capacity => _capacity;
 
     /// <summary>Tensor <paramref name="tensor"/> as it is now, [B,H,P,Dh] dense.</summary>
     public ReadOnlySpan<float> Tensor(int tensor) =>
@@ -223,32 +220,33 @@ internal sealed class KvBatch : IDisposable
             _sets[s] = null;
         }
 
-        _rowCapacity = 0;
-        _columnCapacity = 0;
+        _capacity = 0;
     }
 
     public void Dispose() => Clear();
 
-    /// <summary>Makes both sets hold <paramref name="rows"/> × <paramref name="columns"/>, growing with headroom and
-    /// copying the current tensors (the other set holds nothing between steps).</summary>
-    private void Reserve(int rows, int columns)
+    /// <summary>Makes both sets hold <paramref name="rows"/> × <paramref name="columns"/> (a call before several
+    /// <see cref="Append"/>s grows the arrays once), growing with headroom and copying the current tensors (the other
+    /// set holds nothing between steps).</summary>
+    public void Reserve(int rows, int columns)
     {
-        if (_sets[0] is not null && rows <= _rowCapacity && columns <= _columnCapacity)
+        var needed = checked(rows * _heads * columns * _headDim);
+        if (_sets[0] is not null && needed <= _capacity)
         {
             return;
         }
 
         DisposeViews();
-        var rowCapacity = rows <= _rowCapacity ? _rowCapacity : Math.Max(rows, (int)(rows * Headroom));
-        var columnCapacity = columns <= _columnCapacity ? _columnCapacity : Math.Max(columns, (int)(columns * Headroom));
-        var size = checked(rowCapacity * _heads * columnCapacity * _headDim);
+        var size = (int)Math.Min(Array.MaxLength, (long)(needed * Headroom));
         var used = Rows * _heads * Length * _headDim;
         var current = new float[Tensors][];
         var other = new float[Tensors][];
+        var capacity = int.MaxValue;
         for (var j = 0; j < Tensors; j++)
         {
             current[j] = ArrayPool<float>.Shared.Rent(size);
             other[j] = ArrayPool<float>.Shared.Rent(size);
+            capacity = Math.Min(capacity, Math.Min(current[j].Length, other[j].Length));
             if (used > 0)
             {
                 _sets[_current]![j].AsSpan(0, used).CopyTo(current[j]);
@@ -259,8 +257,7 @@ internal sealed class KvBatch : IDisposable
         Return(_sets[1]);
         _sets[_current] = current;
         _sets[1 - _current] = other;
-        _rowCapacity = rowCapacity;
-        _columnCapacity = columnCapacity;
+        _capacity = capacity;
     }
 
     private OrtValue View(float[] array, int rows, int columns)
