@@ -175,6 +175,35 @@ internal sealed class DecoderSession : IDisposable
         return Session.Run(_runOptions, _inputNames, values, _outputNames);
     }
 
+    /// <summary>Runs one step writing into caller-owned buffers (IO binding): <paramref name="logits"/> [B,S,V] and
+    /// <paramref name="presents"/>, 2 × <see cref="Layers"/> values [B,H,P+S,Dh] that must not share memory with
+    /// <paramref name="past"/>. ONNX Runtime writes the outputs in place, so no output is allocated or copied again.</summary>
+    public void Run(OrtValue inputIds, OrtValue attentionMask, OrtValue? positionIds, IReadOnlyList<OrtValue> past,
+        OrtValue logits, IReadOnlyList<OrtValue> presents)
+    {
+        using var binding = Session.CreateIoBinding();
+        var n = 0;
+        binding.BindInput(_inputNames[n++], inputIds);
+        binding.BindInput(_inputNames[n++], attentionMask);
+        if (HasPositionIds)
+        {
+            binding.BindInput(_inputNames[n++], positionIds ?? throw new ArgumentNullException(nameof(positionIds)));
+        }
+
+        for (var i = 0; i < past.Count; i++)
+        {
+            binding.BindInput(_inputNames[n++], past[i]);
+        }
+
+        binding.BindOutput(_outputNames[0], logits);
+        for (var i = 0; i < presents.Count; i++)
+        {
+            binding.BindOutput(_outputNames[1 + i], presents[i]);
+        }
+
+        Session.RunWithBinding(_runOptions, binding);
+    }
+
     public void Dispose()
     {
         _runOptions.Dispose();

@@ -1,4 +1,3 @@
-using System.Buffers;
 using Microsoft.ML.OnnxRuntime;
 using ServerlessInference.Onnx.Generation.Speculative;
 
@@ -11,8 +10,8 @@ namespace ServerlessInference.Onnx.Generation;
 /// plain decoding would sample them (same context, same (seed, position) draw of <c>TokenSampler</c>). A sampled token
 /// equal to the proposal accepts it and moves on; the first one that differs is kept as the model's own token and ends
 /// the round; if all proposals pass, the last row gives one more token. So each pass yields accepted + 1 tokens, and
-/// the KV cache keeps the columns of the pending token and the accepted proposals: the rejected columns are cut off by
-/// copying the kept ones (no copy when all were accepted).</para>
+/// the KV cache keeps the columns of the pending token and the accepted proposals: the rejected columns are cut off in
+/// place, per head (<see cref="KvBatch.Advance"/>; no copy when all were accepted).</para>
 /// <para>Why this is the standard rejection-sampling rule: proposals are deterministic (prompt lookup, or the draft's
 /// greedy token), so the draft distribution q is a point mass on the proposal d. The rule accepts d with probability
 /// min(1, p(d)/q(d)) = p(d), and on rejection samples norm(max(0, p - q)) = p without d, renormalised. The model's own
@@ -62,8 +61,9 @@ internal sealed partial class GenerationScheduler
     private void Verify(Sequence sequence, SpeculationState state, ReadOnlySpan<int> proposals)
     {
         var width = proposals.Length + 1;
-        var total = _pastLength + width;
-        var pad = _pastLength - sequence.KvLength;
+        var length = _kv.Length;
+        var total = length + width;
+        var pad = length - sequence.KvLength;
         var ids = new long[width];
         var positions = new long[width];
         var mask = new long[total];
@@ -79,96 +79,30 @@ internal sealed partial class GenerationScheduler
         }
 
         mask.AsSpan(pad).Fill(1);
-        IDisposableReadOnlyCollection<OrtValue>? outputs = null;
-        try
+        RunStep(ids, mask, positions, width);
+        var vocabulary = _decoder.VocabularySize;
+        int emitted = 0, accepted = 0;
+        for (var i = 0; i < width; i++)
         {
-            using (var idsValue = OrtValue.CreateTensorValueFromMemory(ids, [1, width]))
-            using (var maskValue = OrtValue.CreateTensorValueFromMemory(mask, [1, total]))
-            using (var positionsValue = OrtValue.CreateTensorValueFromMemory(positions, [1, width]))
+            var token = Sample(sequence, _logits.AsSpan(i * vocabulary, vocabulary));
+            emitted++;
+            var match = i < proposals.Length && token == proposals[i];
+            if (match)
             {
-                outputs = _decoder.Run(idsValue, maskValue, positionsValue, _past);
+                accepted++;
             }
 
-            Counters.AddStep();
-            var logits = outputs[0].GetTensorDataAsSpan<float>();
-            var vocabulary = _decoder.VocabularySize;
-            int emitted = 0, accepted = 0;
-            for (var i = 0; i < width; i++)
+            Accept(sequence, token);
+            if (sequence.Finished || !match)
             {
-                var token = Sample(sequence, logits.Slice(i * vocabulary, vocabulary));
-                emitted++;
-                var match = i < proposals.Length && token == proposals[i];
-                if (match)
-                {
-                    accepted++;
-                }
-
-                Accept(sequence, token);
-                if (sequence.Finished || !match)
-                {
-                    break;
-                }
-            }
-
-            Counters.AddSpeculation(proposals.Length, accepted);
-            state.Record(proposals.Length, accepted);
-            // Kept: the pending token's column and the accepted proposals' (emitted - 1 of them).
-            var kept = _pastLength + emitted;
-            sequence.KvLength += emitted;
-            if (kept == total)
-            {
-                ReleasePast();
-                var presents = new OrtValue[2 * _decoder.Layers];
-                for (var j = 0; j < presents.Length; j++)
-                {
-                    presents[j] = outputs[1 + j];
-                }
-
-                _past = presents;
-                _pastOwner = outputs;
-                _pastLength = total;
-            }
-            else
-            {
-                var (values, arrays) = KeepColumns(outputs, total, kept);
-                outputs.Dispose();
-                ReleasePast();
-                _past = values;
-                _pastArrays = arrays;
-                _pastLength = kept;
+                break;
             }
         }
-        catch
-        {
-            if (outputs is not null && !ReferenceEquals(_pastOwner, outputs))
-            {
-                outputs.Dispose();
-            }
 
-            throw;
-        }
-    }
-
-    /// <summary>The first <paramref name="kept"/> of <paramref name="total"/> columns of a one-row step's presents, in
-    /// pooled arrays.</summary>
-    private (OrtValue[] Values, float[][] Arrays) KeepColumns(IDisposableReadOnlyCollection<OrtValue> outputs, int total, int kept)
-    {
-        int heads = _decoder.Heads, headDim = _decoder.HeadDim;
-        var size = heads * kept * headDim;
-        var arrays = new float[2 * _decoder.Layers][];
-        var values = new OrtValue[arrays.Length];
-        for (var j = 0; j < arrays.Length; j++)
-        {
-            var source = outputs[1 + j].GetTensorDataAsSpan<float>();
-            var target = arrays[j] = ArrayPool<float>.Shared.Rent(size);
-            for (var h = 0; h < heads; h++)
-            {
-                source.Slice(h * total * headDim, kept * headDim).CopyTo(target.AsSpan(h * kept * headDim));
-            }
-
-            values[j] = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, new Memory<float>(target, 0, size), [1, heads, kept, headDim]);
-        }
-
-        return (values, arrays);
+        Counters.AddSpeculation(proposals.Length, accepted);
+        state.Record(proposals.Length, accepted);
+        // Kept: the pending token's column and the accepted proposals' (emitted - 1 of them).
+        _kv.Advance(width, emitted);
+        sequence.KvLength += emitted;
     }
 }

@@ -11,10 +11,12 @@ namespace ServerlessInference.Onnx.Generation;
 /// <remarks>
 /// <para>One dedicated thread runs the loop; between two decode steps it drops sequences that ended (cancelled,
 /// abandoned, past their deadline, finished), admits waiting ones in arrival order while the concurrency limit and the
-/// KV byte budget allow, prefills each newcomer alone (B=1, empty past) and samples its first token. When the batch's
-/// membership changed it repacks the KV cache once: every row's live columns are copied, right-aligned (left
-/// padding), into pooled arrays whose length is the longest live sequence, so all-pad columns go. Otherwise the
-/// step's <c>present</c> outputs become the next <c>past</c> without a copy.</para>
+/// KV byte budget allow, prefills each newcomer alone (B=1, empty past) and samples its first token. The batch's KV
+/// cache is a <see cref="KvBatch"/>: a step reads its past from one set of pooled arrays and ONNX Runtime writes the
+/// presents straight into the other (IO binding), so a step copies the KV once (the model's Concat) whether or not
+/// membership changed. A leaver's row takes the last row (one row copy), a newcomer's prefill KV is copied,
+/// right-aligned (left padding), into a new last row; only a newcomer longer than the batch's columns, or trimming
+/// all-pad columns once they exceed a slack (<see cref="TrimSlack"/>), copies every row.</para>
 /// <para>Padding regroups floating-point sums, so a batched row's logits differ from a lone run's by ~1e-6: greedy
 /// tokens agree except at near-ties of the top two logits.</para>
 /// <para>With <see cref="TextGenerationOptions.PrefixCaching"/>, a newcomer's prefill starts from the KV of the cached
@@ -41,11 +43,9 @@ internal sealed partial class GenerationScheduler : IDisposable
     private readonly PrefixCache? _prefixCache;
     private volatile bool _stopping;
 
-    // The batch's KV cache: 2 × layers values [B,H,P,Dh], owned either by the last run's outputs or by pooled arrays.
-    private OrtValue[] _past = [];
-    private IDisposable? _pastOwner;
-    private float[][]? _pastArrays;
-    private int _pastLength;
+    // The batch's KV cache; row i is _running[i].
+    private readonly KvBatch _kv;
+    private float[] _logits = [];
     private long _reserved;
 
     public GenerationScheduler(DecoderSession decoder, ITextTokenizer tokenizer, GenerationSpec spec, TextGenerationOptions options,
@@ -61,6 +61,7 @@ internal sealed partial class GenerationScheduler : IDisposable
         _logger = logger;
         _eos = [.. spec.EosTokenIds];
         _scratch = new float[decoder.VocabularySize];
+        _kv = new KvBatch(decoder.Layers, decoder.Heads, decoder.HeadDim);
         Counters = new GenerationCounters { KvBytesBudget = options.KvCacheBudgetBytes };
         _prefixCache = options.PrefixCaching ? new PrefixCache(options.PrefixCacheBlockTokens, decoder, Counters) : null;
         _thread = new Thread(Loop) { IsBackground = true, Name = $"generation {modelKey}" };
@@ -155,7 +156,13 @@ internal sealed partial class GenerationScheduler : IDisposable
 
         _running.Clear();
         _waiting.Clear();
-        ReleasePast();
+        _kv.Dispose();
+        if (_logits.Length > 0)
+        {
+            ArrayPool<float>.Shared.Return(_logits);
+            _logits = [];
+        }
+
         _signal.Dispose();
     }
 
@@ -175,7 +182,7 @@ internal sealed partial class GenerationScheduler : IDisposable
                 var joiners = Admit();
                 if (changed || joiners.Count > 0)
                 {
-                    Repack(joiners);
+                    Rebatch(joiners);
                 }
 
                 if (_running.Count > 0 && !TrySpeculativeStep())
@@ -199,7 +206,7 @@ internal sealed partial class GenerationScheduler : IDisposable
             }
 
             Counters.SetRunning(_running.Count, _waiting.Count + _incoming.Count);
-            Counters.SetKvBytes(_running.Count * (long)_pastLength * _decoder.KvBytesPerToken, _reserved);
+            Counters.SetKvBytes(_kv.Rows * (long)_kv.Length * _decoder.KvBytesPerToken, _reserved);
             Counters.SetPrefixBlocks(_prefixCache?.Count ?? 0);
             if (_running.Count == 0 && _incoming.IsEmpty)
             {
@@ -218,7 +225,7 @@ internal sealed partial class GenerationScheduler : IDisposable
             var sequence = _running[i];
             if (sequence.Finished || End(sequence, now))
             {
-                _running.RemoveAt(i);
+                RemoveRow(i);
                 _reserved -= sequence.Reservation;
                 ReleasePrefix(sequence);
                 changed = true;
@@ -371,61 +378,77 @@ internal sealed partial class GenerationScheduler : IDisposable
         }
     }
 
-    /// <summary>Copies every running row's live KV columns, and each joiner's prefill KV, into a new batch cache
-    /// right-aligned to the longest live sequence.</summary>
-    private void Repack(List<(Sequence Sequence, IDisposableReadOnlyCollection<OrtValue> Presents)> joiners)
+    /// <summary>Removes running row <paramref name="row"/>; the last row moves into its place, in the KV cache and in
+    /// <see cref="_running"/> (whose order is the rows').</summary>
+    private void RemoveRow(int row)
     {
+        var last = _running.Count - 1;
+        _kv.Remove(row);
+        if (row != last)
+        {
+            _running[row] = _running[last];
+            _running[row].Row = row;
+        }
+
+        _running.RemoveAt(last);
+    }
+
+    /// <summary>Adds the joiners' prefill KV as new rows (widening every row first when one is longer than the batch),
+    /// then trims all-pad columns when they exceed the slack; empties the cache when no row is left.</summary>
+    private void Rebatch(List<(Sequence Sequence, IDisposableReadOnlyCollection<OrtValue> Presents)> joiners)
+    {
+        var joined = 0;
         try
         {
-            var members = new List<Sequence>(_running.Count + joiners.Count);
-            members.AddRange(_running);
-            members.AddRange(joiners.Select(j => j.Sequence));
-            if (members.Count == 0)
+            if (joiners.Count > 0)
             {
-                ReleasePast();
+                var longest = joiners.Max(j => j.Sequence.KvLength);
+                _kv.Reserve(_kv.Rows + joiners.Count, Math.Max(_kv.Length, longest) + 1); // grow once, for the next step too
+                if (longest > _kv.Length)
+                {
+                    _kv.Resize(longest);
+                }
+
+                var presents = new OrtValue[_kv.Tensors];
+                foreach (var (sequence, outputs) in joiners)
+                {
+                    for (var j = 0; j < presents.Length; j++)
+                    {
+                        presents[j] = outputs[1 + j];
+                    }
+
+                    sequence.Row = _kv.Append(presents, sequence.KvLength);
+                    _running.Add(sequence);
+                    joined++;
+                }
+            }
+
+            if (_running.Count == 0)
+            {
+                _kv.Clear();
                 return;
             }
 
-            int heads = _decoder.Heads, headDim = _decoder.HeadDim, batch = members.Count;
-            var length = members.Max(s => s.KvLength);
-            var size = checked(batch * heads * length * headDim);
-            var arrays = new float[2 * _decoder.Layers][];
-            var values = new OrtValue[arrays.Length];
-            for (var j = 0; j < arrays.Length; j++)
+            var live = 0;
+            foreach (var sequence in _running)
             {
-                var target = arrays[j] = ArrayPool<float>.Shared.Rent(size);
-                for (var row = 0; row < batch; row++)
-                {
-                    var sequence = members[row];
-                    var live = sequence.KvLength;
-                    var joined = row >= _running.Count;
-                    var source = joined ? joiners[row - _running.Count].Presents[1 + j].GetTensorDataAsSpan<float>() : _past[j].GetTensorDataAsSpan<float>();
-                    var sourceRow = joined ? 0 : sequence.Row;
-                    var sourceLength = joined ? live : _pastLength;
-                    for (var h = 0; h < heads; h++)
-                    {
-                        var to = ((row * heads) + h) * length * headDim;
-                        var pad = (length - live) * headDim;
-                        target.AsSpan(to, pad).Clear();
-                        source.Slice(((((sourceRow * heads) + h) * sourceLength) + sourceLength - live) * headDim, live * headDim)
-                            .CopyTo(target.AsSpan(to + pad, live * headDim));
-                    }
-                }
-
-                values[j] = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, new Memory<float>(target, 0, size), [batch, heads, length, headDim]);
+                live = Math.Max(live, sequence.KvLength);
             }
 
-            ReleasePast();
-            _past = values;
-            _pastArrays = arrays;
-            _pastLength = length;
-            for (var row = 0; row < batch; row++)
+            if (_kv.Length - live > TrimSlack(_kv.Length))
             {
-                members[row].Row = row;
+                _kv.Resize(live);
+            }
+        }
+        catch
+        {
+            // Joiners not in the batch yet fail with the running ones (the caller fails every running sequence).
+            for (var i = joined; i < joiners.Count; i++)
+            {
+                _running.Add(joiners[i].Sequence);
             }
 
-            _running.Clear();
-            _running.AddRange(members);
+            throw;
         }
         finally
         {
@@ -436,14 +459,46 @@ internal sealed partial class GenerationScheduler : IDisposable
         }
     }
 
+    /// <summary>All-pad columns the batch keeps before it trims them: trimming copies every row, so it waits until the
+    /// padding costs the steps more than a copy (an eighth of the columns, at least 16).</summary>
+    internal static int TrimSlack(int length) => Math.Max(16, length / 8);
+
+    /// <summary>Runs one step of <paramref name="width"/> new tokens per row over the batch's KV: the presents go into
+    /// the cache's other set and the logits [B,width,V] into <see cref="_logits"/>; <see cref="KvBatch.Advance"/> follows.</summary>
+    private void RunStep(long[] ids, long[] mask, long[] positions, int width)
+    {
+        var batch = _kv.Rows;
+        var total = _kv.Length + width;
+        var logitsSize = batch * width * _decoder.VocabularySize;
+        if (_logits.Length < logitsSize)
+        {
+            if (_logits.Length > 0)
+            {
+                ArrayPool<float>.Shared.Return(_logits);
+                _logits = [];
+            }
+
+            _logits = ArrayPool<float>.Shared.Rent(logitsSize);
+        }
+
+        var (past, presents) = _kv.StepViews(width);
+        using var idsValue = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, new Memory<long>(ids, 0, batch * width), [batch, width]);
+        using var maskValue = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, new Memory<long>(mask, 0, batch * total), [batch, total]);
+        using var positionsValue = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, new Memory<long>(positions, 0, batch * width), [batch, width]);
+        using var logitsValue = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, new Memory<float>(_logits, 0, logitsSize),
+            [batch, width, _decoder.VocabularySize]);
+        _decoder.Run(idsValue, maskValue, positionsValue, past, logitsValue, presents);
+        Counters.AddStep();
+    }
+
     private void DecodeStep()
     {
         var batch = _running.Count;
-        var total = _pastLength + 1;
+        var length = _kv.Length;
+        var total = length + 1;
         var ids = ArrayPool<long>.Shared.Rent(batch);
         var positions = ArrayPool<long>.Shared.Rent(batch);
         var mask = ArrayPool<long>.Shared.Rent(batch * total);
-        IDisposableReadOnlyCollection<OrtValue>? outputs = null;
         try
         {
             for (var row = 0; row < batch; row++)
@@ -451,46 +506,20 @@ internal sealed partial class GenerationScheduler : IDisposable
                 var sequence = _running[row];
                 ids[row] = sequence.Pending;
                 positions[row] = sequence.KvLength;
-                var pad = _pastLength - sequence.KvLength;
+                var pad = length - sequence.KvLength;
                 mask.AsSpan(row * total, pad).Clear();
                 mask.AsSpan((row * total) + pad, total - pad).Fill(1);
             }
 
-            using (var idsValue = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, new Memory<long>(ids, 0, batch), [batch, 1]))
-            using (var maskValue = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, new Memory<long>(mask, 0, batch * total), [batch, total]))
-            using (var positionsValue = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, new Memory<long>(positions, 0, batch), [batch, 1]))
-            {
-                outputs = _decoder.Run(idsValue, maskValue, positionsValue, _past);
-            }
-
-            Counters.AddStep();
-            var presents = new OrtValue[2 * _decoder.Layers];
-            for (var j = 0; j < presents.Length; j++)
-            {
-                presents[j] = outputs[1 + j];
-            }
-
-            ReleasePast();
-            _past = presents;
-            _pastOwner = outputs;
-            _pastLength = total;
-            var logits = outputs[0].GetTensorDataAsSpan<float>();
+            RunStep(ids, mask, positions, 1);
+            _kv.Advance(1, 1);
             var vocabulary = _decoder.VocabularySize;
             for (var row = 0; row < batch; row++)
             {
                 var sequence = _running[row];
                 sequence.KvLength++;
-                Accept(sequence, Sample(sequence, logits.Slice(row * vocabulary, vocabulary)));
+                Accept(sequence, Sample(sequence, _logits.AsSpan(row * vocabulary, vocabulary)));
             }
-        }
-        catch
-        {
-            if (outputs is not null && !ReferenceEquals(_pastOwner, outputs))
-            {
-                outputs.Dispose();
-            }
-
-            throw;
         }
         finally
         {
@@ -581,34 +610,7 @@ internal sealed partial class GenerationScheduler : IDisposable
         sequence.Complete(last);
     }
 
-    private void ReleasePast()
-    {
-        if (_pastOwner is not null)
-        {
-            _pastOwner.Dispose();
-            _pastOwner = null;
-        }
-        else
-        {
-            foreach (var value in _past)
-            {
-                value.Dispose();
-            }
-        }
-
-        if (_pastArrays is not null)
-        {
-            foreach (var array in _pastArrays)
-            {
-                ArrayPool<float>.Shared.Return(array);
-            }
-
-            _pastArrays = null;
-        }
-
-        _past = [];
-        _pastLength = 0;
-    }
+    private void ReleasePast() => _kv.Clear();
 }
 
 /// <summary>One generation inside the scheduler. Fields are touched by the scheduler thread only, except the output

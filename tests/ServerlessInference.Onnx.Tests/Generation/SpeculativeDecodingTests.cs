@@ -253,6 +253,25 @@ public sealed class SpeculativeDecodingTests
     }
 
     [Fact]
+    public async Task GenerateAsync_FailedStep_FailsTheSequenceAndTheNextGenerationStartsAfresh()
+    {
+        using var model = await LoadAsync(new SpeculativeSpec { PromptLookup = true, K = 2 });
+        var request = new GenerationRequest { Prompt = s_prompts[3], MaxTokens = 30 };
+        var expected = Tokens(await CollectAsync(model, request));
+        var proposer = model.Scheduler.Proposer;
+
+        // A proposal outside the vocabulary makes ONNX Runtime fail the bound verification step (Gather's index check).
+        model.Scheduler.Proposer = new FixedProposer(Tiny.VocabularySize + 7);
+        var e = await Assert.ThrowsAsync<InferenceException>(() => CollectAsync(model, request with { Prompt = s_prompts[1] }));
+        model.Scheduler.Proposer = proposer;
+
+        Assert.Equal(InferenceError.ModelFailure, e.Error);
+        Assert.Contains("failed a generation step", e.Message);
+        Assert.True(SpinWait.SpinUntil(() => model.Counters.KvBytesInUse == 0 && model.Counters.KvBytesReserved == 0 && model.Counters.RunningSequences == 0, 10_000));
+        Assert.Equal(expected, Tokens(await CollectAsync(model, request)));
+    }
+
+    [Fact]
     public async Task LoadAsync_DraftNotInTheStore_FailsNamingTheField()
     {
         var manifest = DecoderLmModel.SpeculativeManifest(Tiny, DecoderLmModel.TinyLmDraft);

@@ -91,6 +91,61 @@ public sealed class TextGenerationModelTests
     }
 
     [Fact]
+    public async Task GenerateAsync_JoinAndLeaveMidGeneration_GreedyEqualsRunAlone()
+    {
+        // Each request starts once the one before has streamed 3 tokens: rows join a batch mid-generation, rows in the
+        // middle leave first (the last row moves into the hole), the long prompt widens every row when it joins and its
+        // early end leaves padding columns that get trimmed.
+        var longPrompt = string.Join(" ", s_prompts);
+        (string Prompt, int MaxTokens)[] plan =
+        [
+            (s_prompts[0], 60), (s_prompts[1], 8), (s_prompts[2], 45), (s_prompts[3], 5), (longPrompt, 12),
+            (s_prompts[4], 70), (s_prompts[5], 9), (s_prompts[6], 30), (s_prompts[7], 6), (s_prompts[2] + " ke", 40),
+        ];
+        var requests = plan.Select(p => new GenerationRequest { Prompt = p.Prompt, MaxTokens = p.MaxTokens }).ToArray();
+        var alone = new List<int[]>();
+        using (var sequential = await LoadTinyAsync(maxConcurrentSequences: 1))
+        {
+            foreach (var request in requests)
+            {
+                alone.Add(Tokens(await CollectAsync(sequential, request)));
+            }
+        }
+
+        using var model = await LoadTinyAsync(maxConcurrentSequences: 8);
+        var tasks = new List<Task<List<GeneratedToken>>>();
+        foreach (var request in requests)
+        {
+            var streaming = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            tasks.Add(Task.Run(async () =>
+            {
+                var events = new List<GeneratedToken>();
+                await foreach (var token in model.GenerateAsync(request, null, CancellationToken.None))
+                {
+                    events.Add(token);
+                    if (events.Count == 3)
+                    {
+                        streaming.TrySetResult();
+                    }
+                }
+
+                streaming.TrySetResult();
+                return events;
+            }));
+            await streaming.Task;
+        }
+
+        var batched = await Task.WhenAll(tasks);
+        for (var i = 0; i < requests.Length; i++)
+        {
+            Assert.Equal(requests[i].MaxTokens, batched[i].Count);
+            AssertSameOrNearTie(requests[i].Prompt!, alone[i], Tokens(batched[i]));
+        }
+
+        Assert.True(model.Counters.Steps < requests.Sum(r => r.MaxTokens), "the batch ran sequences together");
+    }
+
+    [Fact]
     public async Task GenerateAsync_Seeded_IsReproducibleAloneAndBatched()
     {
         using var model = await LoadTinyAsync();
