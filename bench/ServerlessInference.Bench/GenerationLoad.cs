@@ -17,6 +17,12 @@ internal interface IGenerationTarget
     /// server too, so it frees its sequence before the next scenario runs.</exception>
     /// <exception cref="GenerationFailure">An error answer or event.</exception>
     Task RunAsync(GenerationPrompt prompt, Action<bool> onToken, CancellationToken stop);
+
+    /// <summary>Drops pooled connections before a slice: connections kept across a freeze (SIGSTOP of the server
+    /// between its slices) failed on first use after the thaw (ResponseEnded), one error per client.</summary>
+    void FreshConnections()
+    {
+    }
 }
 
 internal sealed class GenerationFailure(string message) : Exception(message);
@@ -44,17 +50,28 @@ internal sealed class EngineTarget(ITextGenerationModel model) : IGenerationTarg
 /// <c>DELETE /jobs/{id}</c>, so the worker frees the sequence instead of finishing it unobserved.</summary>
 internal sealed class SseTarget : IGenerationTarget, IDisposable
 {
-    private readonly HttpClient _client;
     private readonly Uri _url;
     private readonly Uri _baseUri;
+    private readonly int _clients;
+    private HttpClient _client;
 
     public SseTarget(Uri baseUri, string model, int clients)
     {
         _baseUri = baseUri;
         _url = new Uri(baseUri, $"v2/models/{model}/generate_stream");
-        // Room for a DELETE beside every stream.
-        _client = LoadDriver.CreateClient(2 * clients + 2);
+        _clients = clients;
+        _client = NewClient();
     }
+
+    public void FreshConnections()
+    {
+        var old = _client;
+        _client = NewClient();
+        old.Dispose();
+    }
+
+    // Room for a DELETE beside every stream.
+    private HttpClient NewClient() => LoadDriver.CreateClient(2 * _clients + 2);
 
     public async Task RunAsync(GenerationPrompt prompt, Action<bool> onToken, CancellationToken stop)
     {
@@ -239,7 +256,9 @@ internal static class GenerationLoad
                     {
                         if (samples.Count < 5)
                         {
-                            samples.Add($"{ex.GetType().Name}: {ex.Message}");
+                            // The inner exception says what a connection-level failure was (refused, reset, ...).
+                            samples.Add($"{ex.GetType().Name}: {ex.Message}{(ex.InnerException is { } inner ? $" ({inner.GetType().Name}: {inner.Message})" : "")}" +
+                                $" at {Stopwatch.GetElapsedTime(measureStart).TotalSeconds:0.0} s of the slice");
                         }
                     }
 

@@ -87,6 +87,7 @@ internal sealed class GenerationScenario(string id, string label, int pid, Func<
         int[] measured = InProcess ? [] : [pid, .. serverPids()];
         var cpu = new CpuMeter(measured, ServerProcess.LivePids());
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        target.FreshConnections();
         // Each slice starts further into the mix, the same for every scenario of a round.
         var result = await GenerationLoad.RunAsync(target, mix, clients, 3 * _slicesRun++, sliceWarmup, slice).ConfigureAwait(false);
         var wall = System.Diagnostics.Stopwatch.GetElapsedTime(started);
