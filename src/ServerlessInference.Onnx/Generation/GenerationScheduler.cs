@@ -12,7 +12,7 @@ namespace ServerlessInference.Onnx.Generation;
 /// <para>One dedicated thread runs the loop; between two decode steps it drops sequences that ended (cancelled,
 /// abandoned, past their deadline, finished), admits waiting ones in arrival order while the concurrency limit and the
 /// KV byte budget allow, prefills each newcomer alone (B=1, empty past) and samples its first token. The batch's KV
-/// cache is a <see cref="KvBatch"/>: a step reads its past from one set of pooled arrays and ONNX Runtime writes the
+/// cache is a <see cref="KvBatch"/>: a step reads its past from one set of arrays and ONNX Runtime writes the
 /// presents straight into the other (IO binding), so a step copies the KV once (the model's Concat) whether or not
 /// membership changed. A leaver's row takes the last row (one row copy), a newcomer's prefill KV is copied,
 /// right-aligned (left padding), into a new last row; only a newcomer longer than the batch's columns, or trimming
@@ -425,7 +425,7 @@ internal sealed partial class GenerationScheduler : IDisposable
 
             if (_running.Count == 0)
             {
-                _kv.Clear();
+                _kv.Empty();
                 return;
             }
 

@@ -1,10 +1,9 @@
-using System.Buffers;
 using Microsoft.ML.OnnxRuntime;
 
 namespace ServerlessInference.Onnx.Generation;
 
 /// <summary>The KV cache of a running batch: 2 × layers tensors [B,H,P,Dh] (key, value per layer), rows left-padded to
-/// the common length P, in pooled arrays that the decoder reads its past from and writes its presents into.</summary>
+/// the common length P, in arrays of its own that the decoder reads its past from and writes its presents into.</summary>
 /// <remarks>
 /// <para>Two sets of arrays (double buffer): a step reads <see cref="StepViews"/>' past from the current set and ONNX
 /// Runtime writes its presents [B,H,P+w,Dh] straight into the other set (IO binding), which then becomes current. So a
@@ -13,9 +12,13 @@ namespace ServerlessInference.Onnx.Generation;
 /// trimming padding columns (<see cref="Resize"/>), copy every row.</para>
 /// <para>Layout: dense [B,H,P,Dh] at the current B and P, so the first B·H·P·Dh floats of an array are the tensor and a
 /// view of fewer rows is a prefix. So the arrays' capacity is a number of floats, B·H·P·Dh of them in use; they grow
-/// with headroom (and the pool rounds them up to a power of two), so a growing batch reallocates rarely.</para>
+/// with 25 % headroom, so a growing batch reallocates rarely. They are allocated to size (uninitialized: every float
+/// read was written first), not rented from <see cref="System.Buffers.ArrayPool{T}"/>, whose power-of-two buckets
+/// held up to twice the bytes (at 32 rows of lm-bench, 1 GiB of arrays for ~300 MB of live KV), and kept while the
+/// batch is merely empty (<see cref="Empty"/>), as a serving engine keeps its KV memory, until <see cref="Clear"/>
+/// (after a failed step) or <see cref="Dispose"/> (the model unloaded) lets the GC have them.</para>
 /// <para>Not thread-safe: the scheduler thread owns it. The views it hands out are valid until the next call that
-/// changes the batch; <see cref="Dispose"/> returns the arrays to the pool.</para>
+/// changes the batch.</para>
 /// </remarks>
 internal sealed class KvBatch : IDisposable
 {
@@ -208,18 +211,19 @@ internal sealed class KvBatch : IDisposable
         Length = length;
     }
 
-    /// <summary>Empties the batch and returns the arrays to the pool (after a failed step, or when the last row left).</summary>
-    public void Clear()
+    /// <summary>Empties the batch (the last row left) and keeps the arrays for the next rows.</summary>
+    public void Empty()
     {
         DisposeViews();
         Rows = 0;
         Length = 0;
-        for (var s = 0; s < _sets.Length; s++)
-        {
-            Return(_sets[s]);
-            _sets[s] = null;
-        }
+    }
 
+    /// <summary>Empties the batch and drops the arrays (after a failed step, or when the model unloads).</summary>
+    public void Clear()
+    {
+        Empty();
+        _sets[0] = _sets[1] = null;
         _capacity = 0;
     }
 
@@ -241,23 +245,26 @@ internal sealed class KvBatch : IDisposable
         var used = Rows * _heads * Length * _headDim;
         var current = new float[Tensors][];
         var other = new float[Tensors][];
-        var capacity = int.MaxValue;
+        _sets[1 - _current] = null; // holds nothing between steps: let it go before allocating
         for (var j = 0; j < Tensors; j++)
         {
-            current[j] = ArrayPool<float>.Shared.Rent(size);
-            other[j] = ArrayPool<float>.Shared.Rent(size);
-            capacity = Math.Min(capacity, Math.Min(current[j].Length, other[j].Length));
             if (used > 0)
             {
+                current[j] = GC.AllocateUninitializedArray<float>(size);
                 _sets[_current]![j].AsSpan(0, used).CopyTo(current[j]);
+                _sets[_current]![j] = null!; // the old array may go before the next one is allocated
             }
+            else
+            {
+                current[j] = GC.AllocateUninitializedArray<float>(size);
+            }
+
+            other[j] = GC.AllocateUninitializedArray<float>(size);
         }
 
-        Return(_sets[0]);
-        Return(_sets[1]);
         _sets[_current] = current;
         _sets[1 - _current] = other;
-        _capacity = capacity;
+        _capacity = size;
     }
 
     private OrtValue View(float[] array, int rows, int columns)
@@ -276,16 +283,5 @@ internal sealed class KvBatch : IDisposable
         }
 
         _views.Clear();
-    }
-
-    private static void Return(float[][]? set)
-    {
-        if (set is not null)
-        {
-            foreach (var array in set)
-            {
-                ArrayPool<float>.Shared.Return(array);
-            }
-        }
     }
 }

@@ -99,6 +99,31 @@ public sealed class KvBatchTests
     }
 
     [Fact]
+    public void Empty_KeepsTheArraysForTheNextRows_AndClearDropsThem()
+    {
+        using var batch = new KvBatch(Layers, Heads, HeadDim);
+        batch.Resize(6);
+        var before = new List<Row>();
+        Append(batch, before, live: 6, sourceLength: 6);
+        Append(batch, before, live: 2, sourceLength: 2);
+        var capacity = batch.Capacity;
+        Assert.InRange(capacity, 2 * Heads * 6 * HeadDim, 2 * 2 * Heads * 6 * HeadDim); // sized with headroom, not to a power of two
+
+        batch.Empty();
+
+        Assert.Equal((0, 0, capacity), (batch.Rows, batch.Length, batch.Capacity));
+        var reference = new List<Row>();
+        batch.Resize(5);
+        Append(batch, reference, live: 5, sourceLength: 5);
+        Append(batch, reference, live: 3, sourceLength: 4);
+        Assert.Equal(capacity, batch.Capacity); // the same arrays
+        AssertLayout(reference, 5, batch);
+
+        batch.Clear();
+        Assert.Equal((0, 0, 0), (batch.Rows, batch.Length, batch.Capacity));
+    }
+
+    [Fact]
     public void Append_PastTheCapacity_GrowsAndKeepsTheRows()
     {
         using var batch = new KvBatch(Layers, Heads, HeadDim);
