@@ -49,7 +49,8 @@ public sealed record JobPreference
     public TimeSpan AffinityWait { get; init; }
 
     /// <summary>How long a job of a model not warm here waits before this worker takes it when its warm pool is full, so
-    /// that the load evicts a model (zero when the pool has room for any model: cold jobs are taken at once).</summary>
+    /// that the load evicts a model in demand (zero when the pool has room for any model, or when the model it would
+    /// evict has gone unused that long: cold jobs are then taken at once).</summary>
     public TimeSpan LoadWait { get; init; }
 
     /// <summary>How long the oldest job of a key not warm here must have waited before this worker takes it:

@@ -194,20 +194,37 @@ public sealed partial class WarmPool : IDisposable
         }
     }
 
+    /// <summary>How long the model a load would evict first (the least recently used idle one) has gone unused; null
+    /// when no loaded model is idle.</summary>
+    public TimeSpan? NextVictimUnusedFor()
+    {
+        lock (_lock)
+        {
+            return NextVictimLocked(except: null) is { } victim ? _timeProvider.GetElapsedTime(victim.LastUsed) : null;
+        }
+    }
+
+    /// <summary>The least recently used loaded model that no lease holds, other than <paramref name="except"/>.</summary>
+    private Entry? NextVictimLocked(Entry? except)
+    {
+        Entry? victim = null;
+        foreach (var candidate in _entries.Values)
+        {
+            if (candidate != except && candidate.Leases == 0 && candidate.Load is { IsCompletedSuccessfully: true }
+                && (victim is null || candidate.LastUsed < victim.LastUsed))
+            {
+                victim = candidate;
+            }
+        }
+
+        return victim;
+    }
+
     private void EvictIdleLocked(Entry? except)
     {
         while (_usedBytes > _budget)
         {
-            Entry? victim = null;
-            foreach (var candidate in _entries.Values)
-            {
-                if (candidate != except && candidate.Leases == 0 && candidate.Load is { IsCompletedSuccessfully: true }
-                    && (victim is null || candidate.LastUsed < victim.LastUsed))
-                {
-                    victim = candidate;
-                }
-            }
-
+            var victim = NextVictimLocked(except);
             if (victim is null)
             {
                 if (except is not null)

@@ -60,9 +60,13 @@ public sealed partial class WorkerAffinity
             _options.HeartbeatInterval * 2,
             _options.AffinityWait) with
         {
-            LoadWait = HasRoomForAnyModel() ? TimeSpan.Zero : _options.LoadWait,
+            LoadWait = HasRoomForAnyModel() || VictimIsIdle() ? TimeSpan.Zero : _options.LoadWait,
         };
     }
+
+    /// <summary>Whether the model a load would evict first has gone unused for the load wait: evicting it costs no model
+    /// in demand, so a quiet worker loads at once.</summary>
+    private bool VictimIsIdle() => _pool.NextVictimUnusedFor() is { } unused && unused >= _options.LoadWait;
 
     /// <summary>Whether the warm pool's free bytes hold the largest model's latest version, so that no load evicts.</summary>
     private bool HasRoomForAnyModel()

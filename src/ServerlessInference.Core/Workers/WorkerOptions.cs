@@ -43,7 +43,8 @@ public sealed class WorkerOptions : IValidatableObject
     /// <summary>How long a job of a model not warm here must have waited before this worker, its warm pool full, takes it
     /// (the load evicts a model): a cold model's jobs gather into one load, and a worker between two batches of its own
     /// models waits for them instead of evicting one for a single job. A worker with room for any model in its warm
-    /// pool does not wait (see <see cref="Jobs.JobPreference.LoadWait"/>).</summary>
+    /// pool does not wait, nor one whose next model to evict has gone unused this long (see
+    /// <see cref="Jobs.JobPreference.LoadWait"/>).</summary>
     public TimeSpan LoadWait { get; set; } = TimeSpan.FromMilliseconds(500);
 
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)

@@ -100,6 +100,29 @@ public sealed class WorkerAffinityTests : IDisposable
     }
 
     [Fact]
+    public async Task RunAsync_PoolFullButItsModelUnusedForTheLoadWait_LoadsAColdModelAtOnce()
+    {
+        var x = _rig.Models.Add("x", size: 600_000);
+        _rig.Models.Add("y", size: 600_000);
+        using (await _rig.Pool.AcquireAsync(x, default))
+        {
+            // x is warm and fills the pool.
+        }
+
+        // x has gone unused for the load wait: evicting it costs no model in demand.
+        _rig.Time.Advance(_rig.WorkerOptions.LoadWait);
+        var cold = await _rig.SubmitAsync("y");
+        var worker = _rig.Worker("me");
+        var run = worker.RunAsync(default);
+
+        // No more time passes: the job is taken without waiting.
+        Assert.Equal(JobStatus.Succeeded, Assert.Single(await _rig.AwaitAllAsync([cold])).Status);
+        Assert.Equal(["y"], _rig.Pool.Snapshot().Select(m => m.Name));
+        worker.RequestStop();
+        await run.WaitAsync(TimeSpan.FromSeconds(30));
+    }
+
+    [Fact]
     public async Task RunAsync_PoolWithRoom_TakesAColdModelsJobAtOnce()
     {
         var x = _rig.Models.Add("x", size: 100_000);
