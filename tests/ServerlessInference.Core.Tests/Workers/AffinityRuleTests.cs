@@ -178,6 +178,11 @@ public sealed class AffinityRuleTests : IDisposable
 
         var error = Assert.Throws<OptionsValidationException>(() => Bind(new() { ["Inference:Worker:AffinityWait"] = "-00:00:01" }));
         Assert.Contains("Inference:Worker:AffinityWait must not be negative", error.Message, StringComparison.Ordinal);
+
+        Assert.Equal(TimeSpan.FromMilliseconds(500), defaults.LoadWait);
+        Assert.Equal(TimeSpan.FromSeconds(2), Bind(new() { ["Inference:Worker:LoadWait"] = "00:00:02" }).LoadWait);
+        error = Assert.Throws<OptionsValidationException>(() => Bind(new() { ["Inference:Worker:LoadWait"] = "-00:00:00.1" }));
+        Assert.Contains("Inference:Worker:LoadWait must not be negative", error.Message, StringComparison.Ordinal);
     }
 
     private sealed class FakeLease(InferenceJob job) : JobLease
