@@ -215,7 +215,9 @@ public sealed partial class RedisJobQueue
         local free, cold, overdue, due = {}, {}, {}, -1
         for _, k in ipairs(order) do
           if since[k] and not warmSet[k] and not isClosed(k) then
-            local mw, ew = warmModel[modelOf(k)] == true, isElsewhere(k)
+            -- A key of a model warm here waits only for a worker holding that very key; another for its model's holders.
+            local mw = warmModel[modelOf(k)] == true
+            local ew = (mw and elsewhere[k]) or ((not mw) and isElsewhere(k))
             local w = ew and wait or 0
             if not mw and loadWait > w then w = loadWait end
             local d = since[k] + w - now

@@ -259,8 +259,10 @@ public sealed class InMemoryJobQueue : IJobQueue
                 continue;
             }
 
+            // A key of a model warm here waits only for a worker holding that very key (its prompt prefix); another key
+            // waits for any worker holding its model, as taking it here would load the model.
             var modelWarm = warmModels.Contains(partition.Model);
-            var elsewhere = preference.IsWarmElsewhere(key);
+            var elsewhere = modelWarm ? preference.WarmElsewhere.Contains(key) : preference.IsWarmElsewhere(key);
             var due = partition.Ready.First!.Value.WaitingSince + preference.WaitFor(elsewhere, modelWarm);
             if (due <= now)
             {

@@ -12,8 +12,9 @@ namespace ServerlessInference.Jobs;
 /// <item>Warm: the keys in <see cref="Warm"/>, in the order given (the worker puts the key its fair rule owes most
 /// first).</item>
 /// <item>Free: due keys whose model (the part before <c>#</c>) is warm here, oldest first (a prompt prefix this worker
-/// does not hold: no model load). A key counts as warm elsewhere when it or its model is in <see cref="WarmElsewhere"/>
-/// (<see cref="IsWarmElsewhere"/>).</item>
+/// does not hold: no model load). Such a key waits only for a worker that holds that very key; any other key counts as
+/// warm elsewhere when it or its model is in <see cref="WarmElsewhere"/> (<see cref="IsWarmElsewhere"/>), since taking
+/// it here would load the model.</item>
 /// <item>A receive that took warm or free jobs stops there: a batch is not filled up with other models' jobs, each of
 /// which would cost a load evicting a model in demand (bench: loads 0.56 → 0.48 of affinity off).</item>
 /// <item>One model to load: the oldest due cold key (in neither <see cref="Warm"/> nor <see cref="WarmElsewhere"/>), else
@@ -56,7 +57,8 @@ public sealed record JobPreference
     /// <summary>How long the oldest job of a key not warm here must have waited before this worker takes it:
     /// nothing for a key of a model warm here that no other worker holds, <see cref="AffinityWait"/> for one warm
     /// elsewhere, plus <see cref="LoadWait"/> at least when its model is not warm here (taking it loads the model).</summary>
-    /// <param name="warmElsewhere">The key is in <see cref="WarmElsewhere"/>.</param>
+    /// <param name="warmElsewhere">Another worker holds what this one lacks: the key itself for a key of a model warm
+    /// here, else the key or its model (<see cref="IsWarmElsewhere"/>).</param>
     /// <param name="modelWarmHere">The key's model is warm here (a prompt prefix this worker does not hold).</param>
     public TimeSpan WaitFor(bool warmElsewhere, bool modelWarmHere)
     {

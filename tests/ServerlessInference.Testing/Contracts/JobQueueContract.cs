@@ -670,6 +670,20 @@ public abstract class JobQueueContract : ContractClock
     }
 
     [SkippableFact]
+    public async Task ReceiveAsync_PrefixKeyOfAModelWarmHereAndElsewhere_IsTakenAtOnce()
+    {
+        Skip.If(PreferenceNotHonoured is not null, PreferenceNotHonoured);
+        var queue = await QueueAsync();
+        var job = KeyedJob("m", "p");
+        await queue.EnqueueAsync(job, default);
+
+        // Both workers hold m and neither holds the prefix: there is nobody better to wait for.
+        var got = await queue.ReceiveAsync(1, TimeSpan.Zero, Prefer(warm: ["m"], elsewhere: ["m"], wait: TimeSpan.FromMinutes(10)), default);
+
+        Assert.Equal(job.Id, Assert.Single(got).Job.Id);
+    }
+
+    [SkippableFact]
     public async Task ReceiveAsync_PrefixKeyOfAModelWarmElsewhere_WaitsForThatWorker()
     {
         Skip.If(PreferenceNotHonoured is not null, PreferenceNotHonoured);
