@@ -70,17 +70,21 @@ public sealed class WorkerAffinityTests : IDisposable
         await run.WaitAsync(TimeSpan.FromSeconds(30));
     }
 
+    /// <summary>Models x (warm in this worker's pool from now on) and y (cold), each of <paramref name="size"/> bytes, in
+    /// the rig's 1 MiB pool: at 600 kB loading y evicts x, at 100 kB both fit.</summary>
+    private async Task WarmXBesideColdYAsync(int size)
+    {
+        var x = _rig.Models.Add("x", size: size);
+        _rig.Models.Add("y", size: size);
+        using (await _rig.Pool.AcquireAsync(x, default))
+        {
+        }
+    }
+
     [Fact]
     public async Task RunAsync_PoolFull_LeavesAColdModelsJobForTheLoadWaitThenLoadsIt()
     {
-        // Two models of 600 kB in a 1 MiB pool: loading y evicts x.
-        var x = _rig.Models.Add("x", size: 600_000);
-        _rig.Models.Add("y", size: 600_000);
-        using (await _rig.Pool.AcquireAsync(x, default))
-        {
-            // x is warm in this worker's pool from now on, and the pool has no room for y.
-        }
-
+        await WarmXBesideColdYAsync(600_000);
         var cold = await _rig.SubmitAsync("y");
         _rig.Time.Advance(TimeSpan.FromMilliseconds(10));
         var warm = await _rig.SubmitAsync("x");
@@ -102,13 +106,7 @@ public sealed class WorkerAffinityTests : IDisposable
     [Fact]
     public async Task RunAsync_PoolFullButItsModelUnusedForTheLoadWait_LoadsAColdModelAtOnce()
     {
-        var x = _rig.Models.Add("x", size: 600_000);
-        _rig.Models.Add("y", size: 600_000);
-        using (await _rig.Pool.AcquireAsync(x, default))
-        {
-            // x is warm and fills the pool.
-        }
-
+        await WarmXBesideColdYAsync(600_000);
         // x has gone unused for the load wait: evicting it costs no model in demand.
         _rig.Time.Advance(_rig.WorkerOptions.LoadWait);
         var cold = await _rig.SubmitAsync("y");
@@ -125,13 +123,7 @@ public sealed class WorkerAffinityTests : IDisposable
     [Fact]
     public async Task RunAsync_PoolWithRoom_TakesAColdModelsJobAtOnce()
     {
-        var x = _rig.Models.Add("x", size: 100_000);
-        _rig.Models.Add("y", size: 100_000);
-        using (await _rig.Pool.AcquireAsync(x, default))
-        {
-            // x is warm; y fits beside it.
-        }
-
+        await WarmXBesideColdYAsync(100_000);
         var cold = await _rig.SubmitAsync("y");
         var worker = _rig.Worker("me");
         var run = worker.RunAsync(default);
