@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Configuration.Memory;
 using ServerlessInference.Hosting;
 using ServerlessInference.Hosting.Providers;
 
@@ -36,6 +37,19 @@ public static class DevHostSetup
         SharedProvidersHint = $", run with --profile {ServicesProfile}, or set {ProviderSettings.Orchestrator.Key} to {ProviderSettings.InProcess}",
         Defaults = servicesProfile ? ServicesDefaults : new Dictionary<string, string?>(),
     };
+
+    /// <summary>The host a command line tool (<c>keys</c>, <c>models</c>) runs its providers in: the DevHost's settings
+    /// and profile defaults from <paramref name="settings"/>, the providers they choose, and whatever
+    /// <paramref name="addServices"/> adds.</summary>
+    public static (IHost Host, ProviderChoice Choice) CommandHost(IEnumerable<string> settings, Action<IServiceCollection>? addServices = null)
+    {
+        var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = [.. settings] });
+        builder.Configuration.Sources.Insert(0, new MemoryConfigurationSource { InitialData = Host(IsServicesProfile(builder.Configuration)).Defaults });
+        var choice = ProviderChoice.Read(builder.Configuration);
+        addServices?.Invoke(builder.Services);
+        builder.Services.AddProviders(choice);
+        return (builder.Build(), choice);
+    }
 
     public static bool IsServicesProfile(IConfiguration configuration) =>
         string.Equals(configuration["profile"], ServicesProfile, StringComparison.OrdinalIgnoreCase);

@@ -1,5 +1,4 @@
 using System.Globalization;
-using Microsoft.Extensions.Configuration.Memory;
 using ServerlessInference.Hosting;
 using ServerlessInference.Hosting.Providers;
 using ServerlessInference.Protocol;
@@ -45,15 +44,10 @@ public static class KeysCommand
             return 2;
         }
 
-        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = parsed.Settings.ToArray() });
-        var defaults = DevHostSetup.Host(DevHostSetup.IsServicesProfile(builder.Configuration)).Defaults;
-        builder.Configuration.Sources.Insert(0, new MemoryConfigurationSource { InitialData = defaults });
-        var choice = ProviderChoice.Read(builder.Configuration);
-        builder.Services.AddGatewayAuth();
-        builder.Services.AddProviders(choice);
-        using var host = builder.Build();
+        var (host, _) = DevHostSetup.CommandHost(parsed.Settings, services => services.AddGatewayAuth());
+        using var _ = host;
         var store = host.Services.GetRequiredService<IApiKeyStore>();
-        var where = store.IsWritable ? $"Redis ({builder.Configuration["Inference:Redis:ConnectionString"]})" : "configuration";
+        var where = store.IsWritable ? $"Redis ({host.Services.GetRequiredService<IConfiguration>()["Inference:Redis:ConnectionString"]})" : "configuration";
         try
         {
             switch (verb)

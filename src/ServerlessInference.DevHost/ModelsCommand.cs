@@ -1,7 +1,5 @@
 using System.Globalization;
 using System.Security.Cryptography;
-using Microsoft.Extensions.Configuration.Memory;
-using ServerlessInference.Hosting;
 using ServerlessInference.Hosting.Providers;
 using ServerlessInference.Models;
 using ServerlessInference.Onnx.Demo;
@@ -65,12 +63,8 @@ public static class ModelsCommand
             return 2;
         }
 
-        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = parsed.Settings.ToArray() });
-        var defaults = DevHostSetup.Host(DevHostSetup.IsServicesProfile(builder.Configuration)).Defaults;
-        builder.Configuration.Sources.Insert(0, new MemoryConfigurationSource { InitialData = defaults });
-        var choice = ProviderChoice.Read(builder.Configuration);
-        builder.Services.AddProviders(choice);
-        using var host = builder.Build();
+        var (host, choice) = DevHostSetup.CommandHost(parsed.Settings);
+        using var _ = host;
         var store = host.Services.GetRequiredService<IModelStore>();
         var where = choice.ModelStore == ProviderSettings.Blob
             ? "the Blob model store"
