@@ -1,9 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
-using Microsoft.Extensions.Logging.Abstractions;
-using Microsoft.Extensions.Options;
 using ServerlessInference.Generation;
-using ServerlessInference.Onnx;
 using ServerlessInference.Onnx.Demo;
 using ServerlessInference.Onnx.Generation;
 
@@ -89,12 +86,7 @@ internal static class GenerationEngineBench
         }
     }
 
-    private static async Task<OnnxTextGenerationModel> LoadAsync(string path, DecoderLmConfig config, int maxConcurrent)
-    {
-        var engine = new OnnxInferenceEngine(
-            Options.Create(new OnnxEngineOptions { ExecutionProvider = OnnxExecutionProvider.Cpu }),
-            NullLogger<OnnxInferenceEngine>.Instance,
-            Options.Create(new TextGenerationOptions { MaxConcurrentSequences = maxConcurrent, KvCacheBudgetBytes = 2L << 30 }));
-        return (OnnxTextGenerationModel)await engine.LoadAsync(DecoderLmModel.Manifest(config), path, CancellationToken.None).ConfigureAwait(false);
-    }
+    private static Task<OnnxTextGenerationModel> LoadAsync(string path, DecoderLmConfig config, int maxConcurrent) =>
+        EngineModels.LoadAsync(DecoderLmModel.Manifest(config), path,
+            new TextGenerationOptions { MaxConcurrentSequences = maxConcurrent, KvCacheBudgetBytes = EngineModels.KvBudget });
 }

@@ -1,10 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
-using Microsoft.Extensions.Logging.Abstractions;
-using Microsoft.Extensions.Options;
 using ServerlessInference.Generation;
-using ServerlessInference.Onnx;
 using ServerlessInference.Onnx.Demo;
 using ServerlessInference.Onnx.Generation;
 
@@ -176,18 +173,12 @@ internal static class PrefixCacheBench
         return word.ToString();
     }
 
-    private static async Task<OnnxTextGenerationModel> LoadAsync(string path, DecoderLmConfig config, int maxConcurrent, bool prefixCaching, int blockTokens)
-    {
-        var engine = new OnnxInferenceEngine(
-            Options.Create(new OnnxEngineOptions { ExecutionProvider = OnnxExecutionProvider.Cpu }),
-            NullLogger<OnnxInferenceEngine>.Instance,
-            Options.Create(new TextGenerationOptions
-            {
-                MaxConcurrentSequences = maxConcurrent,
-                KvCacheBudgetBytes = 2L << 30,
-                PrefixCaching = prefixCaching,
-                PrefixCacheBlockTokens = blockTokens,
-            }));
-        return (OnnxTextGenerationModel)await engine.LoadAsync(DecoderLmModel.Manifest(config), path, CancellationToken.None).ConfigureAwait(false);
-    }
+    private static Task<OnnxTextGenerationModel> LoadAsync(string path, DecoderLmConfig config, int maxConcurrent, bool prefixCaching, int blockTokens) =>
+        EngineModels.LoadAsync(DecoderLmModel.Manifest(config), path, new TextGenerationOptions
+        {
+            MaxConcurrentSequences = maxConcurrent,
+            KvCacheBudgetBytes = EngineModels.KvBudget,
+            PrefixCaching = prefixCaching,
+            PrefixCacheBlockTokens = blockTokens,
+        });
 }

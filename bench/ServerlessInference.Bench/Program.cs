@@ -1,8 +1,6 @@
 using System.Globalization;
 using System.Reflection;
 using System.Runtime.InteropServices;
-using Microsoft.Extensions.Logging.Abstractions;
-using Microsoft.Extensions.Options;
 using ServerlessInference.Bench;
 using ServerlessInference.Onnx;
 using ServerlessInference.Onnx.Demo;
@@ -382,11 +380,9 @@ namespace ServerlessInference.Bench
                 var config = DecoderLmModel.LmBench;
                 var path = Path.Combine(_root, $"{model}.onnx");
                 await File.WriteAllBytesAsync(path, DecoderLmModel.Build(config)).ConfigureAwait(false);
-                var engine = new OnnxInferenceEngine(
-                    Options.Create(new OnnxEngineOptions { IntraOpThreads = options.IntraOpThreads, AllowSpinning = false }),
-                    NullLogger<OnnxInferenceEngine>.Instance,
-                    Options.Create(new ServerlessInference.Onnx.Generation.TextGenerationOptions { MaxConcurrentSequences = clients }));
-                _engineModel = (OnnxTextGenerationModel)await engine.LoadAsync(DecoderLmModel.Manifest(config), path, CancellationToken.None).ConfigureAwait(false);
+                _engineModel = await EngineModels.LoadAsync(DecoderLmModel.Manifest(config), path,
+                    new ServerlessInference.Onnx.Generation.TextGenerationOptions { MaxConcurrentSequences = clients },
+                    engine: new OnnxEngineOptions { IntraOpThreads = options.IntraOpThreads, AllowSpinning = false }).ConfigureAwait(false);
                 Console.WriteLine($"  {model} in process on {_engineModel.ExecutionProvider}");
                 _scenarios.Add(new GenerationScenario(GenerationReport.InProcess, $"engine in process lm-bench c={clients}, MaxConcurrentSeq. {clients}",
                     Environment.ProcessId, () => [], new EngineTarget(_engineModel), mix, clients));

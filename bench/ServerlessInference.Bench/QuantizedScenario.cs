@@ -163,11 +163,8 @@ internal static class QuantizedScenario
                 var path = Path.Combine(Path.GetTempPath(), $"si-quantized-{Environment.ProcessId}-{paths.Count}.onnx");
                 paths.Add(path);
                 await File.WriteAllBytesAsync(path, models[variant]).ConfigureAwait(false);
-                var generation = new OnnxInferenceEngine(
-                    Options.Create(new OnnxEngineOptions { ExecutionProvider = OnnxExecutionProvider.Cpu }),
-                    NullLogger<OnnxInferenceEngine>.Instance,
-                    Options.Create(new TextGenerationOptions { MaxConcurrentSequences = clients, KvCacheBudgetBytes = 2L << 30 }));
-                loaded[variant] = (OnnxTextGenerationModel)await generation.LoadAsync(DecoderLmModel.Manifest(config), path, CancellationToken.None).ConfigureAwait(false);
+                loaded[variant] = await EngineModels.LoadAsync(DecoderLmModel.Manifest(config), path,
+                    new TextGenerationOptions { MaxConcurrentSequences = clients, KvCacheBudgetBytes = EngineModels.KvBudget }).ConfigureAwait(false);
             }
 
             var mix = GenerationMix.Create(loaded["fp32"].Tokenizer);

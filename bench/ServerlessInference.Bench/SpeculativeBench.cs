@@ -1,11 +1,8 @@
 using System.Diagnostics;
 using System.Globalization;
-using Microsoft.Extensions.Logging.Abstractions;
-using Microsoft.Extensions.Options;
 using Microsoft.ML.OnnxRuntime;
 using ServerlessInference.Generation;
 using ServerlessInference.Models;
-using ServerlessInference.Onnx;
 using ServerlessInference.Onnx.Demo;
 using ServerlessInference.Onnx.Generation;
 
@@ -208,15 +205,8 @@ internal static class SpeculativeBench
         return tokens;
     }
 
-    private static async Task<OnnxTextGenerationModel> LoadAsync(ModelManifest manifest, string path, IDraftModelSource drafts)
-    {
-        var engine = new OnnxInferenceEngine(
-            Options.Create(new OnnxEngineOptions { ExecutionProvider = OnnxExecutionProvider.Cpu }),
-            NullLogger<OnnxInferenceEngine>.Instance,
-            Options.Create(new TextGenerationOptions { MaxConcurrentSequences = 1, KvCacheBudgetBytes = 2L << 30 }),
-            draftModels: drafts);
-        return (OnnxTextGenerationModel)await engine.LoadAsync(manifest, path, CancellationToken.None).ConfigureAwait(false);
-    }
+    private static Task<OnnxTextGenerationModel> LoadAsync(ModelManifest manifest, string path, IDraftModelSource drafts) =>
+        EngineModels.LoadAsync(manifest, path, new TextGenerationOptions { MaxConcurrentSequences = 1, KvCacheBudgetBytes = EngineModels.KvBudget }, drafts);
 
     private sealed class FixedDrafts(DecoderLmConfig draft, string path) : IDraftModelSource
     {
