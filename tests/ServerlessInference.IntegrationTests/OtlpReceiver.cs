@@ -1,12 +1,9 @@
 using System.Collections.Concurrent;
 using System.IO.Compression;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
+
+using ServerlessInference.Testing;
 
 namespace ServerlessInference.IntegrationTests;
 
@@ -18,9 +15,7 @@ public sealed record OtlpSpan(string Service, string TraceId, string SpanId, str
 /// other signals are accepted and dropped. Dispose to stop it.</summary>
 public sealed class OtlpReceiver : IAsyncDisposable
 {
-    private readonly WebApplication _app;
-
-    private OtlpReceiver(WebApplication app) => _app = app;
+    private LoopbackApp? _app;
 
     public ConcurrentQueue<OtlpSpan> Spans { get; } = new();
 
@@ -29,30 +24,24 @@ public sealed class OtlpReceiver : IAsyncDisposable
 
     public static async Task<OtlpReceiver> StartAsync()
     {
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.WebHost.UseUrls("http://127.0.0.1:0");
-        builder.Logging.ClearProviders();
-        var app = builder.Build();
-        var receiver = new OtlpReceiver(app);
-        app.MapPost("/v1/traces", async (HttpRequest request) =>
+        var receiver = new OtlpReceiver();
+        receiver._app = await LoopbackApp.StartAsync(app =>
         {
-            using var body = new MemoryStream();
-            var stream = request.Headers.ContentEncoding == "gzip" ? new GZipStream(request.Body, CompressionMode.Decompress) : request.Body;
-            await stream.CopyToAsync(body);
-            receiver.Read(body.ToArray());
-            return Results.Bytes([], "application/x-protobuf");
+            app.MapPost("/v1/traces", async (HttpRequest request) =>
+            {
+                using var body = new MemoryStream();
+                var stream = request.Headers.ContentEncoding == "gzip" ? new GZipStream(request.Body, CompressionMode.Decompress) : request.Body;
+                await stream.CopyToAsync(body);
+                receiver.Read(body.ToArray());
+                return Results.Bytes([], "application/x-protobuf");
+            });
+            app.MapPost("/v1/{signal}", () => Results.Bytes([], "application/x-protobuf"));
         });
-        app.MapPost("/v1/{signal}", () => Results.Bytes([], "application/x-protobuf"));
-        await app.StartAsync();
-        receiver.Endpoint = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
+        receiver.Endpoint = receiver._app.Url;
         return receiver;
     }
 
-    public async ValueTask DisposeAsync()
-    {
-        await _app.StopAsync();
-        await _app.DisposeAsync();
-    }
+    public ValueTask DisposeAsync() => _app?.DisposeAsync() ?? ValueTask.CompletedTask;
 
     /// <summary>ExportTraceServiceRequest: resource_spans = 1 { resource = 1 { attributes = 1 }, scope_spans = 2
     /// { spans = 2 { trace_id = 1, span_id = 2, parent_span_id = 4, name = 5 } } }.</summary>

@@ -1,11 +1,6 @@
 using System.Collections.Concurrent;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 
 namespace ServerlessInference.Testing.Webhooks;
 
@@ -16,9 +11,7 @@ public sealed record ReceivedWebhook(string Path, IHeaderDictionary Headers, str
 /// <see cref="Answers"/> (200 once they run out; a 3xx carries <see cref="RedirectTo"/> as its Location). Dispose to stop.</summary>
 public sealed class WebhookReceiver : IAsyncDisposable
 {
-    private readonly WebApplication _app;
-
-    private WebhookReceiver(WebApplication app) => _app = app;
+    private LoopbackApp? _app;
 
     public ConcurrentQueue<ReceivedWebhook> Received { get; } = new();
 
@@ -37,12 +30,8 @@ public sealed class WebhookReceiver : IAsyncDisposable
 
     public static async Task<WebhookReceiver> StartAsync()
     {
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.WebHost.UseUrls("http://127.0.0.1:0");
-        builder.Logging.ClearProviders();
-        var app = builder.Build();
-        var receiver = new WebhookReceiver(app);
-        app.Run(async context =>
+        var receiver = new WebhookReceiver();
+        receiver._app = await LoopbackApp.StartAsync(app => app.Run(async context =>
         {
             using var reader = new StreamReader(context.Request.Body);
             var body = await reader.ReadToEndAsync();
@@ -55,15 +44,10 @@ public sealed class WebhookReceiver : IAsyncDisposable
             }
 
             receiver.Hit?.Invoke();
-        });
-        await app.StartAsync();
-        receiver.BaseUrl = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
+        }));
+        receiver.BaseUrl = receiver._app.Url;
         return receiver;
     }
 
-    public async ValueTask DisposeAsync()
-    {
-        await _app.StopAsync();
-        await _app.DisposeAsync();
-    }
+    public ValueTask DisposeAsync() => _app?.DisposeAsync() ?? ValueTask.CompletedTask;
 }
