@@ -10,6 +10,10 @@ namespace ServerlessInference.Onnx.Tests.Generation;
 /// <summary>The tiny demo language model, built once per test run, and ways to load it.</summary>
 internal static class LmTestModels
 {
+    /// <summary>Top-1/top-2 logit gaps below this are near-ties: batching, a resumed prefill or a wider verification pass
+    /// may flip them.</summary>
+    public const double NearTie = 1e-3;
+
     private static readonly Lazy<byte[]> s_tiny = new(() => DecoderLmModel.Build(DecoderLmModel.TinyLm));
     private static readonly Lazy<TextTokenizer> s_tinyTokenizer = new(() => TokenizerOf(s_tiny.Value, DecoderLmModel.TinyLm));
     private static readonly Lazy<string> s_tinyPath = new(() =>

@@ -12,8 +12,6 @@ namespace ServerlessInference.Onnx.Tests.Generation;
 /// <summary>Speculative decoding on tiny-lm: verification keeps the model's output, proposers and k adaptation.</summary>
 public sealed class SpeculativeDecodingTests
 {
-    private const double NearTie = 1e-3;
-
     private static readonly string[] s_prompts =
     [
         "thou shai",

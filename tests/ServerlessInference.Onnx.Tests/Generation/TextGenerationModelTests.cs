@@ -10,9 +10,6 @@ namespace ServerlessInference.Onnx.Tests.Generation;
 /// <summary>The continuous-batching engine on tiny-lm.</summary>
 public sealed class TextGenerationModelTests
 {
-    /// <summary>Top-1/top-2 logit gaps below this are near-ties: batching or a resumed prefill may flip them.</summary>
-    private const double NearTie = 1e-3;
-
     private static readonly string[] s_prompts =
     [
         "thou shai",
